@@ -1,0 +1,34 @@
+# GridLink: `make run` starts everything, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench install rabbitmq clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,embedded]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+rabbitmq:
+	@scripts/ensure-rabbitmq.sh
+
+run: install rabbitmq
+	$(BIN)/gridlink run all
+
+test: install rabbitmq
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install rabbitmq
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .gridlink .pytest_cache .ruff_cache

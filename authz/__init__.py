@@ -1,0 +1,2 @@
+"""authz: station registry (BootNotification, Heartbeat, handshake admission), Authorize,
+DataTransfer."""

@@ -1,0 +1,71 @@
+"""One async function per OCPP action authz answers, plus handshake admission (rpc.connect)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from authz.repository import AuthzRepository
+from services.bus import decode_json
+from services.envelope import ConnectRequest
+from services.ocpp16 import call, call_result, iso, utcnow
+from services.router import CallContext, Router
+from services.runtime import ServiceRuntime
+from services.settings import Settings
+
+log = logging.getLogger("gridlink.authz")
+
+
+def build_router(repo: AuthzRepository, settings: Settings) -> Router:
+    router = Router("authz")
+    accepted_vendors = frozenset(settings.data_transfer_vendors)
+
+    @router.on("BootNotification")
+    async def boot_notification(request: call.BootNotification, ctx: CallContext
+                                ) -> call_result.BootNotification:
+        boot = {k: v for k, v in vars(request).items() if v is not None}
+        status = await repo.record_boot(ctx.station, boot, ctx.received_at)
+        log.info("boot", extra={"station": ctx.station, "registration": status})
+        return call_result.BootNotification(
+            current_time=iso(utcnow()), interval=settings.heartbeat_interval_s, status=status
+        )
+
+    @router.on("Heartbeat")
+    async def heartbeat(request: call.Heartbeat, ctx: CallContext) -> call_result.Heartbeat:
+        await repo.record_seen(ctx.station, ctx.received_at)
+        return call_result.Heartbeat(current_time=iso(utcnow()))
+
+    @router.on("Authorize")
+    async def authorize(request: call.Authorize, ctx: CallContext) -> call_result.Authorize:
+        info = await repo.id_tag_info(request.id_tag, ctx.received_at)
+        return call_result.Authorize(id_tag_info=info)
+
+    @router.on("DataTransfer")
+    async def data_transfer(request: call.DataTransfer, ctx: CallContext
+                            ) -> call_result.DataTransfer:
+        status = "Accepted" if request.vendor_id in accepted_vendors else "UnknownVendorId"
+        raw: dict[str, Any] = {"vendorId": request.vendor_id, "messageId": request.message_id,
+                               "data": request.data}
+        await repo.record_data_transfer(ctx.station, ctx.unique_id, raw, status, ctx.received_at)
+        return call_result.DataTransfer(status=status)
+
+    return router
+
+
+async def handle_connect(runtime: ServiceRuntime, message: AbstractIncomingMessage) -> None:
+    """Answer a gateway's handshake question; a slow database means no answer (gateway 503)."""
+    repo: AuthzRepository = runtime.state["repo"]
+    request = decode_json(message, ConnectRequest)
+    try:
+        decision = await asyncio.wait_for(
+            runtime.with_store(lambda: repo.admit(request, utcnow())),
+            runtime.settings.connect_timeout_s,
+        )
+    except TimeoutError:
+        return  # the gateway gave up already and refused with 503
+    if message.reply_to:
+        await runtime.bus.publish("", message.reply_to, decision.to_bytes(),
+                                  correlation_id=message.correlation_id, persistent=False)

@@ -1,0 +1,2 @@
+"""commands: CSMS-initiated calls for other services, and the charger's firmware/diagnostics
+status notifications."""

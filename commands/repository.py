@@ -1,0 +1,85 @@
+"""The MongoDB documents the commands service owns.
+
+``commands``: one per command, ``_id`` = command_id (the idempotency key), with its lifecycle
+``queued -> sent -> accepted | rejected | callerror | timeout | offline`` (``invalid`` ones
+are answered but never stored) and a ``history`` of transitions with timestamps. Status
+changes are conditional on the current status, so a late or repeated outcome changes nothing.
+``firmware_status`` / ``diagnostics_status``: the latest notification per station, with history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services import stations
+from services.store import IndexSpec
+
+COMMANDS = "commands"
+FIRMWARE_STATUS = "firmware_status"
+DIAGNOSTICS_STATUS = "diagnostics_status"
+OPEN_STATUSES = ["queued", "sent"]
+
+INDEXES: IndexSpec = {
+    COMMANDS: [
+        IndexModel([("station", ASCENDING), ("created_at", DESCENDING)]),
+        IndexModel([("status", ASCENDING), ("deadline", ASCENDING)]),
+    ],
+    FIRMWARE_STATUS: [],
+    DIAGNOSTICS_STATUS: [],
+}
+
+
+class CommandRepository:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.db = db
+
+    async def station_exists(self, station: str) -> bool:
+        found = await self.db[stations.COLLECTION].find_one({"_id": station}, {"_id": 1})
+        return found is not None
+
+    async def create(self, document: dict[str, Any]) -> dict[str, Any] | None:
+        """Insert a new command; None when the id exists (returns nothing new)."""
+        try:
+            await self.db[COMMANDS].insert_one(document)
+            return document
+        except DuplicateKeyError:
+            return None
+
+    async def get(self, command_id: str) -> dict[str, Any] | None:
+        return await self.db[COMMANDS].find_one({"_id": command_id})
+
+    async def add_waiter(self, command_id: str, reply_to: str) -> None:
+        await self.db[COMMANDS].update_one(
+            {"_id": command_id}, {"$addToSet": {"reply_to": reply_to}}
+        )
+
+    async def transition(self, command_id: str, status: str, at: datetime,
+                         fields: dict[str, Any] | None = None,
+                         from_statuses: list[str] | None = None) -> dict[str, Any] | None:
+        """Move to ``status`` if the command is still in ``from_statuses``; the new document."""
+        return await self.db[COMMANDS].find_one_and_update(
+            {"_id": command_id, "status": {"$in": from_statuses or OPEN_STATUSES}},
+            {"$set": {"status": status, "updated_at": at, **(fields or {})},
+             "$push": {"history": {"status": status, "at": at}}},
+            return_document=True,
+        )
+
+    async def overdue(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        cursor = self.db[COMMANDS].find(
+            {"status": {"$in": OPEN_STATUSES}, "deadline": {"$lt": now}}, limit=limit
+        )
+        return await cursor.to_list()
+
+    async def record_notification(self, collection: str, station: str, status: str,
+                                  at: datetime, unique_id: str) -> None:
+        await self.db[collection].update_one(
+            {"_id": station},
+            {"$set": {"status": status, "at": at},
+             "$addToSet": {"history": {"status": status, "at": at, "message": unique_id}}},
+            upsert=True,
+        )

@@ -1,0 +1,125 @@
+"""OCPP-J frames in, typed events or CALLERRORs out. No I/O.
+
+``decode(frame)`` returns one of:
+
+- :class:`IncomingCall`   a schema-valid CALL from the charger
+- :class:`IncomingResult` a CALLRESULT (validated later against the call it answers)
+- :class:`IncomingError`  a CALLERROR
+- :class:`Rejected`       a frame to answer with a CALLERROR (``error`` knows its 1.6 code)
+- ``None``                a frame to ignore (unknown MessageTypeId, OCPP-J §4.1.3)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from services import ocpp16
+from services.errors import (
+    OCPP16_ERROR_CODES,
+    FormationViolation,
+    OcppError,
+    ProtocolError,
+)
+
+MAX_UNIQUE_ID = 36
+UNKNOWN_ID = "-1"  # the id we answer with when the frame's own id cannot be read
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    unique_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingResult:
+    unique_id: str
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingError:
+    unique_id: str
+    code: str
+    description: str
+    details: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    unique_id: str
+    error: OcppError
+
+
+Event = IncomingCall | IncomingResult | IncomingError | Rejected | None
+
+
+def decode(frame: str | bytes) -> Event:
+    """Parse and check one frame from a charger."""
+    try:
+        message = ocpp16.loads_strict(frame)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Rejected(UNKNOWN_ID, FormationViolation(f"frame is not valid JSON: {exc}"))
+    if not isinstance(message, list) or not message:
+        return Rejected(UNKNOWN_ID, FormationViolation("frame must be a non-empty JSON array"))
+    message_type = message[0]
+    unique_id = message[1] if len(message) > 1 else None
+    answer_id = unique_id if _is_id(unique_id) else UNKNOWN_ID
+    if type(message_type) is not int:
+        return Rejected(answer_id, FormationViolation("MessageTypeId must be an integer"))
+    if message_type not in (ocpp16.CALL, ocpp16.CALLRESULT, ocpp16.CALLERROR):
+        return None
+    if not _is_id(unique_id):
+        return Rejected(UNKNOWN_ID, ProtocolError(
+            f"UniqueId must be a string of 1 to {MAX_UNIQUE_ID} characters"))
+    assert isinstance(unique_id, str)
+    try:
+        if message_type == ocpp16.CALL:
+            return _call(unique_id, message)
+        if message_type == ocpp16.CALLRESULT:
+            _expect_length(message, 3, 3)
+            return IncomingResult(unique_id, message[2])
+        _expect_length(message, 4, 5)
+        code, description = message[2], message[3]
+        if not isinstance(code, str) or not isinstance(description, str):
+            raise FormationViolation("CALLERROR code and description must be strings")
+        return IncomingError(unique_id, code, description, message[4] if len(message) > 4 else {})
+    except OcppError as exc:
+        return Rejected(unique_id, exc)
+
+
+def _call(unique_id: str, message: list[Any]) -> IncomingCall:
+    _expect_length(message, 4, 4)
+    action, payload = message[2], message[3]
+    if not isinstance(action, str):
+        raise FormationViolation("Action must be a string")
+    ocpp16.check_charger_call(action, payload)
+    return IncomingCall(unique_id, action, payload)
+
+
+def _expect_length(message: list[Any], low: int, high: int) -> None:
+    if len(message) < low:
+        raise ProtocolError(f"frame has {len(message)} elements, expected {low}")
+    if len(message) > high:
+        raise FormationViolation(f"frame has {len(message)} elements, expected {high}")
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_UNIQUE_ID
+
+
+def encode_call(unique_id: str, action: str, payload: dict[str, Any]) -> str:
+    return ocpp16.dumps([ocpp16.CALL, unique_id, action, payload])
+
+
+def encode_result(unique_id: str, payload: dict[str, Any]) -> str:
+    return ocpp16.dumps([ocpp16.CALLRESULT, unique_id, payload])
+
+
+def encode_error(unique_id: str, code: str, description: str,
+                 details: dict[str, Any] | None = None) -> str:
+    code = code if code in OCPP16_ERROR_CODES else "GenericError"
+    return ocpp16.dumps([ocpp16.CALLERROR, unique_id, code, description[:512], details or {}])
+

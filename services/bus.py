@@ -1,0 +1,245 @@
+"""RabbitMQ: one robust connection, confirmed publishes, declared topology, careful consumers.
+
+Publishes are confirmed by the broker (``publisher_confirms``); ``mandatory`` publishes that
+no queue takes raise :class:`Unroutable` (a command for a station no gateway holds).
+Consumers acknowledge only after the work and its reply are done; a message that cannot be
+parsed is rejected to the dead-letter exchange, one whose handler failed is requeued (quorum
+queues dead-letter it after ``DELIVERY_LIMIT`` deliveries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    ExchangeType,
+)
+from aio_pika.exceptions import DeliveryError
+
+from services.errors import BusUnavailable, GridLinkError
+from services.metrics import BUS_PUBLISH_FAILURES
+from services.topology import Topology
+
+log = logging.getLogger("gridlink.bus")
+
+
+_PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
+_TRANSIENT = aio_pika.DeliveryMode.NOT_PERSISTENT
+
+
+class Unroutable(GridLinkError):
+    """A mandatory message reached no queue."""
+
+
+class Reject(GridLinkError):
+    """A consumed message is malformed: dead-letter it, never redeliver."""
+
+
+MessageHandler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+class Bus:
+    """A named robust connection with a confirming channel and the declared topology."""
+
+    def __init__(self, url: str, topology: Topology, *, name: str, component: str) -> None:
+        self.url = url
+        self.topology = topology
+        self.name = name
+        self.component = component
+        self.connection: AbstractRobustConnection | None = None
+        self.channel: AbstractRobustChannel | None = None
+        self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+        self.on_lost: list[Callable[[], None]] = []
+        self.on_restored: list[Callable[[], None]] = []
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def connect(self, *, prefetch: int = 64, attempts: int | None = None) -> None:
+        """Connect (retrying until the broker answers) and declare the topology."""
+        delay = 0.5
+        tried = 0
+        while True:
+            tried += 1
+            try:
+                self.connection = await aio_pika.connect_robust(
+                    self.url,
+                    client_properties={"connection_name": self.name},
+                    timeout=10,
+                )
+                break
+            except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
+                if attempts is not None and tried >= attempts:
+                    raise BusUnavailable(f"cannot reach RabbitMQ at {_safe(self.url)}: {exc}"
+                                         ) from None
+                log.warning("rabbitmq unreachable, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+        self.connection.close_callbacks.add(self._lost)
+        self.connection.reconnect_callbacks.add(self._restored)
+        channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        assert isinstance(channel, AbstractRobustChannel)
+        self.channel = channel
+        await channel.set_qos(prefetch_count=prefetch)
+        await self.declare()
+
+    @property
+    def connected(self) -> bool:
+        return self.connection is not None and not self.connection.is_closed
+
+    def _lost(self, *_: Any) -> None:
+        for callback in self.on_lost:
+            callback()
+
+    def _restored(self, *_: Any) -> None:
+        for callback in self.on_restored:
+            callback()
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close_callbacks.discard(self._lost)
+            await self.connection.close()
+
+    # --- topology -------------------------------------------------------------------------
+
+    async def declare(self) -> None:
+        """Declare every exchange idempotently (queues are declared by their owners)."""
+        t = self.topology
+        kinds = {
+            t.calls: ExchangeType.TOPIC,
+            t.stations: ExchangeType.DIRECT,
+            t.commands_in: ExchangeType.DIRECT,
+            t.events: ExchangeType.TOPIC,
+            t.dead_letter: ExchangeType.FANOUT,
+        }
+        assert self.channel is not None
+        for name, kind in kinds.items():
+            self._exchanges[name] = await self.channel.declare_exchange(
+                name, kind, durable=True
+            )
+        dead = await self.channel.declare_queue(
+            t.dead_letter, durable=True, arguments=_quorum_only(t)
+        )
+        await dead.bind(t.dead_letter, routing_key="")
+
+    async def declare_service_queue(self, service: str) -> AbstractQueue:
+        """The durable work queue of a service, with its bindings."""
+        assert self.channel is not None
+        spec = self.topology.service_queue(service)
+        queue = await self.channel.declare_queue(
+            spec.name, durable=True, arguments=self.topology.queue_arguments()
+        )
+        for exchange, key in spec.bindings:
+            await queue.bind(exchange, routing_key=key)
+        return queue
+
+    async def declare_private_queue(self, name: str) -> AbstractQueue:
+        """An exclusive auto-delete queue (a gateway pod's, or a CLI's reply queue)."""
+        assert self.channel is not None
+        return await self.channel.declare_queue(name, exclusive=True, auto_delete=True)
+
+    # --- publishing -----------------------------------------------------------------------
+
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        mandatory: bool = False,
+        reply_to: str | None = None,
+        correlation_id: str | None = None,
+        message_id: str | None = None,
+        persistent: bool = True,
+        expiration: float | None = None,
+    ) -> None:
+        """Publish and wait for the broker's confirm; raise Unroutable or BusUnavailable."""
+        if self.channel is None:
+            raise BusUnavailable("not connected to RabbitMQ")
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=_PERSISTENT if persistent else _TRANSIENT,
+            reply_to=reply_to,
+            correlation_id=correlation_id,
+            message_id=message_id,
+            expiration=expiration,
+        )
+        try:
+            target = (
+                self.channel.default_exchange if exchange == "" else self._exchanges[exchange]
+            )
+            await target.publish(message, routing_key=routing_key, mandatory=mandatory)
+        except DeliveryError as exc:
+            if exc.frame is not None and exc.message is not None and _returned(exc):
+                raise Unroutable(f"no queue for routing key {routing_key!r}") from None
+            BUS_PUBLISH_FAILURES.labels(component=self.component).inc()
+            raise BusUnavailable(f"publish to {exchange or 'default'} not confirmed") from None
+        except (TimeoutError, aio_pika.exceptions.AMQPError, OSError, RuntimeError) as exc:
+            BUS_PUBLISH_FAILURES.labels(component=self.component).inc()
+            raise BusUnavailable(f"publish failed: {exc}") from None
+
+    # --- consuming ------------------------------------------------------------------------
+
+    async def consume(self, queue: AbstractQueue, handler: MessageHandler, *, ack: bool = True
+                      ) -> str:
+        """Consume ``queue`` with the ack discipline described in the module docstring."""
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            if not ack:
+                await handler(message)
+                return
+            try:
+                await handler(message)
+            except Reject as exc:
+                log.warning("message dead-lettered", extra={"reason": str(exc)})
+                await _settle(message.reject(requeue=False))
+            except asyncio.CancelledError:
+                await _settle(message.nack(requeue=True))
+                raise
+            except Exception:
+                log.exception("handler failed; message requeued")
+                await _settle(message.nack(requeue=True))
+            else:
+                await _settle(message.ack())
+
+        return await queue.consume(on_message, no_ack=not ack)
+
+
+async def _settle(operation: Awaitable[Any]) -> None:
+    """Ack/nack; if the channel died meanwhile the broker redelivers by itself."""
+    try:
+        await operation
+    except (aio_pika.exceptions.AMQPError, RuntimeError, OSError):
+        log.warning("could not settle message; the broker will redeliver it")
+
+
+def _returned(exc: DeliveryError) -> bool:
+    return type(exc.frame).__name__ == "Return" or "Return" in type(exc.frame).__qualname__
+
+
+def _quorum_only(topology: Topology) -> dict[str, object]:
+    return {"x-queue-type": "quorum"} if topology.quorum else {}
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+def decode_json(message: AbstractIncomingMessage, model: Any) -> Any:
+    """Parse a consumed body into a pydantic model, or Reject it."""
+    try:
+        return model.model_validate_json(message.body)
+    except ValueError as exc:
+        raise Reject(f"malformed {getattr(model, '__name__', 'message')}: {exc}") from None

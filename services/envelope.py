@@ -1,0 +1,136 @@
+"""The JSON messages on the bus (never pickle). ``docs/messages.md`` describes them for humans.
+
+Charger side (gateway <-> services), on the calls exchange and the stations exchange:
+
+- :class:`ChargerCall`   gateway -> service, a validated CALL from a charger
+- :class:`CallReply`     service -> gateway (rk = station id), the CALLRESULT or CALLERROR
+- :class:`CsmsCall`      commands -> gateway (rk = station id), a call to send to the charger
+- :class:`CallOutcome`   gateway -> commands, the charger's answer (or timeout / closed)
+- :class:`Takeover`      gateway -> gateways (rk = station id), "I hold this station now"
+- :class:`ConnectRequest` / :class:`ConnectDecision`  handshake admission (rpc.connect)
+- :class:`HealthReport`  service -> gateways (events, rk ``health.<service>``)
+
+Public contract for other teams: :class:`CommandRequest` in, :class:`CommandResult` out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+class ChargerCall(_Message):
+    kind: Literal["call"] = "call"
+    station: str
+    session: str
+    unique_id: str
+    action: str
+    payload: dict[str, Any]
+    received_at: datetime
+    answered: bool = False  # True: the gateway already answered (edge Heartbeat); no reply
+
+
+class CallReply(_Message):
+    kind: Literal["reply"] = "reply"
+    station: str
+    session: str
+    unique_id: str
+    payload: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_description: str | None = None
+
+
+class CsmsCall(_Message):
+    kind: Literal["command"] = "command"
+    command_id: str
+    station: str
+    action: str
+    payload: dict[str, Any]
+    timeout_s: float
+
+
+class Takeover(_Message):
+    kind: Literal["takeover"] = "takeover"
+    station: str
+    session: str
+
+
+StationMessage = Annotated[CallReply | CsmsCall | Takeover, Field(discriminator="kind")]
+station_message = TypeAdapter(StationMessage)
+
+
+OutcomeStatus = Literal["result", "callerror", "timeout", "closed", "invalid"]
+
+
+class CallOutcome(_Message):
+    command_id: str
+    station: str
+    action: str
+    status: OutcomeStatus
+    payload: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_description: str | None = None
+    at: datetime
+
+
+class ConnectRequest(_Message):
+    station: str
+    password: str | None = None  # HTTP Basic (security profiles 1 and 2)
+    client_certificate: str | None = None  # PEM (security profile 3)
+
+
+class ConnectDecision(_Message):
+    accept: bool
+    status: int = 200  # HTTP status for a refusal
+    reason: str = ""
+
+
+class HealthReport(_Message):
+    service: str
+    instance: str
+    store_ok: bool
+    at: datetime
+
+
+# --- the public command contract -------------------------------------------------------
+
+CommandStatus = Literal[
+    "queued", "sent", "accepted", "rejected", "callerror", "timeout", "expired", "offline",
+    "invalid",
+]
+FINAL_STATUSES: frozenset[str] = frozenset(
+    {"accepted", "rejected", "callerror", "timeout", "expired", "offline", "invalid"}
+)
+
+
+class CommandRequest(_Message):
+    """What another service publishes to ``{ns}.commands.in`` with routing key ``command``."""
+
+    command_id: str = Field(min_length=1, max_length=128)
+    station: str = Field(min_length=1)
+    action: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float | None = Field(None, gt=0, le=3600)
+    reply_to: str | None = None  # also taken from the AMQP reply_to property
+
+
+class CommandResult(_Message):
+    """Published to the requester's ``reply_to`` and as event ``command.<status>``."""
+
+    command_id: str
+    station: str
+    action: str
+    status: CommandStatus
+    response: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_description: str | None = None
+    at: datetime

@@ -1,0 +1,61 @@
+"""Prometheus metrics of every component: ``gridlink_<component>_<what>_<unit>``.
+
+Labels are ``component``, ``action``, ``outcome``, ``code``, ``reason``: never a station id
+(the cardinality of a fleet would swamp Prometheus).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+# gateway
+CONNECTIONS = Gauge("gridlink_gateway_connections_open", "Open charger WebSocket connections.")
+CONNECTIONS_TOTAL = Counter(
+    "gridlink_gateway_connections_total", "Charger connections by outcome.", ["outcome"]
+)
+FRAMES = Counter(
+    "gridlink_gateway_calls_total", "Charger CALLs received, by action and outcome.",
+    ["action", "outcome"],
+)
+CALLERRORS = Counter(
+    "gridlink_gateway_callerrors_total", "CALLERRORs sent to chargers, by code.", ["code"]
+)
+ROUND_TRIP = Histogram(
+    "gridlink_gateway_call_seconds",
+    "Charger CALL to answer, through broker and service, by action.",
+    ["action"], buckets=_LATENCY_BUCKETS,
+)
+CSMS_CALLS = Counter(
+    "gridlink_gateway_csms_calls_total", "Calls sent to chargers, by action and outcome.",
+    ["action", "outcome"],
+)
+HANDSHAKES_REFUSED = Counter(
+    "gridlink_gateway_handshakes_refused_total", "Refused handshakes, by reason.", ["reason"]
+)
+READY = Gauge("gridlink_ready", "1 when this process reports ready.", ["component"])
+
+# services
+HANDLED = Counter(
+    "gridlink_service_calls_total", "Messages handled, by component, action and outcome.",
+    ["component", "action", "outcome"],
+)
+HANDLER_LATENCY = Histogram(
+    "gridlink_service_handler_seconds", "Handler time including MongoDB, by action.",
+    ["component", "action"], buckets=_LATENCY_BUCKETS,
+)
+STORE_ERRORS = Counter(
+    "gridlink_service_store_errors_total", "MongoDB operations that failed, by component.",
+    ["component"],
+)
+BUS_PUBLISH_FAILURES = Counter(
+    "gridlink_bus_publish_failures_total", "Broker publishes that failed or were not confirmed.",
+    ["component"],
+)
+COMMANDS = Counter(
+    "gridlink_commands_total", "Commands by action and final status.", ["action", "status"]
+)
+ACTIVE_TRANSACTIONS = Gauge(
+    "gridlink_transactions_active", "Transactions started and not yet stopped (last count)."
+)

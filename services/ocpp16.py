@@ -1,0 +1,290 @@
+"""OCPP 1.6-J vocabulary: actions by direction, strict JSON, schema validation with 1.6 codes.
+
+The JSON schemas and cached validators come from the ``ocpp`` library
+(``ocpp/v16/schemas``); the mapping of schema failures to error codes is GridLink's own,
+because the library answers with 2.0 spellings and a few wrong codes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import functools
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from jsonschema import Draft4Validator, FormatChecker
+from jsonschema.exceptions import ValidationError as SchemaError
+from ocpp.charge_point import camel_to_snake_case, remove_nones, snake_to_camel_case
+from ocpp.messages import get_validator
+from ocpp.v16 import call, call_result
+
+from services.errors import (
+    FormationViolation,
+    NotImplementedError_,
+    NotSupported,
+    OccurenceConstraintViolation,
+    OcppError,
+    PropertyConstraintViolation,
+    TypeConstraintViolation,
+)
+
+CALL, CALLRESULT, CALLERROR = 2, 3, 4
+
+#: CALLs a charge point sends to the CSMS, in the core profiles.
+CHARGER_ACTIONS = frozenset(
+    {
+        "Authorize",
+        "BootNotification",
+        "DataTransfer",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "StartTransaction",
+        "StatusNotification",
+        "StopTransaction",
+    }
+)
+
+#: CALLs the CSMS sends to a charge point (all six feature profiles).
+CSMS_ACTIONS = frozenset(
+    {
+        "CancelReservation",
+        "ChangeAvailability",
+        "ChangeConfiguration",
+        "ClearCache",
+        "ClearChargingProfile",
+        "DataTransfer",
+        "GetCompositeSchedule",
+        "GetConfiguration",
+        "GetDiagnostics",
+        "GetLocalListVersion",
+        "RemoteStartTransaction",
+        "RemoteStopTransaction",
+        "ReserveNow",
+        "Reset",
+        "SendLocalList",
+        "SetChargingProfile",
+        "TriggerMessage",
+        "UnlockConnector",
+        "UpdateFirmware",
+    }
+)
+
+#: 1.6 security-extension actions sent by chargers: known, not supported yet (NotSupported).
+SECURITY_CHARGER_ACTIONS = frozenset(
+    {
+        "LogStatusNotification",
+        "SecurityEventNotification",
+        "SignCertificate",
+        "SignedFirmwareStatusNotification",
+    }
+)
+SECURITY_CSMS_ACTIONS = frozenset(
+    {
+        "CertificateSigned",
+        "DeleteCertificate",
+        "ExtendedTriggerMessage",
+        "GetInstalledCertificateIds",
+        "GetLog",
+        "InstallCertificate",
+        "SignedUpdateFirmware",
+    }
+)
+KNOWN_ACTIONS = CHARGER_ACTIONS | CSMS_ACTIONS | SECURITY_CHARGER_ACTIONS | SECURITY_CSMS_ACTIONS
+
+# Schemas whose decimals need exact parsing (multipleOf 0.1), as the ocpp library notes.
+_DECIMAL_SCHEMAS = {
+    (CALL, "SetChargingProfile"),
+    (CALL, "RemoteStartTransaction"),
+    (CALLRESULT, "GetCompositeSchedule"),
+}
+
+_TYPE_VALIDATORS = {"type", "maxLength", "format"}  # the field breaks its data type
+_OCCURENCE_VALIDATORS = {"required", "minItems", "maxItems"}
+_FORMATION_VALIDATORS = {"additionalProperties"}
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """Parse JSON as OCPP requires: no NaN/Infinity, no duplicate keys."""
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+
+
+def dumps(value: Any) -> str:
+    """Serialize compactly; refuses NaN so GridLink never sends non-JSON."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime):
+        return iso(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def iso(moment: datetime) -> str:
+    """UTC timestamp as OCPP prints it: 2026-11-23T20:00:00.000Z."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an OCPP dateTime (RFC 3339); naive times are taken as UTC."""
+    if len(text) < 10 or not text[:4].isdigit():
+        raise ValueError(f"not a date-time: {text!r}")
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+_FORMATS = FormatChecker(formats=())
+
+
+@_FORMATS.checks("date-time", raises=ValueError)
+def _is_date_time(value: object) -> bool:
+    if isinstance(value, str):
+        parse_time(value)
+    return True
+
+
+@_FORMATS.checks("uri", raises=ValueError)
+def _is_uri(value: object) -> bool:
+    return not isinstance(value, str) or ":" in value
+
+
+@functools.cache
+def _validator(message_type: int, action: str) -> Draft4Validator:
+    """The library's schema for the action, with date-time and uri formats enforced."""
+    if (message_type, action) in _DECIMAL_SCHEMAS:
+        schema = get_validator(message_type, action, "1.6", parse_float=decimal.Decimal).schema
+    else:
+        schema = get_validator(message_type, action, "1.6").schema
+    return Draft4Validator(schema, format_checker=_FORMATS)
+
+
+def _error_for(error: SchemaError, action: str) -> OcppError:
+    where = "/".join(str(p) for p in error.absolute_path) or "payload"
+    text = f"{action}: {where}: {error.message}"
+    if error.validator in _TYPE_VALIDATORS:
+        return TypeConstraintViolation(text)
+    if error.validator in _OCCURENCE_VALIDATORS:
+        return OccurenceConstraintViolation(text)
+    if error.validator in _FORMATION_VALIDATORS:
+        return FormationViolation(text)
+    return PropertyConstraintViolation(text)
+
+
+def _first_error(validator: Draft4Validator, payload: dict[str, Any]) -> SchemaError | None:
+    errors = sorted(
+        validator.iter_errors(payload), key=lambda e: (len(e.absolute_path), str(e.validator))
+    )
+    return errors[0] if errors else None
+
+
+def validate(message_type: int, action: str, payload: Any) -> None:
+    """Check a CALL or CALLRESULT payload against the 1.6 schema, raising the 1.6 error.
+
+    ``action`` must be a known action; the caller decides NotImplemented/NotSupported.
+    """
+    if not isinstance(payload, dict):
+        raise FormationViolation(f"{action}: payload must be a JSON object")
+    if _has_non_finite(payload):
+        raise FormationViolation(f"{action}: NaN or Infinity is not JSON")
+    validator = _validator(message_type, action)
+    candidate = payload
+    if (message_type, action) in _DECIMAL_SCHEMAS:
+        candidate = json.loads(dumps(payload), parse_float=decimal.Decimal)
+    error = _first_error(validator, candidate)
+    if error is not None:
+        raise _error_for(error, action)
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
+def check_charger_call(action: str, payload: Any) -> None:
+    """Validate a CALL a charger sent: unknown action, direction, then schema."""
+    if action not in KNOWN_ACTIONS:
+        raise NotImplementedError_(f"unknown action {action!r}")
+    if action not in CHARGER_ACTIONS:
+        raise NotSupported(f"{action} is not supported by this central system")
+    validate(CALL, action, payload)
+
+
+def check_csms_call(action: str, payload: Any) -> None:
+    """Validate a CALL GridLink is about to send to a charger."""
+    if action not in KNOWN_ACTIONS:
+        raise NotImplementedError_(f"unknown action {action!r}")
+    if action not in CSMS_ACTIONS:
+        raise NotSupported(f"{action} is not a central-system-to-charge-point action in 1.6")
+    validate(CALL, action, payload)
+
+
+# --- typed requests and responses (the ocpp library's dataclasses) ------------------------
+
+
+def request_model(action: str, payload: dict[str, Any]) -> Any:
+    """The ``ocpp.v16.call`` dataclass for a validated CALL payload (snake_case fields)."""
+    cls = getattr(call, action)
+    return cls(**camel_to_snake_case(payload))
+
+
+def response_payload(response: Any) -> dict[str, Any]:
+    """A ``ocpp.v16.call_result`` dataclass (or a plain dict) as a camelCase JSON object."""
+    if dataclasses.is_dataclass(response) and not isinstance(response, type):
+        response = dataclasses.asdict(response)
+    cleaned = remove_nones(response)
+    camel = snake_to_camel_case(cleaned)
+    return json.loads(dumps(camel))
+
+
+__all__ = [
+    "CALL",
+    "CALLERROR",
+    "CALLRESULT",
+    "CHARGER_ACTIONS",
+    "CSMS_ACTIONS",
+    "KNOWN_ACTIONS",
+    "call",
+    "call_result",
+    "check_charger_call",
+    "check_csms_call",
+    "dumps",
+    "iso",
+    "loads_strict",
+    "parse_time",
+    "request_model",
+    "response_payload",
+    "utcnow",
+    "validate",
+]

@@ -1,0 +1,221 @@
+"""Running a service: connections, probes, consumers, health reports, graceful shutdown.
+
+A service (authz, transactions, commands) describes itself with a :class:`ServiceSpec`:
+its router for charger calls, extra handlers by routing-key prefix, its indexes and a
+start-up hook. :func:`run_service` does the rest:
+
+- connects to RabbitMQ and MongoDB, retrying until both answer, and declares the topology;
+- consumes the service queue; a message is acknowledged only after its reply is confirmed;
+- while MongoDB is unreachable, keeps retrying the message in hand (never answers the
+  charger with an error), reports not-ready and tells the gateways (``health.<service>``);
+- on SIGTERM/SIGINT stops consuming, lets in-flight messages finish within the grace period,
+  then closes; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from pymongo.errors import ConnectionFailure
+
+from services.bus import Bus, decode_json
+from services.envelope import ChargerCall, HealthReport
+from services.errors import GridLinkError, StoreUnavailable
+from services.http_probe import ProbeServer
+from services.metrics import READY, STORE_ERRORS
+from services.ocpp16 import utcnow
+from services.router import Router
+from services.settings import Settings, effective_mongo_url
+from services.store import IndexSpec, Store
+from services.topology import Topology
+
+log = logging.getLogger("gridlink.runtime")
+
+
+class ShuttingDown(GridLinkError):
+    """The service is stopping while a message waits for the database: requeue it."""
+
+
+MessageHandler = Callable[["ServiceRuntime", AbstractIncomingMessage], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    """A service: its name (= its queue), indexes, and how to build its router.
+
+    ``build`` runs once MongoDB is up; it may keep objects in ``runtime.state`` for the
+    ``handlers`` (by routing-key prefix) and the ``background`` jobs.
+    """
+
+    name: str
+    indexes: IndexSpec
+    build: Callable[[ServiceRuntime], Router]
+    handlers: dict[str, MessageHandler] = field(default_factory=dict)
+    background: list[Callable[[ServiceRuntime], Awaitable[None]]] = field(default_factory=list)
+
+
+class ServiceRuntime:
+    """What handlers of one service process share: settings, bus, store, health."""
+
+    def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.topology = Topology.from_settings(settings)
+        self.bus = Bus(settings.amqp_url, self.topology,
+                       name=f"gridlink-{spec.name}-{settings.instance}", component=spec.name)
+        self.store = Store(effective_mongo_url(settings), settings.mongo_db, component=spec.name)
+        self.state: dict[str, Any] = {}  # per-service objects made by spec.build
+        self.router: Router | None = None
+        self.stopping = asyncio.Event()
+        self.store_ok = True
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._health_changed = asyncio.Event()
+
+    # --- readiness ------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.stopping.is_set():
+            return False, "shutting down"
+        if not self.bus.connected:
+            return False, "rabbitmq unreachable"
+        if not self.store_ok:
+            return False, "mongodb unreachable"
+        return True, "ready"
+
+    def _set_store_ok(self, ok: bool) -> None:
+        if ok != self.store_ok:
+            self.store_ok = ok
+            log.warning("mongodb reachable again" if ok else "mongodb unreachable")
+            self._health_changed.set()
+        READY.labels(self.spec.name).set(1 if self.readiness()[0] else 0)
+
+    # --- running store work ---------------------------------------------------------------
+
+    async def with_store(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``operation`` until MongoDB takes it; raise ShuttingDown if told to stop."""
+        delay = 0.1
+        while True:
+            try:
+                result = await operation()
+            except (StoreUnavailable, ConnectionFailure):
+                STORE_ERRORS.labels(self.spec.name).inc()
+                self._set_store_ok(False)
+                if self.stopping.is_set():
+                    raise ShuttingDown("stopping while mongodb is unreachable") from None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._set_store_ok(True)
+            return result
+
+    # --- consuming ------------------------------------------------------------------------
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            key = message.routing_key or ""
+            if key.startswith("call."):
+                await self._on_charger_call(message)
+                return
+            for prefix, handler in self.spec.handlers.items():
+                if key.startswith(prefix):
+                    await handler(self, message)
+                    return
+            log.warning("no handler for routing key", extra={"routing_key": key})
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _on_charger_call(self, message: AbstractIncomingMessage) -> None:
+        call = decode_json(message, ChargerCall)
+        router = self.router
+        assert router is not None
+        reply = await self.with_store(lambda: router.dispatch(call))
+        if reply is not None:
+            await self.bus.publish(self.topology.stations, call.station, reply.to_bytes(),
+                                   persistent=False)
+
+    # --- health reports to the gateways ---------------------------------------------------
+
+    async def _report_health(self) -> None:
+        interval = self.settings.health_report_interval_s
+        while not self.stopping.is_set():
+            self._set_store_ok(await self.store.ping())
+            report = HealthReport(service=self.spec.name, instance=self.settings.instance,
+                                  store_ok=self.store_ok, at=utcnow())
+            with contextlib.suppress(GridLinkError):
+                await self.bus.publish(self.topology.events, f"health.{self.spec.name}",
+                                       report.to_bytes(), persistent=False,
+                                       expiration=interval * 3)
+            self._health_changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._health_changed.wait(), interval)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        probes = ProbeServer(self.settings.http_host, self.settings.http_port, self.readiness)
+        probes.start()
+        install_signal_handlers(self.stopping)
+        try:
+            await self.bus.connect(prefetch=self.settings.prefetch)
+            await self.store.wait_until_up()
+            await self.store.ensure_indexes(self.spec.indexes)
+            self.router = self.spec.build(self)
+            queue = await self.bus.declare_service_queue(self.spec.name)
+            tag = await self.bus.consume(queue, self._on_message)
+            READY.labels(self.spec.name).set(1)
+            log.info("service started", extra={"queue": queue.name})
+            tasks = [asyncio.create_task(self._report_health())]
+            tasks += [asyncio.create_task(job(self)) for job in self.spec.background]
+            await self.stopping.wait()
+            READY.labels(self.spec.name).set(0)
+            log.info("stopping: no new messages", extra={"in_flight": self._in_flight})
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+            try:
+                await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_grace_s)
+            except TimeoutError:
+                log.warning("grace period over; unfinished messages return to the queue",
+                            extra={"in_flight": self._in_flight})
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.bus.close()
+            await self.store.close()
+            probes.stop()
+            log.info("stopped")
+
+
+def install_signal_handlers(stopping: asyncio.Event) -> None:
+    """First SIGTERM/SIGINT: graceful stop; second: exit immediately."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stopping.is_set():
+            log.warning("second signal: exiting now")
+            os._exit(128 + signum)
+        log.info("signal received; shutting down", extra={"signal": signum})
+        stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def run_service(spec: ServiceSpec, settings: Settings) -> None:
+    await ServiceRuntime(spec, settings).run()

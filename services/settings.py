@@ -1,0 +1,142 @@
+"""GridLink configuration: every setting, read once from ``GRIDLINK_*`` in the entry point.
+
+Nothing in GridLink reads the environment except :func:`load_settings`; the resulting
+:class:`Settings` object is passed down to whatever needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services import embedded_db
+from services.errors import ConfigurationError
+
+
+def _default_instance() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+
+
+class Settings(BaseSettings):
+    """All settings of all components; each component uses the ones it needs."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDLINK_", extra="ignore")
+
+    # --- where things are -------------------------------------------------------------
+    amqp_url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ URL (amqp:// or amqps://)."
+    )
+    mongo_url: str | None = Field(
+        None,
+        description="MongoDB URL. Unset: `gridlink run all` starts the embedded SecantusDB.",
+    )
+    mongo_db: str = Field("gridlink", description="MongoDB database name.")
+    embedded_mongo_port: int = Field(
+        27018, description="Port of the embedded SecantusDB that `gridlink run all` starts."
+    )
+    data_dir: str = Field(".gridlink", description="Where the embedded database keeps its files.")
+    namespace: str = Field(
+        "gridlink",
+        description="Prefix of every exchange and queue name (isolates deployments and tests).",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+    )
+    quorum_queues: bool = Field(
+        True, description="Declare the service work queues as quorum queues."
+    )
+    instance: str = Field(
+        default_factory=_default_instance,
+        description="Name of this process in logs, broker connection names and the pod queue.",
+    )
+
+    # --- gateway -------------------------------------------------------------------------
+    gateway_host: str = Field("0.0.0.0", description="Gateway listen address.")
+    gateway_port: int = Field(9000, description="Gateway port: OCPP, /healthz, /readyz, /metrics.")
+    public_url: str | None = Field(
+        None, description="URL chargers use (printed at start-up); default ws://HOST:PORT/ocpp."
+    )
+    max_frame_bytes: int = Field(1 << 20, description="Largest accepted WebSocket frame.")
+    max_station_id_length: int = Field(48, description="Longest accepted charge point identity.")
+    call_timeout_s: float = Field(
+        30.0, description="How long the gateway waits for a charger to answer a CSMS call."
+    )
+    connect_timeout_s: float = Field(
+        5.0, description="How long a handshake waits for authz to admit the station."
+    )
+    ping_interval_s: float | None = Field(
+        60.0, description="WebSocket ping interval (None disables pings)."
+    )
+    edge_heartbeat: bool = Field(
+        True, description="Answer Heartbeat at the gateway and record last-seen asynchronously."
+    )
+    drain_batch_size: int = Field(
+        500, description="On SIGTERM, chargers closed per batch (code 1012) so they reconnect."
+    )
+    drain_batch_interval_s: float = Field(1.0, description="Pause between drain batches.")
+    backend_health_ttl_s: float = Field(
+        15.0, description="A service's 'database unreachable' report counts this long."
+    )
+
+    # --- services ------------------------------------------------------------------------
+    http_host: str = Field("0.0.0.0", description="Service /healthz, /readyz, /metrics address.")
+    http_port: int = Field(9100, description="Service /healthz, /readyz, /metrics port.")
+    prefetch: int = Field(64, description="Unacknowledged broker messages per service consumer.")
+    accept_unknown_stations: bool = Field(
+        False, description="Register an unknown charge point on its first connect instead of 404."
+    )
+    heartbeat_interval_s: int = Field(
+        300, description="Heartbeat interval returned in BootNotification.conf."
+    )
+    default_registration: str = Field(
+        "Accepted",
+        description="Registration status of stations added without one.",
+        pattern="^(Accepted|Pending|Rejected)$",
+    )
+    data_transfer_vendors: list[str] = Field(
+        default_factory=list,
+        description="vendorIds whose DataTransfer is answered Accepted (others: UnknownVendorId;"
+        " all are stored).",
+    )
+    transaction_id_block: int = Field(
+        100, description="Transaction ids reserved per allocation round trip."
+    )
+    command_timeout_s: float = Field(
+        60.0, description="Default deadline for a command without its own timeout."
+    )
+    health_report_interval_s: float = Field(
+        5.0, description="How often services publish their database health to the gateways."
+    )
+    shutdown_grace_s: float = Field(
+        20.0, description="Time for in-flight work to finish after SIGTERM."
+    )
+    log_level: str = Field("INFO", description="Log level.")
+
+
+def effective_mongo_url(settings: Settings) -> str:
+    """GRIDLINK_MONGO_URL, or the embedded server's URL when it is unset."""
+    if settings.mongo_url:
+        return settings.mongo_url
+    return embedded_db.url(settings.embedded_mongo_port)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment once; raise ConfigurationError with one line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigurationError(
+            f"invalid setting GRIDLINK_{where.upper()}: {first['msg']}"
+        ) from None
+
+
+def environment_with(**changes: object) -> dict[str, str]:
+    """The process environment plus ``GRIDLINK_*`` values for a child process."""
+    env = dict(os.environ)
+    for key, value in changes.items():
+        env[f"GRIDLINK_{key.upper()}"] = "" if value is None else str(value)
+    return env

@@ -1,0 +1,103 @@
+"""MongoDB through pymongo's async API: client lifecycle, indexes, outage detection.
+
+The same code talks to a MongoDB replica set in production and to the embedded SecantusDB
+in development and tests; only the URL differs. Against the embedded server retryable
+writes are turned off (its bookkeeping for them slows every write once thousands ran).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, PyMongoError
+
+from services.errors import StoreUnavailable
+from services.metrics import STORE_ERRORS
+
+log = logging.getLogger("gridlink.store")
+
+T = TypeVar("T")
+IndexSpec = dict[str, list[IndexModel]]  # collection name -> its indexes
+
+
+def client_for(url: str, *, app_name: str) -> AsyncMongoClient[dict[str, Any]]:
+    """An AsyncMongoClient with GridLink's timeouts (no I/O until first use)."""
+    return AsyncMongoClient(
+        url,
+        appname=app_name,
+        tz_aware=True,
+        serverSelectionTimeoutMS=3000,
+        connectTimeoutMS=3000,
+        socketTimeoutMS=10000,
+    )
+
+
+class Store:
+    """One database; ``call`` turns connection failures into :class:`StoreUnavailable`."""
+
+    def __init__(self, url: str, database: str, *, component: str) -> None:
+        self.client = client_for(url, app_name=f"gridlink-{component}")
+        self.db: AsyncDatabase[dict[str, Any]] = self.client[database]
+        self.component = component
+
+    async def ping(self) -> bool:
+        try:
+            await self.client.admin.command("ping")
+            return True
+        except PyMongoError:
+            return False
+
+    async def wait_until_up(self, *, attempts: int | None = None) -> None:
+        delay, tried = 0.5, 0
+        while not await self.ping():
+            tried += 1
+            if attempts is not None and tried >= attempts:
+                raise StoreUnavailable("cannot reach MongoDB")
+            log.warning("mongodb unreachable, retrying")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+
+    async def ensure_indexes(self, spec: IndexSpec) -> None:
+        for collection, indexes in spec.items():
+            if indexes:
+                await self.db[collection].create_indexes(indexes)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def guarded(component: str, operation: Callable[[], Awaitable[T]]) -> T:
+    """Run a store operation; a lost connection becomes StoreUnavailable."""
+    try:
+        return await operation()
+    except ConnectionFailure as exc:
+        STORE_ERRORS.labels(component=component).inc()
+        raise StoreUnavailable(f"mongodb: {exc}") from None
+
+
+@asynccontextmanager
+async def store_errors(component: str) -> AsyncIterator[None]:
+    """``async with store_errors("authz"):`` maps connection failures to StoreUnavailable."""
+    try:
+        yield
+    except ConnectionFailure as exc:
+        STORE_ERRORS.labels(component=component).inc()
+        raise StoreUnavailable(f"mongodb: {exc}") from None
+
+
+def merge_indexes(*specs: IndexSpec) -> IndexSpec:
+    merged: IndexSpec = {}
+    for spec in specs:
+        for collection, indexes in spec.items():
+            merged.setdefault(collection, []).extend(indexes)
+    return merged
+
+
+def without_id(documents: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in doc.items() if k != "_id"} for doc in documents]

@@ -1,0 +1,1 @@
+"""transactions: StartTransaction, StopTransaction, MeterValues, StatusNotification."""
