@@ -125,14 +125,17 @@ async def handle_request(runtime: ServiceRuntime, message: AbstractIncomingMessa
     }
     created = await runtime.with_store(lambda: repo.create(document))
     if created is None:  # the same command_id again: it runs once, everyone gets the outcome
+        if reply_to:  # register first, then look: the outcome cannot slip between the two
+            await runtime.with_store(lambda: repo.add_waiter(request.command_id, reply_to))
         existing = await runtime.with_store(lambda: repo.get(request.command_id))
-        if existing is not None and existing["status"] in FINAL_STATUSES:
+        if existing is None:
+            return
+        if existing["status"] in FINAL_STATUSES:
             await publish_result(runtime, result_of(existing), [reply_to] if reply_to else [])
             return
-        if reply_to and existing is not None and reply_to not in existing.get("reply_to", []):
-            await runtime.with_store(lambda: repo.add_waiter(request.command_id, reply_to))
-        if existing is None or existing["status"] != "queued":
-            return  # already sent: the outcome will reach every waiter
+        if existing["status"] != "queued" or not message.redelivered:
+            return  # in progress: the outcome reaches every waiter
+        document = existing  # we crashed between recording and sending: send now
     await _send(runtime, document)
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,7 @@ def decode(frame: str | bytes) -> Event:
     try:
         message = ocpp16.loads_strict(frame)
     except (ValueError, UnicodeDecodeError) as exc:
-        return Rejected(UNKNOWN_ID, FormationViolation(f"frame is not valid JSON: {exc}"))
+        return Rejected(_lenient_id(frame), FormationViolation(f"frame is not valid JSON: {exc}"))
     if not isinstance(message, list) or not message:
         return Rejected(UNKNOWN_ID, FormationViolation("frame must be a non-empty JSON array"))
     message_type = message[0]
@@ -104,6 +105,17 @@ def _expect_length(message: list[Any], low: int, high: int) -> None:
         raise ProtocolError(f"frame has {len(message)} elements, expected {low}")
     if len(message) > high:
         raise FormationViolation(f"frame has {len(message)} elements, expected {high}")
+
+
+def _lenient_id(frame: str | bytes) -> str:
+    """The frame's id when Python's lenient parser can read it (NaN, duplicate keys)."""
+    try:
+        message = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        return UNKNOWN_ID
+    if isinstance(message, list) and len(message) > 1 and _is_id(message[1]):
+        return str(message[1])
+    return UNKNOWN_ID
 
 
 def _is_id(value: Any) -> bool:

@@ -1,0 +1,179 @@
+"""CSMS-initiated calls through the commands service and `gridlink command`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+
+import aio_pika
+import pytest
+
+from services.envelope import CommandRequest, CommandResult
+from tests.charger import Charger
+from tests.integration.test_core_messages import add_station, new_id
+from tests.processes import Stack
+
+pytestmark = pytest.mark.integration
+
+
+async def run_command(stack: Stack, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "command", *args, env=stack.env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def test_command_round_trip(stack: Stack) -> None:
+    station = new_id("CMD")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        process = await run_command(stack, station, "Reset", '{"type": "Soft"}')
+        frame = await charger.next_csms_call(timeout=20)
+        assert frame[0] == 2 and frame[2] == "Reset" and frame[3] == {"type": "Soft"}
+        await charger.answer([3, frame[1], {"status": "Accepted"}])
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err
+    assert json.loads(out) == {"status": "Accepted"}
+    stored = await stack.db().commands.find_one({"station": station})
+    assert stored["status"] == "accepted"
+    assert [h["status"] for h in stored["history"]] == ["queued", "sent", "accepted"]
+    assert stored["response"] == {"status": "Accepted"}
+
+
+async def test_command_answered_with_callerror(stack: Stack) -> None:
+    station = new_id("CMD")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        process = await run_command(stack, station, "ClearCache")
+        frame = await charger.next_csms_call(timeout=20)
+        await charger.answer([4, frame[1], "NotSupported", "no cache here", {}])
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    assert err.decode().strip() == "gridlink: CALLERROR: NotSupported no cache here"
+
+
+async def test_command_answered_with_garbage_is_a_callerror(stack: Stack) -> None:
+    station = new_id("CMD")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        process = await run_command(stack, station, "UnlockConnector", '{"connectorId": 1}')
+        frame = await charger.next_csms_call(timeout=20)
+        await charger.answer([3, frame[1], {"status": "Maybe"}])
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    assert "CALLERROR: PropertyConstraintViolation" in err.decode()
+
+
+async def test_command_to_offline_station(stack: Stack) -> None:
+    station = new_id("OFF")
+    await add_station(stack, station)
+    code, out, err = await stack.cli("command", station, "Reset", '{"type": "Hard"}')
+    assert code == 1 and out == ""
+    assert err.strip().startswith("gridlink: station offline")
+    assert len(err.strip().splitlines()) == 1
+    stored = await stack.db().commands.find_one({"station": station})
+    assert stored["status"] == "offline"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["Reset", '{"type": "Sideways"}'], "invalid command: PropertyConstraintViolation"),
+    (["Reset", "{}"], "invalid command: OccurenceConstraintViolation"),
+    (["Teleport", "{}"], "invalid command: NotImplemented"),
+    (["BootNotification", '{"chargePointVendor": "a", "chargePointModel": "b"}'],
+     "invalid command: NotSupported"),
+    (["Reset", "{not json"], "JSON_PAYLOAD is not valid JSON"),
+])
+async def test_invalid_command_never_reaches_the_charger(stack: Stack, args: list[str],
+                                                         message: str) -> None:
+    station = new_id("INV")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        code, out, err = await stack.cli("command", station, *args)
+        assert code != 0 and out == ""
+        assert message in err and len(err.strip().splitlines()) == 1
+        # The charger heard nothing.
+        assert "currentTime" in await charger.result("Heartbeat", {})
+        assert charger.incoming.empty()
+    assert await stack.db().commands.count_documents({"station": station}) == 0
+
+
+async def test_command_for_unknown_station_is_invalid(stack: Stack) -> None:
+    code, _, err = await stack.cli("command", f"ghost-{uuid.uuid4().hex}", "ClearCache")
+    assert code == 1 and "unknown station" in err
+
+
+async def test_command_timeout(stack: Stack) -> None:
+    station = new_id("SLOW")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        process = await run_command(stack, station, "ClearCache", "{}", "--timeout", "1")
+        frame = await charger.next_csms_call(timeout=20)
+        assert frame[2] == "ClearCache"  # received, never answered
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    assert err.decode().startswith("gridlink: timeout")
+    stored = await stack.db().commands.find_one({"station": station})
+    assert stored["status"] == "timeout"
+
+
+async def test_one_outstanding_call_at_a_time_in_order(stack: Stack) -> None:
+    station = new_id("SEQ")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        first = await run_command(stack, station, "ChangeConfiguration",
+                                  '{"key": "A", "value": "1"}')
+        one = await charger.next_csms_call(timeout=20)
+        second = await run_command(stack, station, "ChangeConfiguration",
+                                   '{"key": "B", "value": "2"}')
+        # The second waits while the first is outstanding: prove it by answering a
+        # charger call meanwhile and seeing no new CSMS call arrive.
+        for _ in range(3):
+            await charger.result("Heartbeat", {})
+        assert charger.incoming.empty()
+        await charger.answer([3, one[1], {"status": "Accepted"}])
+        two = await charger.next_csms_call(timeout=20)
+        assert (one[3]["key"], two[3]["key"]) == ("A", "B")
+        await charger.answer([3, two[1], {"status": "RebootRequired"}])
+        assert (await asyncio.wait_for(first.wait(), 30)) == 0
+        assert (await asyncio.wait_for(second.wait(), 30)) == 0
+
+
+async def test_same_command_id_runs_once_for_two_requesters(stack: Stack) -> None:
+    """The contract for other services: publish to {ns}.commands.in, results to reply_to."""
+    station = new_id("IDEM")
+    await add_station(stack, station)
+    connection = await aio_pika.connect(stack.amqp_url)
+    async with connection, Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        channel = await connection.channel()
+        results: asyncio.Queue[CommandResult] = asyncio.Queue()
+        queues = []
+
+        async def on_result(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            await results.put(CommandResult.model_validate_json(message.body))
+
+        for _ in range(2):
+            queue = await channel.declare_queue(exclusive=True)
+            await queue.consume(on_result, no_ack=True)
+            queues.append(queue)
+        exchange = await channel.get_exchange(f"{stack.namespace}.commands.in")
+        request = CommandRequest(command_id=f"op-{uuid.uuid4()}", station=station,
+                                 action="UnlockConnector", payload={"connectorId": 1})
+        for queue in queues:
+            await exchange.publish(aio_pika.Message(request.to_bytes(), reply_to=queue.name),
+                                   routing_key="command")
+        frame = await charger.next_csms_call(timeout=20)
+        await charger.answer([3, frame[1], {"status": "Unlocked"}])
+        got = [await asyncio.wait_for(results.get(), 20) for _ in range(2)]
+        assert {r.status for r in got} == {"accepted"}
+        assert {r.command_id for r in got} == {request.command_id}
+        # The charger saw it once.
+        assert "currentTime" in await charger.result("Heartbeat", {})
+        assert charger.incoming.empty()

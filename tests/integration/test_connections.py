@@ -1,0 +1,86 @@
+"""Newest connection wins (on one gateway and across gateway processes), probes, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.charger import Charger
+from tests.integration.test_core_messages import add_station, new_id
+from tests.processes import Stack, http_status
+
+pytestmark = pytest.mark.integration
+
+
+async def closed_code(charger: Charger) -> int:
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(charger.ws.wait_closed(), 15)
+        await charger.ws.recv()
+    received = closed.value.rcvd
+    assert received is not None
+    return received.code
+
+
+async def test_newest_connection_wins_on_one_gateway(stack: Stack) -> None:
+    station = new_id("TWICE")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as old:
+        await old.boot()
+        async with Charger.connect(stack.gateway_url, station) as new:
+            assert await closed_code(old) == 1000
+            assert (await new.boot())["status"] == "Accepted"
+
+
+async def test_newest_connection_wins_across_gateways(stack: Stack) -> None:
+    second = await stack.start_gateway()
+    try:
+        station = new_id("MOVE")
+        await add_station(stack, station)
+        other_url = f"ws://127.0.0.1:{second.probe_port}/ocpp"
+        async with Charger.connect(stack.gateway_url, station) as old:
+            await old.boot()
+            async with Charger.connect(other_url, station) as new:
+                assert await closed_code(old) == 1000
+                # Replies and commands for the station now reach the new pod only.
+                assert (await new.boot())["status"] == "Accepted"
+                process = await asyncio.create_subprocess_exec(
+                    *_cli(stack, "command", station, "ClearCache"), env=stack.env(),
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                frame = await new.next_csms_call(timeout=20)
+                await new.answer([3, frame[1], {"status": "Accepted"}])
+                out, err = await asyncio.wait_for(process.communicate(), 30)
+                assert process.returncode == 0, err
+                assert json.loads(out) == {"status": "Accepted"}
+    finally:
+        stack.gateways.remove(second)
+        assert await stack.stop_process(second) == 0
+
+
+def _cli(stack: Stack, *args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "services.cli", *args]
+
+
+async def test_probes_and_metrics(stack: Stack) -> None:
+    port = stack.gateways[0].probe_port
+    assert http_status(f"http://127.0.0.1:{port}/healthz") == 200
+    assert http_status(f"http://127.0.0.1:{port}/readyz") == 200
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert "gridlink_gateway_connections_open" in text
+    assert 'gridlink_gateway_calls_total{action="BootNotification",outcome="ok"}' in text
+    for process in stack.processes:
+        if process.name != "gateway" and process.popen.poll() is None:
+            url = f"http://127.0.0.1:{process.probe_port}"
+            assert http_status(url + "/healthz") == 200
+            with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+                body = response.read().decode()
+            assert "gridlink_service_handler_seconds" in body
+            # Labels never carry a station id.
+            assert "station" not in body.replace("StatusNotification", "")
