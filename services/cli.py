@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -220,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         if args.command == "run":
             return _run_component(settings, args.component)
+        # Library warnings (connection retries) would add lines to the one-line error.
+        logging.getLogger().addHandler(logging.NullHandler())
         return asyncio.run(_dispatch(settings, args))
     except GridLinkError as exc:
         print(f"gridlink: {exc}", file=sys.stderr)

@@ -60,9 +60,6 @@ class Settings(BaseSettings):
     )
     max_frame_bytes: int = Field(1 << 20, description="Largest accepted WebSocket frame.")
     max_station_id_length: int = Field(48, description="Longest accepted charge point identity.")
-    call_timeout_s: float = Field(
-        30.0, description="How long the gateway waits for a charger to answer a CSMS call."
-    )
     connect_timeout_s: float = Field(
         5.0, description="How long a handshake waits for authz to admit the station."
     )

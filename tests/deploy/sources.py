@@ -1,0 +1,188 @@
+"""The deployment files as data: rendered Kubernetes manifests, docker compose, Dockerfile.
+
+And what a container would run: its argv and environment, resolved the way Kubernetes or
+docker compose resolve them, so tests can check them and start the very same command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+from tests.deploy import kustomize, strict_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+KUBERNETES = DEPLOY / "kubernetes"
+OVERLAYS = ("dev", "production")
+KUSTOMIZATIONS = ("base", *(f"overlays/{o}" for o in OVERLAYS))
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+COMPONENTS = ("gateway", "authz", "transactions", "commands")
+SERVICES = ("authz", "transactions", "commands")
+# docker compose service -> GridLink component
+COMPOSE_COMPONENTS = {"gateway-1": "gateway", "gateway-2": "gateway", "authz": "authz",
+                      "transactions": "transactions", "commands": "commands"}
+PROBE_PORT_SETTING = {"gateway": "GRIDLINK_GATEWAY_PORT", "authz": "GRIDLINK_HTTP_PORT",
+                      "transactions": "GRIDLINK_HTTP_PORT", "commands": "GRIDLINK_HTTP_PORT"}
+
+Resource = dict[str, Any]
+
+
+@functools.cache
+def rendered(kustomization: str) -> tuple[Resource, ...]:
+    """``kubectl kustomize deploy/kubernetes/<kustomization>`` (tuple: cached, do not mutate)."""
+    return tuple(kustomize.render(KUBERNETES / kustomization))
+
+
+def deployment(kustomization: str, component: str) -> Resource:
+    return kustomize.by_kind(list(rendered(kustomization)), "Deployment")[f"gridlink-{component}"]
+
+
+def only_container(resource: Resource) -> dict[str, Any]:
+    containers = kustomize.pod_spec(resource)["containers"]
+    assert len(containers) == 1, f"{resource['metadata']['name']}: expected one container"
+    return containers[0]  # type: ignore[no-any-return]
+
+
+@functools.cache
+def compose() -> dict[str, Any]:
+    return strict_yaml.load_file(COMPOSE_FILE)  # type: ignore[no-any-return]
+
+
+# --- Dockerfile ---------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
+    lines: list[str] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        stripped = raw.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        lines.append(pending + stripped)
+        pending = ""
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
+            for line in lines]
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The instructions of each build stage (a stage starts at FROM); global ARGs dropped."""
+    stages: list[list[tuple[str, str]]] = []
+    for instruction, args in dockerfile_instructions():
+        if instruction == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((instruction, args))
+    return stages
+
+
+def exec_form(stage: list[tuple[str, str]], instruction: str) -> list[str] | None:
+    """The last ENTRYPOINT/CMD of a stage, which must be in exec (JSON) form."""
+    found = [args for name, args in stage if name == instruction]
+    if not found:
+        return None
+    value = json.loads(found[-1])
+    assert isinstance(value, list), f"{instruction} must be in exec form"
+    return [str(v) for v in value]
+
+
+# --- what a container runs ------------------------------------------------------------------
+
+
+def kubernetes_launch(kustomization: str, component: str) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of a component's container, as the kubelet would start it.
+
+    Values of Secrets that the kustomization does not create (production creates them outside
+    the repository) resolve to ``<secret NAME/KEY>``.
+    """
+    resources = list(rendered(kustomization))
+    deploy = deployment(kustomization, component)
+    container = only_container(deploy)
+    argv = list(container.get("command", [])) + list(container.get("args", []))
+    config_maps = kustomize.by_kind(resources, "ConfigMap")
+    secrets = {name: {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
+               for name, s in kustomize.by_kind(resources, "Secret").items()}
+    pod_name = f"{deploy['metadata']['name']}-5d9c7b8f6-x2x7q"
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(config_maps[source["configMapRef"]["name"]]["data"])
+        elif "secretRef" in source:
+            env.update(secrets[source["secretRef"]["name"]])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+            continue
+        ref = item["valueFrom"]
+        if "fieldRef" in ref:
+            assert ref["fieldRef"]["fieldPath"] == "metadata.name", ref
+            env[item["name"]] = pod_name
+        elif "secretKeyRef" in ref:
+            name, key = ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"]
+            env[item["name"]] = secrets.get(name, {}).get(key, f"<secret {name}/{key}>")
+        elif "configMapKeyRef" in ref:
+            name, key = ref["configMapKeyRef"]["name"], ref["configMapKeyRef"]["key"]
+            env[item["name"]] = config_maps[name]["data"][key]
+        else:
+            raise AssertionError(f"unsupported valueFrom {ref}")
+    return argv, env
+
+
+def compose_launch(service: str) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of a compose service's container (image ENTRYPOINT + command)."""
+    definition = compose()["services"][service]
+    final_stage = dockerfile_stages()[-1]
+    entrypoint = _compose_argv(definition.get("entrypoint"))
+    if entrypoint is None:
+        entrypoint = exec_form(final_stage, "ENTRYPOINT") or []
+    command = _compose_argv(definition.get("command"))
+    if command is None:
+        command = exec_form(final_stage, "CMD") or []
+    environment = definition.get("environment", {})
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    env = {str(k): "" if v is None else str(v) for k, v in environment.items()}
+    return entrypoint + command, env
+
+
+def _compose_argv(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return shlex.split(value)
+    return [str(v) for v in value]
+
+
+def settings_env_names() -> dict[str, str]:
+    """GRIDLINK_* environment variable -> Settings field, from services/settings.py."""
+    from services.settings import Settings
+
+    return {f"GRIDLINK_{name.upper()}": name for name in Settings.model_fields}
+
+
+def doc_anchors(path: Path) -> set[str]:
+    """GitHub's anchors for the Markdown headings of a file."""
+    anchors: set[str] = set()
+    fenced = False
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if fenced:
+            continue
+        match = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if match:
+            text = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower())
+            anchors.add(text.replace(" ", "-"))
+    return anchors

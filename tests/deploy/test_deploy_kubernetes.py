@@ -1,0 +1,522 @@
+"""The Kubernetes manifests: schema-valid, and consistent with GridLink and with each other."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from tests.deploy import kustomize, sources, strict_yaml
+from tests.deploy.sources import COMPONENTS, KUSTOMIZATIONS, OVERLAYS, SERVICES
+
+# Oldest Kubernetes still commonly run in production, and the newest the schemas know.
+KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.utils.latest_version())
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+# Sizing of a gateway pod (docs/operations.md, "Sizing"): chargers per pod at 1 CPU / 1 GiB.
+GATEWAY_CAPACITY = 15000
+# Settings no deployment sets: only `gridlink run all` uses the embedded database, and the
+# public URL is only printed at start-up (an installation sets it for its own DNS name).
+UNSET_SETTINGS = {"GRIDLINK_EMBEDDED_MONGO_PORT", "GRIDLINK_DATA_DIR", "GRIDLINK_PUBLIC_URL"}
+
+
+def all_yaml_files() -> list[Path]:
+    files = [sources.COMPOSE_FILE]
+    for pattern in ("*.yaml", "*.yml"):
+        files += sources.DEPLOY.rglob(pattern)
+        files += Path(__file__).parent.rglob(pattern)
+    return sorted(set(files))
+
+
+def resources(kustomization: str) -> list[dict[str, Any]]:
+    return list(sources.rendered(kustomization))
+
+
+def by_kind(kustomization: str, kind: str) -> dict[str, dict[str, Any]]:
+    return kustomize.by_kind(resources(kustomization), kind)
+
+
+def labels_match(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels and matchExpressions In/NotIn/Exists) against labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        if operator == "In" and labels.get(key) not in expression["values"]:
+            return False
+        if operator == "NotIn" and labels.get(key) in expression["values"]:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+    return True
+
+
+def container_port(container: dict[str, Any], port: int | str) -> int:
+    """A probe's or Service's port (number or containerPort name) as a number."""
+    if isinstance(port, int):
+        assert port in [p["containerPort"] for p in container["ports"]], port
+        return port
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert port in named, f"container {container['name']} has no port named {port!r}"
+    return int(named[port])
+
+
+# --- YAML --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", all_yaml_files(), ids=lambda p: str(p.relative_to(sources.ROOT)))
+def test_yaml_file_parses_without_duplicate_keys(path: Path) -> None:
+    documents = strict_yaml.load_all_file(path)
+    assert documents, f"{path} is empty"
+
+
+def test_duplicate_keys_are_rejected() -> None:
+    with pytest.raises(strict_yaml.DuplicateKeyError, match="'image'"):
+        strict_yaml.load("containers:\n  - image: a\n    image: b\n")
+    assert strict_yaml.load("a: &x {k: 1}\nb:\n  <<: *x\n  k: 2\n") == {"a": {"k": 1}, "b": {"k": 2}}
+
+
+def test_json_files_parse() -> None:
+    for path in sources.DEPLOY.rglob("*.json"):
+        json.loads(path.read_text())
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def _normalised(items: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    out = {}
+    for item in items:
+        item = json.loads(json.dumps(item))
+        if item["kind"] == "Secret":  # kubectl wraps long base64 lines
+            item["data"] = {k: base64.b64decode(v).decode() for k, v in item["data"].items()}
+        meta = item["metadata"]
+        out[(item["kind"], meta.get("namespace", ""), meta["name"])] = item
+    return out
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_renderer_agrees_with_kubectl_kustomize(kustomization: str) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed; the Python renderer alone is used")
+    result = subprocess.run([kubectl, "kustomize", str(sources.KUBERNETES / kustomization)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    theirs = _normalised(strict_yaml.load_all(result.stdout))
+    ours = _normalised(resources(kustomization))
+    assert sorted(ours) == sorted(theirs)
+    for key, item in ours.items():
+        assert item == theirs[key], f"{key} differs from kubectl kustomize"
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_manifests_are_valid_kubernetes(kustomization: str, version: str) -> None:
+    checked = 0
+    for resource in resources(kustomization):
+        if resource["kind"] in CRD_KINDS:
+            continue
+        name = f"{resource['kind']}/{resource['metadata']['name']}"
+        try:
+            kubernetes_validate.validate(resource, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            pytest.fail(f"{kustomization}: {name}: {path}: {exc.message}")
+        except kubernetes_validate.SchemaNotFoundError:
+            pytest.fail(f"{kustomization}: {name}: no schema for {resource['apiVersion']}")
+        checked += 1
+    assert checked >= 20
+
+
+def test_schema_validation_catches_a_typo() -> None:
+    deploy = json.loads(json.dumps(sources.deployment("base", "gateway")))
+    deploy["spec"]["template"]["spec"]["containers"][0]["readinessprobe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deploy, KUBERNETES_VERSIONS[0], strict=True)
+
+
+# The Prometheus Operator CRDs are not in the core schemas: check the fields GridLink uses.
+_LABEL_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_SELECTOR = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"matchLabels": _LABEL_MAP, "matchExpressions": {"type": "array"}},
+}
+_METADATA = {
+    "type": "object", "required": ["name"], "additionalProperties": False,
+    "properties": {"name": {"type": "string"}, "namespace": {"type": "string"},
+                   "labels": _LABEL_MAP, "annotations": _LABEL_MAP},
+}
+_DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)(ms|s|m|h|d|w|y))+)$"}
+SERVICE_MONITOR_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "ServiceMonitor"},
+        "metadata": _METADATA,
+        "spec": {
+            "type": "object", "required": ["selector", "endpoints"], "additionalProperties": False,
+            "properties": {
+                "jobLabel": {"type": "string"}, "selector": _SELECTOR,
+                "namespaceSelector": {"type": "object"},
+                "endpoints": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["port"], "additionalProperties": False,
+                    "properties": {
+                        "port": {"type": "string"}, "path": {"type": "string"},
+                        "interval": _DURATION, "scrapeTimeout": _DURATION,
+                        "scheme": {"enum": ["http", "https"]},
+                        "relabelings": {"type": "array", "items": {
+                            "type": "object", "additionalProperties": False,
+                            "properties": {
+                                "sourceLabels": {"type": "array", "items": {"type": "string"}},
+                                "targetLabel": {"type": "string"}, "regex": {"type": "string"},
+                                "replacement": {"type": "string"},
+                                "action": {"enum": ["replace", "keep", "drop", "labelmap",
+                                                    "labeldrop", "labelkeep", "hashmod"]},
+                            }}},
+                    }}},
+            }},
+    },
+}
+PROMETHEUS_RULE_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PrometheusRule"},
+        "metadata": _METADATA,
+        "spec": {"type": "object", "required": ["groups"], "additionalProperties": False,
+                 "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+                     "type": "object", "required": ["name", "rules"], "additionalProperties": False,
+                     "properties": {
+                         "name": {"type": "string"}, "interval": _DURATION,
+                         "rules": {"type": "array", "minItems": 1, "items": {
+                             "type": "object", "required": ["expr"], "additionalProperties": False,
+                             "properties": {
+                                 "alert": {"type": "string"}, "record": {"type": "string"},
+                                 "expr": {"type": "string"}, "for": _DURATION,
+                                 "labels": _LABEL_MAP, "annotations": _LABEL_MAP,
+                             }}},
+                     }}}}},
+    },
+}
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_prometheus_operator_resources_are_well_formed(kustomization: str) -> None:
+    monitors = by_kind(kustomization, "ServiceMonitor")
+    rules = by_kind(kustomization, "PrometheusRule")
+    assert list(monitors) == ["gridlink"] and list(rules) == ["gridlink"]
+    jsonschema.validate(monitors["gridlink"], SERVICE_MONITOR_SCHEMA)
+    jsonschema.validate(rules["gridlink"], PROMETHEUS_RULE_SCHEMA)
+
+
+# --- what each container runs -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_container_runs_gridlink_run_component(kustomization: str, component: str) -> None:
+    deploy = sources.deployment(kustomization, component)
+    container = sources.only_container(deploy)
+    assert container["name"] == component
+    argv, _ = sources.kubernetes_launch(kustomization, component)
+    assert argv == ["gridlink", "run", component]
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_environment_sets_every_setting_and_only_settings(
+    kustomization: str, component: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.settings import Settings
+
+    _, env = sources.kubernetes_launch(kustomization, component)
+    known = sources.settings_env_names()
+    assert not set(env) - set(known), "not GridLink settings (typos are silently ignored)"
+    needed = set(known) - UNSET_SETTINGS
+    if component == "gateway":
+        needed.discard("GRIDLINK_MONGO_URL")  # the gateway never talks to MongoDB
+        assert "GRIDLINK_MONGO_URL" not in env, "the Internet-facing pod holds DB credentials"
+    missing = needed - set(env)
+    assert not missing, f"settings not configured in the ConfigMap/Secrets: {sorted(missing)}"
+    # ... and every value is one GridLink accepts.
+    for key in known:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        pytest.fail(f"{kustomization} {component}: {exc}")
+    assert settings.instance.startswith(f"gridlink-{component}-")  # the pod name
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_probes_use_the_port_the_component_listens_on(kustomization: str, component: str) -> None:
+    container = sources.only_container(sources.deployment(kustomization, component))
+    _, env = sources.kubernetes_launch(kustomization, component)
+    listen = int(env[sources.PROBE_PORT_SETTING[component]])
+    assert [p["containerPort"] for p in container["ports"]] == [listen]
+    expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    for probe, path in expected.items():
+        http = container[probe]["httpGet"]
+        assert http["path"] == path, probe
+        assert container_port(container, http["port"]) == listen, probe
+    assert container["livenessProbe"]["failureThreshold"] * container["livenessProbe"][
+        "periodSeconds"] >= 30, "a busy gateway must not be killed by a short liveness window"
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_gateway_drains_within_its_termination_grace_period(kustomization: str) -> None:
+    deploy = sources.deployment(kustomization, "gateway")
+    pod = kustomize.pod_spec(deploy)
+    container = sources.only_container(deploy)
+    _, env = sources.kubernetes_launch(kustomization, "gateway")
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    drain_s = math.ceil(GATEWAY_CAPACITY / int(env["GRIDLINK_DRAIN_BATCH_SIZE"])) * float(
+        env["GRIDLINK_DRAIN_BATCH_INTERVAL_S"])
+    needed = int(pre_stop[1]) + drain_s + float(env["GRIDLINK_SHUTDOWN_GRACE_S"]) + 10
+    assert pod["terminationGracePeriodSeconds"] >= needed
+    strategy = deploy["spec"]["strategy"]["rollingUpdate"]
+    assert strategy == {"maxSurge": 1, "maxUnavailable": 0}
+    assert deploy["spec"]["minReadySeconds"] >= 10
+
+
+@pytest.mark.parametrize("component", SERVICES)
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_services_finish_in_flight_work_before_sigkill(kustomization: str, component: str) -> None:
+    deploy = sources.deployment(kustomization, component)
+    _, env = sources.kubernetes_launch(kustomization, component)
+    grace = kustomize.pod_spec(deploy)["terminationGracePeriodSeconds"]
+    assert grace >= float(env["GRIDLINK_SHUTDOWN_GRACE_S"]) + 10
+    assert deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+# --- scaling and disruption ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_every_component_has_an_autoscaler_and_a_disruption_budget(kustomization: str) -> None:
+    from services import metrics
+
+    hpas = by_kind(kustomization, "HorizontalPodAutoscaler")
+    pdbs = by_kind(kustomization, "PodDisruptionBudget")
+    for component in COMPONENTS:
+        deploy = sources.deployment(kustomization, component)
+        name = deploy["metadata"]["name"]
+        assert "replicas" not in deploy["spec"], f"{name}: replicas belong to the autoscaler"
+        hpa = hpas[name]["spec"]
+        assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                         "name": name}
+        assert 1 <= hpa["minReplicas"] <= hpa["maxReplicas"]
+        kinds = {m["type"]: m for m in hpa["metrics"]}
+        assert kinds["Resource"]["resource"]["name"] == "cpu"
+        if component == "gateway":
+            pods = kinds["Pods"]["pods"]
+            assert pods["metric"]["name"] == metrics.CONNECTIONS._name  # noqa: SLF001
+            assert 0 < int(pods["target"]["averageValue"]) < GATEWAY_CAPACITY
+            assert hpa["behavior"]["scaleDown"]["policies"] == [
+                {"type": "Pods", "value": 1, "periodSeconds": 600}]
+        pdb = pdbs[name]["spec"]
+        template_labels = deploy["spec"]["template"]["metadata"]["labels"]
+        assert labels_match(pdb["selector"], template_labels)
+        assert pdb == {"maxUnavailable": 1, "selector": deploy["spec"]["selector"]}
+        if kustomization == "overlays/production":
+            assert hpa["minReplicas"] >= 3
+
+
+def test_prometheus_adapter_serves_the_gateway_hpa_metric() -> None:
+    values = strict_yaml.load_file(sources.KUBERNETES / "prometheus-adapter" / "values.yaml")
+    hpa = by_kind("base", "HorizontalPodAutoscaler")["gridlink-gateway"]["spec"]
+    wanted = next(m["pods"]["metric"]["name"] for m in hpa["metrics"] if m["type"] == "Pods")
+    rules = values["rules"]["custom"]
+    served = [r for r in rules if r["name"]["as"] == wanted]
+    assert len(served) == 1
+    assert served[0]["seriesQuery"].startswith(wanted + "{")
+    assert set(served[0]["resources"]["overrides"]) == {"namespace", "pod"}
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_resources_and_security(kustomization: str) -> None:
+    final = sources.dockerfile_stages()[-1]
+    user = next(args for name, args in final if name == "USER")
+    uid = int(user.split(":")[0])
+    for component in COMPONENTS:
+        deploy = sources.deployment(kustomization, component)
+        pod = kustomize.pod_spec(deploy)
+        container = sources.only_container(deploy)
+        limits, requests = container["resources"]["limits"], container["resources"]["requests"]
+        assert {"cpu", "memory"} <= set(limits) and {"cpu", "memory"} <= set(requests)
+        if kustomization != "overlays/dev":  # a laptop may overcommit
+            assert requests["memory"] == limits["memory"], "memory is not overcommitted"
+            expected = {"cpu": "1", "memory": "1Gi"} if component == "gateway" else {
+                "cpu": "500m", "memory": "512Mi"}
+            assert requests == expected
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == uid != 0
+        assert pod["automountServiceAccountToken"] is False
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_all_components_run_one_pinned_image(kustomization: str) -> None:
+    images = {sources.only_container(sources.deployment(kustomization, c))["image"]
+              for c in COMPONENTS}
+    assert len(images) == 1
+    image = images.pop()
+    name, _, tag = image.rpartition(":")
+    assert name.endswith("gridlink") and tag
+    if kustomization == "overlays/production":
+        assert tag not in {"latest", "dev"} and "example.com" in name  # a placeholder to set
+
+
+# --- network ------------------------------------------------------------------------------
+
+
+def _ingress_allowed(kustomization: str, labels: dict[str, str]) -> list[dict[str, Any]] | None:
+    """The ingress rules that apply to a pod, or None when no policy isolates it."""
+    policies = [p["spec"] for p in by_kind(kustomization, "NetworkPolicy").values()
+                if labels_match(p["spec"]["podSelector"], labels)
+                and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])]
+    if not policies:
+        return None
+    return [rule for policy in policies for rule in policy.get("ingress", [])]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_only_the_gateway_receives_charger_traffic(kustomization: str) -> None:
+    for component in COMPONENTS:
+        deploy = sources.deployment(kustomization, component)
+        container = sources.only_container(deploy)
+        labels = deploy["spec"]["template"]["metadata"]["labels"]
+        rules = _ingress_allowed(kustomization, labels)
+        assert rules is not None, f"{component} is not isolated by any NetworkPolicy"
+        open_to_all = [r for r in rules if not r.get("from")]
+        if component == "gateway":
+            assert len(open_to_all) == 1
+            ports = [container_port(container, p["port"]) for p in open_to_all[0]["ports"]]
+            assert ports == [int(sources.kubernetes_launch(kustomization, "gateway")[1][
+                "GRIDLINK_GATEWAY_PORT"])]
+        else:
+            assert open_to_all == [], f"{component} accepts traffic from anywhere"
+            assert len(rules) == 1
+            (peer,) = rules[0]["from"]
+            assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+            assert "namespaceSelector" in peer
+            ports = [container_port(container, p["port"]) for p in rules[0]["ports"]]
+            assert ports == [9100]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_gateway_load_balancer_suits_long_lived_websockets(kustomization: str) -> None:
+    service = by_kind(kustomization, "Service")["gridlink-gateway"]
+    deploy = sources.deployment(kustomization, "gateway")
+    _, env = sources.kubernetes_launch(kustomization, "gateway")
+    ping = float(env["GRIDLINK_PING_INTERVAL_S"])
+    spec, annotations = service["spec"], service["metadata"]["annotations"]
+    assert spec["type"] == "LoadBalancer" and spec["externalTrafficPolicy"] == "Local"
+    assert spec["selector"] == deploy["spec"]["selector"]["matchLabels"]
+    (port,) = spec["ports"]
+    container_port(sources.only_container(deploy), port["targetPort"])
+    aws = "service.beta.kubernetes.io/aws-load-balancer-"
+    azure = "service.beta.kubernetes.io/azure-load-balancer-"
+    assert annotations[aws + "healthcheck-path"] == "/readyz"
+    assert annotations[azure + "health-probe-request-path"] == "/readyz"
+    assert int(annotations[azure + "tcp-idle-timeout"]) * 60 > 2 * ping
+    assert ping * 2 < 350, "AWS NLB closes connections idle for 350 s"
+    attributes = dict(a.split("=") for a in annotations[aws + "target-group-attributes"].split(","))
+    assert attributes["deregistration_delay.connection_termination.enabled"] == "false"
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_service_monitor_scrapes_every_component_but_not_the_load_balancer(
+    kustomization: str,
+) -> None:
+    monitor = by_kind(kustomization, "ServiceMonitor")["gridlink"]["spec"]
+    services = by_kind(kustomization, "Service")
+    selected = {name: s for name, s in services.items()
+                if labels_match(monitor["selector"], s["metadata"]["labels"])}
+    assert "gridlink-gateway" not in selected
+    (endpoint,) = monitor["endpoints"]
+    assert endpoint["path"] == "/metrics"
+    jobs = {}
+    for component in COMPONENTS:
+        deploy = sources.deployment(kustomization, component)
+        matching = [s for s in selected.values()
+                    if s["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]]
+        assert len(matching) == 1, f"{component}: scraped through {len(matching)} Services"
+        service = matching[0]
+        (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+        listen = int(sources.kubernetes_launch(kustomization, component)[1][
+            sources.PROBE_PORT_SETTING[component]])
+        assert container_port(sources.only_container(deploy), port["targetPort"]) == listen
+        jobs[component] = service["metadata"]["labels"][monitor["jobLabel"]]
+    # The same job names as the compose Prometheus, so alerts and dashboard fit both.
+    compose_jobs = {job["job_name"] for job in strict_yaml.load_file(
+        sources.DEPLOY / "prometheus" / "prometheus.yml")["scrape_configs"]}
+    assert jobs == {c: f"gridlink-{c}" for c in COMPONENTS}
+    assert set(jobs.values()) <= compose_jobs
+
+
+def test_credentials_come_from_secrets_the_overlay_or_operator_provides() -> None:
+    referenced = set()
+    for component in COMPONENTS:
+        container = sources.only_container(sources.deployment("base", component))
+        referenced |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]
+                       if "secretKeyRef" in e.get("valueFrom", {})}
+    assert referenced == {"gridlink-rabbitmq", "gridlink-mongodb"}
+    dev_secrets = by_kind("overlays/dev", "Secret")
+    assert referenced <= set(dev_secrets)
+    assert by_kind("overlays/production", "Secret") == {}, "no credentials in the repository"
+    operations = (sources.ROOT / "docs" / "operations.md").read_text()
+    for name in referenced:
+        assert f"create secret generic {name}" in operations
+
+
+def test_dashboard_config_map_is_the_dashboard_file() -> None:
+    maps = by_kind("base", "ConfigMap")
+    dashboard = maps["gridlink-grafana-dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    (content,) = dashboard["data"].values()
+    path = sources.DEPLOY / "grafana" / "dashboards" / "gridlink.json"
+    assert json.loads(content) == json.loads(path.read_text())
+
+
+def test_dev_overlay_brings_its_own_broker_and_database() -> None:
+    _, env = sources.kubernetes_launch("overlays/dev", "authz")
+    services = by_kind("overlays/dev", "Service")
+    amqp_host = env["GRIDLINK_AMQP_URL"].split("@")[1].split(":")[0]
+    mongo_host = env["GRIDLINK_MONGO_URL"].split("//")[1].split(":")[0]
+    assert amqp_host in services
+    pod, _, service = mongo_host.partition(".")
+    assert service in services and services[service]["spec"]["clusterIP"] == "None"
+    assert pod.rsplit("-", 1)[0] in by_kind("overlays/dev", "StatefulSet")
+    assert "replicaSet=rs0" in env["GRIDLINK_MONGO_URL"]
+    job = by_kind("overlays/dev", "Job")["mongodb-init-replica-set"]
+    init_env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert init_env["MONGO_RS_HOST"] == mongo_host + ":27017"
+
+
+def test_yaml_loader_is_strict_for_kustomize_too() -> None:
+    # Sanity check of the renderer against a known layout: patches apply to base objects.
+    dev = sources.deployment("overlays/dev", "gateway")
+    base = sources.deployment("base", "gateway")
+    assert sources.only_container(dev)["resources"]["requests"]["cpu"] == "100m"
+    assert sources.only_container(base)["resources"]["requests"]["cpu"] == "1"
+    assert sources.only_container(dev)["resources"]["limits"] == sources.only_container(
+        base)["resources"]["limits"]
+    assert yaml.safe_load("a: 1") == {"a": 1}

@@ -1,0 +1,69 @@
+"""Schema validation, strict JSON and typed models of services.ocpp16."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services import id_tags, ocpp16
+from services.errors import FormationViolation, NotSupported, error_for_code
+
+
+def test_strict_json() -> None:
+    assert ocpp16.loads_strict('{"a": [1, 2.5]}') == {"a": [1, 2.5]}
+    for text in ('{"a": NaN}', '{"a": Infinity}', '{"a": 1, "a": 2}'):
+        with pytest.raises(ValueError):
+            ocpp16.loads_strict(text)
+
+
+def test_decimal_schemas_accept_one_decimal_limits() -> None:
+    profile = {"chargingProfileId": 1, "stackLevel": 0,
+               "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Absolute",
+               "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [
+                   {"startPeriod": 0, "limit": 21.4}]}}
+    ocpp16.check_csms_call("SetChargingProfile", {"connectorId": 1, "csChargingProfiles": profile})
+
+
+def test_direction_is_checked() -> None:
+    with pytest.raises(NotSupported):
+        ocpp16.check_csms_call("Heartbeat", {})
+    with pytest.raises(FormationViolation):
+        ocpp16.check_csms_call("ClearCache", None)
+
+
+def test_typed_models_round_trip() -> None:
+    request = ocpp16.request_model("StartTransaction", {
+        "connectorId": 1, "idTag": "t", "meterStart": 5, "timestamp": "2026-01-01T00:00:00Z"})
+    assert (request.connector_id, request.id_tag, request.meter_start) == (1, "t", 5)
+    payload = ocpp16.response_payload(ocpp16.call_result.StartTransaction(
+        transaction_id=3, id_tag_info={"status": "Accepted", "parent_id_tag": "p"}))
+    assert payload == {"transactionId": 3, "idTagInfo": {"status": "Accepted",
+                                                         "parentIdTag": "p"}}
+
+
+def test_time_parsing() -> None:
+    assert ocpp16.parse_time("2026-01-01T00:00:00Z") == datetime(2026, 1, 1, tzinfo=UTC)
+    assert ocpp16.parse_time("2026-01-01T01:00:00+01:00") == datetime(2026, 1, 1, tzinfo=UTC)
+    assert ocpp16.iso(datetime(2026, 1, 1, tzinfo=UTC)) == "2026-01-01T00:00:00.000Z"
+    with pytest.raises(ValueError):
+        ocpp16.parse_time("soon")
+
+
+def test_error_aliases_map_to_1_6() -> None:
+    assert error_for_code("FormatViolation").code == "FormationViolation"
+    assert error_for_code("OccurrenceConstraintViolation").code == "OccurenceConstraintViolation"
+    assert error_for_code("SomethingElse").code == "GenericError"
+
+
+def test_id_tag_info() -> None:
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    assert id_tags.info_from_document(None, now) == {"status": "Invalid"}
+    assert id_tags.info_from_document({"status": "Blocked"}, now) == {"status": "Blocked"}
+    expired = id_tags.info_from_document({"status": "Accepted",
+                                          "expiry": now - timedelta(seconds=1)}, now)
+    assert expired["status"] == "Expired"
+    fine = id_tags.info_from_document({"status": "Accepted", "expiry": now + timedelta(days=1),
+                                       "parent": "G"}, now)
+    assert fine == {"status": "Accepted", "expiryDate": "2026-06-02T00:00:00.000Z",
+                    "parentIdTag": "G"}
