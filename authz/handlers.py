@@ -12,14 +12,14 @@ from authz.repository import AuthzRepository
 from services.bus import decode_json
 from services.envelope import ConnectRequest
 from services.ocpp16 import call, call_result, iso, utcnow
-from services.router import CallContext, Router
+from services.router import CallContext, EventSink, Router
 from services.runtime import ServiceRuntime
 from services.settings import Settings
 
 log = logging.getLogger("gridlink.authz")
 
 
-def build_router(repo: AuthzRepository, settings: Settings) -> Router:
+def build_router(repo: AuthzRepository, settings: Settings, events: EventSink) -> Router:
     router = Router("authz")
     accepted_vendors = frozenset(settings.data_transfer_vendors)
 
@@ -29,6 +29,8 @@ def build_router(repo: AuthzRepository, settings: Settings) -> Router:
         boot = {k: v for k, v in vars(request).items() if v is not None}
         status = await repo.record_boot(ctx.station, boot, ctx.received_at)
         log.info("boot", extra={"station": ctx.station, "registration": status})
+        await events("station.booted", {"station": ctx.station, "registration": status,
+                                        "at": ctx.received_at})
         return call_result.BootNotification(
             current_time=iso(utcnow()), interval=settings.heartbeat_interval_s, status=status
         )

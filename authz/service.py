@@ -13,7 +13,7 @@ def _build(runtime: ServiceRuntime) -> Router:
     repo = AuthzRepository(runtime.store.db, accept_unknown=settings.accept_unknown_stations,
                            default_registration=settings.default_registration)
     runtime.state["repo"] = repo
-    return build_router(repo, settings)
+    return build_router(repo, settings, runtime.publish_event)
 
 
 SPEC = ServiceSpec(name="authz", indexes=INDEXES, build=_build,

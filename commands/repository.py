@@ -28,6 +28,7 @@ INDEXES: IndexSpec = {
     COMMANDS: [
         IndexModel([("station", ASCENDING), ("created_at", DESCENDING)]),
         IndexModel([("status", ASCENDING), ("deadline", ASCENDING)]),
+        IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
     ],
     FIRMWARE_STATUS: [],
     DIAGNOSTICS_STATUS: [],
@@ -70,8 +71,25 @@ class CommandRepository:
         )
 
     async def overdue(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Sent (or stuck queued, not waiting for a boot) past their deadline."""
         cursor = self.db[COMMANDS].find(
-            {"status": {"$in": OPEN_STATUSES}, "deadline": {"$lt": now}}, limit=limit
+            {"$or": [{"status": "sent"},
+                     {"status": "queued", "queue_if_offline": {"$ne": True}}],
+             "deadline": {"$lt": now}}, limit=limit
+        )
+        return await cursor.to_list()
+
+    async def expired(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        cursor = self.db[COMMANDS].find(
+            {"status": "queued", "expires_at": {"$lt": now}}, limit=limit
+        )
+        return await cursor.to_list()
+
+    async def waiting_for(self, station: str) -> list[dict[str, Any]]:
+        """Commands queued until the station boots, oldest first."""
+        cursor = self.db[COMMANDS].find(
+            {"station": station, "status": "queued", "queue_if_offline": True},
+            sort=[("created_at", ASCENDING)],
         )
         return await cursor.to_list()
 

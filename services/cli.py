@@ -25,6 +25,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from services import admin, logs, ocpp16
+from services.cli_extensions import load_extensions
 from services.errors import ConfigurationError, GridLinkError
 from services.settings import Settings, effective_mongo_url, load_settings
 from services.store import Store
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("payload", nargs="?", default="{}", metavar="JSON_PAYLOAD")
     command.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
 
+    for extension in load_extensions().values():
+        extension.add_parsers(sub, _Parser)
+
     simulate = sub.add_parser("simulate", help="simulate a fleet of OCPP 1.6 chargers")
     try:
         from simulator.cli import add_arguments
@@ -91,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+def print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -109,7 +113,7 @@ def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-async def _with_db(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
+async def with_db(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
     store = Store(effective_mongo_url(settings), settings.mongo_db, component="cli")
     try:
         if not await store.ping():
@@ -161,22 +165,25 @@ async def _command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    extension = getattr(args, "extension", None)
+    if extension is not None:
+        return int(await load_extensions()[extension].dispatch(settings, args))
     if args.command == "stations" and args.action == "add":
         registration = args.registration or settings.default_registration
-        await _with_db(settings, lambda db: admin.add_stations(
+        await with_db(settings, lambda db: admin.add_stations(
             db, args.ids, registration=registration, password=args.password))
         print(f"added {len(args.ids)} station(s)")
     elif args.command == "stations":
-        _print_rows(await _with_db(settings, admin.list_stations), args.json)
+        print_rows(await with_db(settings, admin.list_stations), args.json)
     elif args.command == "tags" and args.action == "add":
         expiry = _parse_expiry(args.expiry)
-        await _with_db(settings, lambda db: admin.add_tag(
+        await with_db(settings, lambda db: admin.add_tag(
             db, args.tag, status=args.status, expiry=expiry, parent=args.parent))
         print(f"tag {args.tag} saved")
     elif args.command == "tags":
-        _print_rows(await _with_db(settings, admin.list_tags), args.json)
+        print_rows(await with_db(settings, admin.list_tags), args.json)
     elif args.command == "transactions":
-        _print_rows(await _with_db(settings, lambda db: admin.list_transactions(
+        print_rows(await with_db(settings, lambda db: admin.list_transactions(
             db, args.station)), args.json)
     elif args.command == "command":
         return await _command(settings, args)

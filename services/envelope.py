@@ -121,6 +121,8 @@ class CommandRequest(_Message):
     payload: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float | None = Field(None, gt=0, le=3600)
     reply_to: str | None = None  # also taken from the AMQP reply_to property
+    expires_at: datetime | None = None  # not sent after this moment: ends "expired"
+    queue_if_offline: bool = False  # offline: wait for the station's next BootNotification
 
 
 class CommandResult(_Message):

@@ -34,6 +34,8 @@ class CallContext:
 
 
 Handler = Callable[[Any, CallContext], Awaitable[Any]]
+#: Publishes an event on ``{ns}.events``: ``await events("transaction.started", {...})``.
+EventSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class Router:

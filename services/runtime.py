@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -31,10 +33,10 @@ from services.envelope import ChargerCall, HealthReport
 from services.errors import GridLinkError, StoreUnavailable
 from services.http_probe import ProbeServer
 from services.metrics import READY, STORE_ERRORS
-from services.ocpp16 import utcnow
+from services.ocpp16 import iso, utcnow
 from services.router import Router
 from services.settings import Settings, effective_mongo_url
-from services.store import IndexSpec, Store
+from services.store import IndexSpec, Store, merge_indexes
 from services.topology import Topology
 
 log = logging.getLogger("gridlink.runtime")
@@ -74,6 +76,8 @@ class ServiceRuntime:
         self.store = Store(effective_mongo_url(settings), settings.mongo_db, component=spec.name)
         self.state: dict[str, Any] = {}  # per-service objects made by spec.build
         self.router: Router | None = None
+        self.extra_indexes: IndexSpec = {}  # indexes added by spec.build (features)
+        self._tasks: list[asyncio.Task[Any]] = []
         self.stopping = asyncio.Event()
         self.store_ok = True
         self._in_flight = 0
@@ -118,6 +122,11 @@ class ServiceRuntime:
                 continue
             self._set_store_ok(True)
             return result
+
+    async def publish_event(self, routing_key: str, body: dict[str, Any]) -> None:
+        """Publish a durable event on ``{ns}.events`` (at least once; consumers dedupe)."""
+        await self.bus.publish(self.topology.events, routing_key,
+                               json.dumps(body, default=_event_default).encode())
 
     # --- consuming ------------------------------------------------------------------------
 
@@ -166,6 +175,22 @@ class ServiceRuntime:
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    def spawn(self, job: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
+        """Run a background job until shutdown; if it crashes, log it and start it again."""
+
+        async def supervised() -> None:
+            while True:
+                try:
+                    await job(self)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("background job failed; restarting it")
+                    await asyncio.sleep(1)
+
+        self._tasks.append(asyncio.create_task(supervised()))
+
     async def run(self) -> None:
         probes = ProbeServer(self.settings.http_host, self.settings.http_port, self.readiness)
         probes.start()
@@ -173,14 +198,15 @@ class ServiceRuntime:
         try:
             await self.bus.connect(prefetch=self.settings.prefetch)
             await self.store.wait_until_up()
-            await self.store.ensure_indexes(self.spec.indexes)
             self.router = self.spec.build(self)
+            await self.store.ensure_indexes(merge_indexes(self.spec.indexes, self.extra_indexes))
             queue = await self.bus.declare_service_queue(self.spec.name)
             tag = await self.bus.consume(queue, self._on_message)
             READY.labels(self.spec.name).set(1)
             log.info("service started", extra={"queue": queue.name})
-            tasks = [asyncio.create_task(self._report_health())]
-            tasks += [asyncio.create_task(job(self)) for job in self.spec.background]
+            self.spawn(ServiceRuntime._report_health)
+            for job in self.spec.background:
+                self.spawn(job)
             await self.stopping.wait()
             READY.labels(self.spec.name).set(0)
             log.info("stopping: no new messages", extra={"in_flight": self._in_flight})
@@ -191,15 +217,21 @@ class ServiceRuntime:
             except TimeoutError:
                 log.warning("grace period over; unfinished messages return to the queue",
                             extra={"in_flight": self._in_flight})
-            for task in tasks:
+            for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             with contextlib.suppress(Exception):
                 await self.bus.close()
             await self.store.close()
             probes.stop()
             log.info("stopped")
+
+
+def _event_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return iso(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def install_signal_handlers(stopping: asyncio.Event) -> None:

@@ -103,6 +103,21 @@ class Settings(BaseSettings):
     command_timeout_s: float = Field(
         60.0, description="Default deadline for a command without its own timeout."
     )
+    files_host: str = Field("0.0.0.0", description="commands: file server address.")
+    files_port: int = Field(
+        9180, description="commands: HTTP port where chargers upload diagnostics and download "
+        "firmware (0 disables the file server)."
+    )
+    files_public_url: str | None = Field(
+        None, description="Base URL chargers use for the file server "
+        "(default http://HOST:FILES_PORT)."
+    )
+    max_upload_bytes: int = Field(
+        100 << 20, description="Largest diagnostics upload accepted by the file server."
+    )
+    profile_sends_per_s: float = Field(
+        5.0, description="Rate limit of SetChargingProfile sends by site load management."
+    )
     health_report_interval_s: float = Field(
         5.0, description="How often services publish their database health to the gateways."
     )

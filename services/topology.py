@@ -9,7 +9,8 @@ Every name starts with the namespace (``GRIDLINK_NAMESPACE``, default ``gridlink
     services ──publish rk "<stationId>"──> {ns}.stations (direct) ──> {ns}.gateway.<pod>
                                               (binding per connected charger, exclusive queue)
     requesters ──rk "command"──> {ns}.commands.in (direct) ──> {ns}.commands
-    services, gateways ──rk "health.*", "station.*", "command.*"──> {ns}.events (topic)
+    services, gateways ──rk "health.*", "station.*", "transaction.*", "command.*"──>
+        {ns}.events (topic) ──"transaction.*", "station.*"──> {ns}.commands
     rejected / over-delivered messages ──> {ns}.dead-letter (fanout) ──> {ns}.dead-letter
 
 Charger answers to CSMS calls travel on ``{ns}.calls`` with routing key ``outcome.<Action>``;
@@ -42,6 +43,7 @@ COMMAND_KEYS = (
     "call.DiagnosticsStatusNotification",
     "outcome.*",
 )
+COMMAND_EVENT_KEYS = ("transaction.*", "station.*")  # on the events exchange
 
 
 def call_key(action: str) -> str:
@@ -90,6 +92,7 @@ class Topology:
         bindings = tuple((self.calls, key) for key in keys[service])
         if service == "commands":
             bindings += ((self.commands_in, "command"),)
+            bindings += tuple((self.events, key) for key in COMMAND_EVENT_KEYS)
         return ServiceQueue(f"{self.namespace}.{service}", bindings)
 
     def gateway_queue(self, instance: str) -> str:

@@ -9,13 +9,15 @@ import logging
 from typing import Any
 
 from services.ocpp16 import call, call_result, parse_time
-from services.router import CallContext, Router
+from services.router import CallContext, EventSink, Router
 from transactions.repository import TransactionRepository, sample_documents, start_key
 
 log = logging.getLogger("gridlink.transactions")
 
 
-def build_router(repo: TransactionRepository) -> Router:
+def build_router(repo: TransactionRepository, events: EventSink) -> Router:
+    """Handlers; after each write the event ``transaction.started``/``transaction.stopped``
+    is published (again on a retransmission: at least once, consumers dedupe by id)."""
     router = Router("transactions")
 
     @router.on("StartTransaction")
@@ -47,6 +49,12 @@ def build_router(repo: TransactionRepository) -> Router:
             log.info("transaction started", extra={
                 "station": ctx.station, "transaction_id": existing["_id"],
                 "connector": request.connector_id, "status": existing["id_tag_info"]["status"]})
+        await events("transaction.started", {
+            "station": ctx.station, "connector": existing["connector"],
+            "transaction_id": existing["_id"], "id_tag": existing["id_tag"],
+            "status": existing["id_tag_info"]["status"],
+            "reservation_id": existing.get("reservation_id"),
+            "meter_start": existing["meter_start"], "at": existing["start_time"]})
         return call_result.StartTransaction(
             transaction_id=existing["_id"], id_tag_info=existing["id_tag_info"]
         )
@@ -76,6 +84,10 @@ def build_router(repo: TransactionRepository) -> Router:
                     "station": ctx.station, "transaction_id": request.transaction_id,
                     "energy_wh": energy})
             connector = int(transaction["connector"])
+            await events("transaction.stopped", {
+                "station": ctx.station, "connector": connector,
+                "transaction_id": request.transaction_id, "at": stop_time,
+                "energy_wh": energy})
         if request.transaction_data:
             await repo.insert_samples(sample_documents(
                 ctx.station, connector, request.transaction_id, request.transaction_data,

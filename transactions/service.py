@@ -19,7 +19,7 @@ def _build(runtime: ServiceRuntime) -> Router:
     ids = TransactionIds(runtime.store.db, block=runtime.settings.transaction_id_block)
     repo = TransactionRepository(runtime.store.db, ids)
     runtime.state["repo"] = repo
-    return build_router(repo)
+    return build_router(repo, runtime.publish_event)
 
 
 async def _count_active(runtime: ServiceRuntime) -> None:

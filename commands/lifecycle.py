@@ -1,0 +1,258 @@
+"""The life of a command: request → validate → record → send → outcome → result.
+
+A request is validated (action, 1.6 schema, known station, feature checks) before it is
+recorded; an invalid one is answered ``invalid`` and nothing reaches a charger. A recorded
+command is published to the charger's routing key with ``mandatory``: when no gateway holds
+the station the broker returns it, and the command ends ``offline`` — or, when the requester
+asked for ``queue_if_offline``, waits ``queued`` for the station's next BootNotification
+(unless it expires first). The gateway sends the charger's CALLRESULT/CALLERROR (or a
+timeout) back as a :class:`CallOutcome`; the result is stored, published to every
+requester's ``reply_to`` and as event ``command.<status>``, and features react to it.
+
+Statuses: queued → sent → accepted | rejected | callerror | timeout | offline | expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from commands.features import CommandHooks, CommandRefused
+from commands.repository import CommandRepository
+from services import ocpp16
+from services.bus import Reject, Unroutable, decode_json
+from services.envelope import (
+    FINAL_STATUSES,
+    CallOutcome,
+    CommandRequest,
+    CommandResult,
+    CsmsCall,
+)
+from services.errors import OcppError
+from services.metrics import COMMANDS
+from services.ocpp16 import utcnow
+from services.runtime import ServiceRuntime
+
+log = logging.getLogger("gridlink.commands")
+
+DEADLINE_GRACE_S = 5.0
+# CALLRESULT statuses that mean the charger declined the request.
+DECLINED = frozenset({
+    "Rejected", "NotSupported", "Failed", "UnknownMessageId", "UnknownVendorId",
+    "NotImplemented", "VersionMismatch", "Occupied", "Faulted", "Unavailable", "UnlockFailed",
+})
+
+
+def _repo(runtime: ServiceRuntime) -> CommandRepository:
+    return runtime.state["repo"]  # type: ignore[no-any-return]
+
+
+def _hooks(runtime: ServiceRuntime) -> CommandHooks:
+    return runtime.state["hooks"]  # type: ignore[no-any-return]
+
+
+def result_of(document: dict[str, Any]) -> CommandResult:
+    return CommandResult(
+        command_id=document["_id"], station=document["station"], action=document["action"],
+        status=document["status"], response=document.get("response"),
+        error_code=document.get("error_code"),
+        error_description=document.get("error_description"),
+        at=document.get("updated_at") or document["created_at"],
+    )
+
+
+async def publish_result(runtime: ServiceRuntime, result: CommandResult,
+                         reply_to: list[str]) -> None:
+    body = result.to_bytes()
+    for queue in reply_to:
+        await runtime.bus.publish("", queue, body, correlation_id=result.command_id,
+                                  persistent=False)
+    await runtime.bus.publish(runtime.topology.events, f"command.{result.status}", body)
+
+
+async def finish(runtime: ServiceRuntime, command_id: str, status: str,
+                 fields: dict[str, Any] | None = None,
+                 from_statuses: list[str] | None = None) -> dict[str, Any] | None:
+    """End a command (if still open); publish the result; run the features' hooks."""
+    repo = _repo(runtime)
+    document = await runtime.with_store(
+        lambda: repo.transition(command_id, status, utcnow(), fields, from_statuses)
+    )
+    if document is None:
+        return None  # already final: a late or repeated outcome changes nothing
+    log.info("command finished", extra={"station": document["station"],
+                                        "command_id": command_id, "status": status})
+    COMMANDS.labels(document["action"], status).inc()
+    for hook in _hooks(runtime).after_final.get(document["action"], []):
+        await hook(runtime, document)
+    await publish_result(runtime, result_of(document), document.get("reply_to", []))
+    return document
+
+
+async def validate(runtime: ServiceRuntime, request: CommandRequest) -> None:
+    """Raise CommandRefused for anything that must not be recorded or sent."""
+    try:
+        ocpp16.check_csms_call(request.action, request.payload)
+    except OcppError as exc:
+        raise CommandRefused(exc.code, exc.description) from None
+    if not await runtime.with_store(lambda: _repo(runtime).station_exists(request.station)):
+        raise CommandRefused("UnknownStation", f"unknown station {request.station!r}")
+    if request.expires_at is not None and request.expires_at <= utcnow():
+        raise CommandRefused("Expired", "expires_at is in the past")
+    for check in _hooks(runtime).validators.get(request.action, []):
+        await check(runtime, request)
+
+
+def new_document(runtime: ServiceRuntime, request: CommandRequest, reply_to: str | None,
+                 origin: str) -> dict[str, Any]:
+    now = utcnow()
+    timeout = request.timeout_s or runtime.settings.command_timeout_s
+    return {
+        "_id": request.command_id, "station": request.station, "action": request.action,
+        "payload": request.payload, "status": "queued", "timeout_s": timeout,
+        "reply_to": [reply_to] if reply_to else [], "created_at": now, "origin": origin,
+        "expires_at": request.expires_at, "queue_if_offline": request.queue_if_offline,
+        "deadline": now + timedelta(seconds=timeout + DEADLINE_GRACE_S),
+        "history": [{"status": "queued", "at": now}],
+    }
+
+
+async def submit(runtime: ServiceRuntime, request: CommandRequest, *, origin: str
+                 ) -> dict[str, Any] | None:
+    """Send a command on GridLink's own behalf (a feature); None if refused or a duplicate."""
+    try:
+        await validate(runtime, request)
+    except CommandRefused as exc:
+        log.warning("internal command refused", extra={
+            "station": request.station, "action": request.action, "error": exc.description})
+        return None
+    document = new_document(runtime, request, None, origin)
+    if await runtime.with_store(lambda: _repo(runtime).create(document)) is None:
+        return None
+    await send(runtime, document)
+    return document
+
+
+async def handle_request(runtime: ServiceRuntime, message: AbstractIncomingMessage) -> None:
+    """A command message from another service (``{ns}.commands.in``, rk ``command``)."""
+    repo = _repo(runtime)
+    try:
+        request: CommandRequest = decode_json(message, CommandRequest)
+    except Reject as exc:
+        if message.reply_to:  # tell the requester why, then dead-letter it
+            await runtime.bus.publish("", message.reply_to, json.dumps(
+                {"status": "invalid", "error_code": "FormationViolation",
+                 "error_description": str(exc)}).encode(),
+                correlation_id=message.correlation_id, persistent=False)
+        raise
+    reply_to = request.reply_to or message.reply_to
+    waiters = [reply_to] if reply_to else []
+    try:
+        await validate(runtime, request)
+    except CommandRefused as exc:
+        await publish_result(runtime, CommandResult(
+            command_id=request.command_id, station=request.station, action=request.action,
+            status="invalid", error_code=exc.code, error_description=exc.description,
+            at=utcnow()), waiters)
+        COMMANDS.labels(request.action, "invalid").inc()
+        return
+    document = new_document(runtime, request, reply_to, "request")
+    if await runtime.with_store(lambda: repo.create(document)) is None:
+        # The same command_id again: it runs once, and every requester gets the outcome.
+        if reply_to:  # register first, then look: the outcome cannot slip between the two
+            await runtime.with_store(lambda: repo.add_waiter(request.command_id, reply_to))
+        existing = await runtime.with_store(lambda: repo.get(request.command_id))
+        if existing is None:
+            return
+        if existing["status"] in FINAL_STATUSES:
+            await publish_result(runtime, result_of(existing), waiters)
+            return
+        if existing["status"] != "queued" or not message.redelivered:
+            return  # in progress: the outcome reaches every waiter
+        document = existing  # we stopped between recording and sending: send now
+    await send(runtime, document)
+
+
+async def send(runtime: ServiceRuntime, document: dict[str, Any]) -> None:
+    """Route a queued command to the gateway holding its station."""
+    expires_at = document.get("expires_at")
+    if expires_at is not None and expires_at <= utcnow():
+        await finish(runtime, document["_id"], "expired", {
+            "error_description": "expired before it could be sent"}, ["queued"])
+        return
+    csms_call = CsmsCall(command_id=document["_id"], station=document["station"],
+                         action=document["action"], payload=document["payload"],
+                         timeout_s=document["timeout_s"])
+    try:
+        await runtime.bus.publish(runtime.topology.stations, document["station"],
+                                  csms_call.to_bytes(), mandatory=True, persistent=False)
+    except Unroutable:
+        if document.get("queue_if_offline"):
+            log.info("station offline; command waits for its next boot", extra={
+                "station": document["station"], "command_id": document["_id"]})
+            return
+        await finish(runtime, document["_id"], "offline", {
+            "error_description": "station offline: no gateway holds a connection to it"})
+        return
+    now = utcnow()
+    await runtime.with_store(lambda: _repo(runtime).transition(
+        document["_id"], "sent", now,
+        {"deadline": now + timedelta(seconds=document["timeout_s"] + DEADLINE_GRACE_S)},
+        from_statuses=["queued"]))
+
+
+async def handle_outcome(runtime: ServiceRuntime, message: AbstractIncomingMessage) -> None:
+    """The charger's answer (or a timeout, or a closed connection) from the gateway."""
+    outcome: CallOutcome = decode_json(message, CallOutcome)
+    if outcome.status == "result":
+        declined = (outcome.payload or {}).get("status") in DECLINED
+        await finish(runtime, outcome.command_id, "rejected" if declined else "accepted",
+                     {"response": outcome.payload})
+    elif outcome.status == "timeout":
+        await finish(runtime, outcome.command_id, "timeout", {
+            "error_description": "the charger did not answer in time"})
+    elif outcome.status == "closed":
+        await finish(runtime, outcome.command_id, "offline", {
+            "error_description": "the connection closed before the charger answered"})
+    else:  # callerror, or an answer that is not valid OCPP (invalid)
+        await finish(runtime, outcome.command_id, "callerror", {
+            "error_code": outcome.error_code, "error_description": outcome.error_description})
+
+
+async def handle_event(runtime: ServiceRuntime, message: AbstractIncomingMessage) -> None:
+    """An event from ``{ns}.events`` (transaction.*, station.*): run the features' hooks."""
+    try:
+        event = json.loads(message.body)
+    except ValueError:
+        raise Reject("malformed event") from None
+    key = message.routing_key or ""
+    if key == "station.booted":
+        await send_waiting(runtime, str(event["station"]))
+    for hook in _hooks(runtime).events.get(key, []):
+        await hook(runtime, event)
+
+
+async def send_waiting(runtime: ServiceRuntime, station: str) -> None:
+    """After a BootNotification: send the commands that waited for the station, in order."""
+    for document in await runtime.with_store(lambda: _repo(runtime).waiting_for(station)):
+        await send(runtime, document)
+
+
+async def sweep(runtime: ServiceRuntime) -> None:
+    """Time out commands whose gateway vanished; expire queued ones past ``expires_at``."""
+    repo = _repo(runtime)
+    while True:
+        now = utcnow()
+        for document in await runtime.with_store(lambda now=now: repo.overdue(now)):
+            await finish(runtime, document["_id"], "timeout", {
+                "error_description": "no answer from the gateway before the deadline"},
+                ["sent", "queued"])
+        for document in await runtime.with_store(lambda now=now: repo.expired(now)):
+            await finish(runtime, document["_id"], "expired", {
+                "error_description": "expired while waiting for the station"}, ["queued"])
+        await asyncio.sleep(1.0)
