@@ -80,3 +80,23 @@ async def list_transactions(db: AsyncDatabase[dict[str, Any]], station: str | No
 
 def _time(value: datetime | None) -> str | None:
     return iso(value) if value is not None else None
+
+
+async def list_commands(db: AsyncDatabase[dict[str, Any]], station: str | None, limit: int
+                        ) -> list[dict[str, Any]]:
+    """Commands with their lifecycle, newest first."""
+    query = {"station": station} if station else {}
+    rows = []
+    async for doc in db["commands"].find(query, sort=[("created_at", -1)], limit=limit):
+        rows.append({
+            "commandId": doc["_id"],
+            "station": doc["station"],
+            "action": doc["action"],
+            "status": doc["status"],
+            "created": _time(doc.get("created_at")),
+            "updated": _time(doc.get("updated_at")),
+            "error": " ".join(x for x in (doc.get("error_code"), doc.get("error_description"))
+                              if x) or None,
+            "history": [f"{h['status']}@{_time(h['at'])}" for h in doc.get("history", [])],
+        })
+    return rows

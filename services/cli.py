@@ -8,7 +8,9 @@
     gridlink tags add TAG [--status S] [--expiry ISO8601] [--parent TAG]
     gridlink tags list [--json]
     gridlink transactions list [--station ID] [--json]
-    gridlink command STATION ACTION [JSON_PAYLOAD] [--timeout S]
+    gridlink command STATION ACTION [JSON_PAYLOAD] [--timeout S] [--no-wait]
+                     [--queue-if-offline] [--expires-in S] [--id COMMAND_ID]
+    gridlink commands list [--station ID] [--json]
     gridlink simulate --url ws://host:9000/ocpp --chargers N ...
 """
 
@@ -22,6 +24,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from services import admin, logs, ocpp16
@@ -80,7 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("station")
     command.add_argument("ocpp_action", metavar="ACTION")
     command.add_argument("payload", nargs="?", default="{}", metavar="JSON_PAYLOAD")
-    command.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    command.add_argument("--timeout", type=float, default=30.0,
+                         help="seconds the charger may take to answer (default 30)")
+    command.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
+                         help="wait for the charger's answer (default) or just submit")
+    command.add_argument("--queue-if-offline", action="store_true",
+                         help="if the station is offline, send after its next boot")
+    command.add_argument("--expires-in", type=float, metavar="S",
+                         help="give up (status expired) if not sent within S seconds")
+    command.add_argument("--id", dest="command_id",
+                         help="command id (idempotency key; default: a new UUID)")
+
+    commands = sub.add_parser("commands", help="commands sent to chargers and their lifecycle")
+    cm = commands.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    cm_list = cm.add_parser("list", help="list commands, newest first")
+    cm_list.add_argument("--station")
+    cm_list.add_argument("--limit", type=int, default=50)
+    cm_list.add_argument("--json", action="store_true")
 
     for extension in load_extensions().values():
         extension.add_parsers(sub, _Parser)
@@ -110,6 +129,8 @@ def print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return " > ".join(str(v) for v in value) or "-"
     return "-" if value is None else str(value)
 
 
@@ -145,11 +166,20 @@ async def _command(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigurationError("JSON_PAYLOAD must be a JSON object")
     if args.timeout <= 0:
         raise ConfigurationError("--timeout must be positive")
+    if args.expires_in is not None and args.expires_in <= 0:
+        raise ConfigurationError("--expires-in must be positive")
     try:
         result = await send_command(settings, args.station, args.ocpp_action, payload,
-                                    timeout_s=args.timeout)
+                                    timeout_s=args.timeout, command_id=args.command_id,
+                                    wait=args.wait, queue_if_offline=args.queue_if_offline,
+                                    expires_in_s=args.expires_in)
     except TimeoutError:
         raise GridLinkError(f"timeout: no result within {args.timeout:g} s") from None
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid command: {exc.errors()[0]['msg']}") from None
+    if result is None:
+        print(json.dumps({"submitted": True}))
+        return 0
     if result.status in ("accepted", "rejected"):
         print(json.dumps(result.response, indent=2))
         return 0
@@ -187,6 +217,9 @@ async def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
             db, args.station)), args.json)
     elif args.command == "command":
         return await _command(settings, args)
+    elif args.command == "commands":
+        print_rows(await with_db(settings, lambda db: admin.list_commands(
+            db, args.station, args.limit)), args.json)
     elif args.command == "simulate":
         from simulator.cli import run as run_simulator
 

@@ -94,11 +94,13 @@ class Stack:
     def spawn(self, component: str, **changes: object) -> Process:
         port_key = "gateway_port" if component == "gateway" else "http_port"
         port = int(changes.pop(port_key, 0) or free_port())  # type: ignore[call-overload]
+        if component == "commands":  # its file server must not collide with other replicas
+            changes.setdefault("files_port", free_port())
         log = self.logs / f"{component}-{port}.log"
         popen = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", component],
             env=self.env(**{port_key: port, "instance": f"{component}-{port}"}, **changes),
-            stdout=open(log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+            stdout=open(log, "ab"), stderr=subprocess.STDOUT,
         )
         process = Process(component, popen, port, log)
         self.processes.append(process)

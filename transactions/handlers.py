@@ -16,8 +16,8 @@ log = logging.getLogger("gridlink.transactions")
 
 
 def build_router(repo: TransactionRepository, events: EventSink) -> Router:
-    """Handlers; after each write the event ``transaction.started``/``transaction.stopped``
-    is published (again on a retransmission: at least once, consumers dedupe by id)."""
+    """Handlers; after each write an event (``transaction.started``, ``transaction.stopped``,
+    ``station.status``) is published, again on a retransmission: at least once."""
     router = Router("transactions")
 
     @router.on("StartTransaction")
@@ -116,6 +116,10 @@ def build_router(repo: TransactionRepository, events: EventSink) -> Router:
             "received_at": ctx.received_at,
         }
         await repo.record_status(ctx.station, request.connector_id, status)
+        await events("station.status", {
+            "station": ctx.station, "connector": request.connector_id,
+            "status": request.status, "error_code": request.error_code,
+            "at": status["timestamp"], "received_at": ctx.received_at})
         return call_result.StatusNotification()
 
     return router
