@@ -50,7 +50,7 @@ async def test_command_answered_with_callerror(stack: Stack) -> None:
         process = await run_command(stack, station, "ClearCache")
         frame = await charger.next_csms_call(timeout=20)
         await charger.answer([4, frame[1], "NotSupported", "no cache here", {}])
-        out, err = await asyncio.wait_for(process.communicate(), 30)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1
     assert err.decode().strip() == "gridlink: CALLERROR: NotSupported no cache here"
 
