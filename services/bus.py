@@ -59,6 +59,7 @@ class Bus:
         self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
         self.on_lost: list[Callable[[], None]] = []
         self.on_restored: list[Callable[[], None]] = []
+        self._up = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -82,6 +83,7 @@ class Bus:
                 log.warning("rabbitmq unreachable, retrying", extra={"error": str(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+        self._up = True
         self.connection.close_callbacks.add(self._lost)
         self.connection.reconnect_callbacks.add(self._restored)
         channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -92,13 +94,16 @@ class Bus:
 
     @property
     def connected(self) -> bool:
-        return self.connection is not None and not self.connection.is_closed
+        """False from the moment the connection drops until it is restored."""
+        return self._up and self.connection is not None and not self.connection.is_closed
 
     def _lost(self, *_: Any) -> None:
+        self._up = False
         for callback in self.on_lost:
             callback()
 
     def _restored(self, *_: Any) -> None:
+        self._up = True
         for callback in self.on_restored:
             callback()
 

@@ -134,6 +134,10 @@ class Stack:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.mongo_url, tz_aware=True)
         return client[self.database]
 
+    def cli_command(self, *args: str) -> list[str]:
+        """The command line of ``gridlink ARGS`` (run with ``env=self.env()``)."""
+        return [sys.executable, "-m", "services.cli", *args]
+
     async def cli(self, *args: str, timeout: float = 60) -> tuple[int, str, str]:
         """Run ``gridlink ARGS`` with this stack's environment; (exit code, stdout, stderr)."""
         process = await asyncio.create_subprocess_exec(
