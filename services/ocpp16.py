@@ -12,8 +12,8 @@ import decimal
 import functools
 import json
 import math
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import fastjsonschema
