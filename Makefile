@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench install rabbitmq clean
+.PHONY: run test lint bench install rabbitmq test-tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,15 @@ install: $(STAMP)
 rabbitmq:
 	@scripts/ensure-rabbitmq.sh
 
+# promtool checks the alert rules, haproxy the load-balancer config (Debian packages).
+test-tools:
+	@command -v promtool >/dev/null && command -v haproxy >/dev/null || \
+	  scripts/apt-install.sh prometheus haproxy
+
 run: install rabbitmq
 	$(BIN)/gridlink run all
 
-test: install rabbitmq
+test: install rabbitmq test-tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -85,7 +85,8 @@ def _find(resources: list[Resource], patch: Resource) -> Resource:
                and r["metadata"]["name"] == patch["metadata"]["name"]]
     if len(matches) != 1:
         raise KustomizeError(
-            f"patch for {patch['kind']}/{patch['metadata']['name']} matches {len(matches)} resources")
+            f"patch for {patch['kind']}/{patch['metadata']['name']} "
+            f"matches {len(matches)} resources")
     return matches[0]
 
 

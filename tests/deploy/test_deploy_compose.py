@@ -69,7 +69,8 @@ def test_service_environment_is_valid_gridlink_settings(
     component = COMPOSE_COMPONENTS[service]
     _, env = sources.compose_launch(service)
     known = sources.settings_env_names()
-    assert not set(env) - set(known), "not GridLink settings (typos are silently ignored)"
+    unknown = sorted(set(env) - set(known))
+    assert not unknown, f"not GridLink settings (GridLink would silently ignore them): {unknown}"
     for key in known:
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():

@@ -31,7 +31,7 @@ def test_dockerfile_is_multi_stage_on_slim_python_311() -> None:
         base = stage[0][1].split()[0]
         base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
         assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?", base), base
-    builder, final = stages[0], stages[-1]
+    builder = stages[0]
     assert builder[0][1].split()[-1] == "builder"
     assert any("pip install ." in a for n, a in builder if n == "RUN")
 

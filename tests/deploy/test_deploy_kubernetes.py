@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from tests.deploy import kustomize, sources, strict_yaml
-from tests.deploy.sources import COMPONENTS, KUSTOMIZATIONS, OVERLAYS, SERVICES
+from tests.deploy.sources import COMPONENTS, KUSTOMIZATIONS, SERVICES
 
 # Oldest Kubernetes still commonly run in production, and the newest the schemas know.
 KUBERNETES_VERSIONS = ("1.30", kubernetes_validate.utils.latest_version())
@@ -25,8 +25,9 @@ CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 # Sizing of a gateway pod (docs/operations.md, "Sizing"): chargers per pod at 1 CPU / 1 GiB.
 GATEWAY_CAPACITY = 15000
 # Settings no deployment sets: only `gridlink run all` uses the embedded database, and the
-# public URL is only printed at start-up (an installation sets it for its own DNS name).
-UNSET_SETTINGS = {"GRIDLINK_EMBEDDED_MONGO_PORT", "GRIDLINK_DATA_DIR", "GRIDLINK_PUBLIC_URL"}
+# public URLs depend on an installation's DNS names.
+UNSET_SETTINGS = {"GRIDLINK_EMBEDDED_MONGO_PORT", "GRIDLINK_DATA_DIR", "GRIDLINK_PUBLIC_URL",
+                  "GRIDLINK_FILES_PUBLIC_URL"}
 
 
 def all_yaml_files() -> list[Path]:
@@ -82,7 +83,8 @@ def test_yaml_file_parses_without_duplicate_keys(path: Path) -> None:
 def test_duplicate_keys_are_rejected() -> None:
     with pytest.raises(strict_yaml.DuplicateKeyError, match="'image'"):
         strict_yaml.load("containers:\n  - image: a\n    image: b\n")
-    assert strict_yaml.load("a: &x {k: 1}\nb:\n  <<: *x\n  k: 2\n") == {"a": {"k": 1}, "b": {"k": 2}}
+    merged = strict_yaml.load("a: &x {k: 1}\nb:\n  <<: *x\n  k: 2\n")
+    assert merged == {"a": {"k": 1}, "b": {"k": 2}}
 
 
 def test_json_files_parse() -> None:
@@ -241,7 +243,8 @@ def test_environment_sets_every_setting_and_only_settings(
 
     _, env = sources.kubernetes_launch(kustomization, component)
     known = sources.settings_env_names()
-    assert not set(env) - set(known), "not GridLink settings (typos are silently ignored)"
+    unknown = sorted(set(env) - set(known))
+    assert not unknown, f"not GridLink settings (GridLink would silently ignore them): {unknown}"
     needed = set(known) - UNSET_SETTINGS
     if component == "gateway":
         needed.discard("GRIDLINK_MONGO_URL")  # the gateway never talks to MongoDB
@@ -267,7 +270,8 @@ def test_probes_use_the_port_the_component_listens_on(kustomization: str, compon
     _, env = sources.kubernetes_launch(kustomization, component)
     listen = int(env[sources.PROBE_PORT_SETTING[component]])
     assert [p["containerPort"] for p in container["ports"]] == [listen]
-    expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz",
+                "readinessProbe": "/readyz"}
     for probe, path in expected.items():
         http = container[probe]["httpGet"]
         assert http["path"] == path, probe
@@ -324,7 +328,7 @@ def test_every_component_has_an_autoscaler_and_a_disruption_budget(kustomization
         assert kinds["Resource"]["resource"]["name"] == "cpu"
         if component == "gateway":
             pods = kinds["Pods"]["pods"]
-            assert pods["metric"]["name"] == metrics.CONNECTIONS._name  # noqa: SLF001
+            assert pods["metric"]["name"] == metrics.CONNECTIONS._name
             assert 0 < int(pods["target"]["averageValue"]) < GATEWAY_CAPACITY
             assert hpa["behavior"]["scaleDown"]["policies"] == [
                 {"type": "Pods", "value": 1, "periodSeconds": 600}]
@@ -507,7 +511,8 @@ def test_dev_overlay_brings_its_own_broker_and_database() -> None:
     assert pod.rsplit("-", 1)[0] in by_kind("overlays/dev", "StatefulSet")
     assert "replicaSet=rs0" in env["GRIDLINK_MONGO_URL"]
     job = by_kind("overlays/dev", "Job")["mongodb-init-replica-set"]
-    init_env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    (init,) = job["spec"]["template"]["spec"]["containers"]
+    init_env = {e["name"]: e["value"] for e in init["env"]}
     assert init_env["MONGO_RS_HOST"] == mongo_host + ":27017"
 
 

@@ -1,0 +1,69 @@
+"""Each component starts from the very command line and environment its deployment gives it.
+
+Kubernetes (both overlays) and docker compose: `gridlink run <component>` with the container's
+environment, pointed at the local RabbitMQ and MongoDB-wire server, answers 200 on /healthz
+and /readyz and serves /metrics, and exits 0 on SIGTERM. The three deployments run side by
+side (each with its own namespace and database), which also keeps the test short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import delete_namespace
+from tests.deploy import launch, sources
+from tests.processes import free_port
+
+pytestmark = pytest.mark.integration
+
+COMPOSE_SERVICES = {"gateway": "gateway-1", "authz": "authz", "transactions": "transactions",
+                    "commands": "commands"}
+DEPLOYMENTS = [f"kubernetes:{k}" for k in sources.KUSTOMIZATIONS if k != "base"] + ["compose"]
+
+
+def deployment_launch(deployment: str, component: str) -> tuple[list[str], dict[str, str]]:
+    if deployment == "compose":
+        return sources.compose_launch(COMPOSE_SERVICES[component])
+    return sources.kubernetes_launch(deployment.split(":", 1)[1], component)
+
+
+def test_every_deployment_runs_gridlink_run_component() -> None:
+    for deployment in DEPLOYMENTS:
+        for component in sources.COMPONENTS:
+            argv, _ = deployment_launch(deployment, component)
+            assert argv == ["gridlink", "run", component], deployment
+
+
+async def test_components_start_as_deployed_and_stop_cleanly(
+    amqp_url: str, mongo_url: str, tmp_path: Path
+) -> None:
+    namespaces = {d: f"gldeploy-{uuid.uuid4().hex[:8]}" for d in DEPLOYMENTS}
+    started: dict[str, list[launch.Component]] = {d: [] for d in DEPLOYMENTS}
+    codes: dict[str, dict[str, int]] = {}
+    try:
+        for deployment, namespace in namespaces.items():
+            logs = tmp_path / deployment.replace(":", "-").replace("/", "-")
+            logs.mkdir()
+            for component in sources.COMPONENTS:
+                argv, env = deployment_launch(deployment, component)
+                local = launch.localised(component, env, amqp_url=amqp_url,
+                                         mongo_url=mongo_url, namespace=namespace,
+                                         port=free_port(), files_port=free_port())
+                started[deployment].append(
+                    launch.start(component, argv, local, logs / f"{component}.log"))
+        everything = [c for components in started.values() for c in components]
+        await launch.wait_until(everything, "/healthz", timeout=60)
+        await launch.wait_until(everything, "/readyz", timeout=60)
+        for component in everything:
+            assert component.status("/metrics") == 200, component.name
+    finally:
+        for deployment, components in started.items():
+            codes[deployment] = await launch.stop_all(components)
+        await asyncio.gather(*(delete_namespace(amqp_url, ns) for ns in namespaces.values()))
+    for deployment, components in started.items():
+        assert codes[deployment] == {c: 0 for c in sources.COMPONENTS}, (
+            deployment, "\n".join(c.output() for c in components))
