@@ -217,6 +217,13 @@ async def handle_outcome(runtime: ServiceRuntime, message: AbstractIncomingMessa
         await finish(runtime, outcome.command_id, "timeout", {
             "error_description": "the charger did not answer in time"})
     elif outcome.status == "closed":
+        repo = _repo(runtime)
+        command = await runtime.with_store(lambda: repo.get(outcome.command_id))
+        if command is not None and command.get("queue_if_offline"):
+            # It may wait for the station: back to queued until its next BootNotification.
+            await runtime.with_store(lambda: repo.transition(
+                outcome.command_id, "queued", utcnow(), from_statuses=["sent"]))
+            return
         await finish(runtime, outcome.command_id, "offline", {
             "error_description": "the connection closed before the charger answered"})
     else:  # callerror, or an answer that is not valid OCPP (invalid)

@@ -145,6 +145,7 @@ class Gateway:
                                                 ("Content-Length", str(len(body)))]), body)
         if not path.startswith(OCPP_PATH):
             return self._refuse(connection, HTTPStatus.NOT_FOUND, "not_found", "not found")
+        self.bridge.refresh_backend()
         ok, why = self.readiness()
         if not ok:
             return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE,
@@ -286,7 +287,7 @@ class Gateway:
         entry = self.sessions.get(message.station)
         if isinstance(message, Takeover):
             if entry is not None and entry[0].session_id != message.session:
-                self._moved[message.station] = time.monotonic()
+                self._remember_moved(message.station)
                 self._spawn(entry[1].close(CLOSE_REPLACED,
                                                      "replaced by a newer connection"))
             return
@@ -295,6 +296,15 @@ class Gateway:
                 self._spawn(self._deliver_reply(entry[0], entry[1], message))
             return
         self._spawn(self._deliver_command(message, entry))
+
+    def _remember_moved(self, station: str) -> None:
+        """Note that another pod took ``station``; forget such notes after a minute."""
+        now = time.monotonic()
+        self._moved[station] = now
+        if len(self._moved) > 1000:
+            for key, at in list(self._moved.items()):
+                if now - at > 60:
+                    del self._moved[key]
 
     async def _deliver_reply(self, session: Session, connection: ServerConnection,
                              reply: CallReply) -> None:
