@@ -77,17 +77,29 @@ async def publish_result(runtime: ServiceRuntime, result: CommandResult,
 
 async def finish(runtime: ServiceRuntime, command_id: str, status: str,
                  fields: dict[str, Any] | None = None,
-                 from_statuses: list[str] | None = None) -> dict[str, Any] | None:
-    """End a command (if still open); publish the result; run the features' hooks."""
+                 from_statuses: list[str] | None = None, *, replay: bool = False
+                 ) -> dict[str, Any] | None:
+    """End a command (if still open); run the features' hooks; publish the result.
+
+    ``replay``: the message that ends it is a redelivery, so a previous attempt may have
+    stored the status and then failed in a hook or a publish. If the command already has
+    this status, the hooks (idempotent) and the publish run again; requesters may get the
+    result twice (at least once), never not at all.
+    """
     repo = _repo(runtime)
     document = await runtime.with_store(
         lambda: repo.transition(command_id, status, utcnow(), fields, from_statuses)
     )
     if document is None:
-        return None  # already final: a late or repeated outcome changes nothing
-    log.info("command finished", extra={"station": document["station"],
-                                        "command_id": command_id, "status": status})
-    COMMANDS.labels(document["action"], status).inc()
+        if not replay:
+            return None  # already final: a late or repeated outcome changes nothing
+        document = await runtime.with_store(lambda: repo.get(command_id))
+        if document is None or document["status"] != status:
+            return None
+    else:
+        log.info("command finished", extra={"station": document["station"],
+                                            "command_id": command_id, "status": status})
+        COMMANDS.labels(document["action"], status).inc()
     for hook in _hooks(runtime).after_final.get(document["action"], []):
         await hook(runtime, document)
     await publish_result(runtime, result_of(document), document.get("reply_to", []))
@@ -209,13 +221,14 @@ async def send(runtime: ServiceRuntime, document: dict[str, Any]) -> None:
 async def handle_outcome(runtime: ServiceRuntime, message: AbstractIncomingMessage) -> None:
     """The charger's answer (or a timeout, or a closed connection) from the gateway."""
     outcome: CallOutcome = decode_json(message, CallOutcome)
+    replay = bool(message.redelivered)
     if outcome.status == "result":
         declined = (outcome.payload or {}).get("status") in DECLINED
         await finish(runtime, outcome.command_id, "rejected" if declined else "accepted",
-                     {"response": outcome.payload})
+                     {"response": outcome.payload}, replay=replay)
     elif outcome.status == "timeout":
         await finish(runtime, outcome.command_id, "timeout", {
-            "error_description": "the charger did not answer in time"})
+            "error_description": "the charger did not answer in time"}, replay=replay)
     elif outcome.status == "closed":
         repo = _repo(runtime)
         command = await runtime.with_store(lambda: repo.get(outcome.command_id))
@@ -225,10 +238,12 @@ async def handle_outcome(runtime: ServiceRuntime, message: AbstractIncomingMessa
                 outcome.command_id, "queued", utcnow(), from_statuses=["sent"]))
             return
         await finish(runtime, outcome.command_id, "offline", {
-            "error_description": "the connection closed before the charger answered"})
+            "error_description": "the connection closed before the charger answered"},
+            replay=replay)
     else:  # callerror, or an answer that is not valid OCPP (invalid)
         await finish(runtime, outcome.command_id, "callerror", {
-            "error_code": outcome.error_code, "error_description": outcome.error_description})
+            "error_code": outcome.error_code, "error_description": outcome.error_description},
+            replay=replay)
 
 
 async def handle_event(runtime: ServiceRuntime, message: AbstractIncomingMessage) -> None:

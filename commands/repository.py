@@ -4,7 +4,7 @@
 ``queued -> sent -> accepted | rejected | callerror | timeout | offline`` (``invalid`` ones
 are answered but never stored) and a ``history`` of transitions with timestamps. Status
 changes are conditional on the current status, so a late or repeated outcome changes nothing.
-``firmware_status`` / ``diagnostics_status``: the latest notification per station, with history.
+(Firmware and diagnostics jobs live in ``commands/features/firmware.py``.)
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from services import stations
 from services.store import IndexSpec
 
 COMMANDS = "commands"
-FIRMWARE_STATUS = "firmware_status"
-DIAGNOSTICS_STATUS = "diagnostics_status"
 OPEN_STATUSES = ["queued", "sent"]
 
 INDEXES: IndexSpec = {
@@ -30,8 +28,6 @@ INDEXES: IndexSpec = {
         IndexModel([("status", ASCENDING), ("deadline", ASCENDING)]),
         IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),
     ],
-    FIRMWARE_STATUS: [],
-    DIAGNOSTICS_STATUS: [],
 }
 
 
@@ -92,12 +88,3 @@ class CommandRepository:
             sort=[("created_at", ASCENDING)],
         )
         return await cursor.to_list()
-
-    async def record_notification(self, collection: str, station: str, status: str,
-                                  at: datetime, unique_id: str) -> None:
-        await self.db[collection].update_one(
-            {"_id": station},
-            {"$set": {"status": status, "at": at},
-             "$addToSet": {"history": {"status": status, "at": at, "message": unique_id}}},
-            upsert=True,
-        )

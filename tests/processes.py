@@ -73,6 +73,7 @@ class Stack:
     database: str
     logs: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    files_port: int = field(default_factory=free_port)  # the first commands replica's
     processes: list[Process] = field(default_factory=list)
     gateways: list[Process] = field(default_factory=list)
 
@@ -86,6 +87,7 @@ class Stack:
             "GRIDLINK_HEALTH_REPORT_INTERVAL_S": "0.5",
             "GRIDLINK_BACKEND_HEALTH_TTL_S": "3",
             "GRIDLINK_LOG_LEVEL": "INFO",
+            "GRIDLINK_FILES_PUBLIC_URL": f"http://127.0.0.1:{self.files_port}",
         })
         env.update(self.extra_env)
         env.update({f"GRIDLINK_{k.upper()}": str(v) for k, v in changes.items()})
@@ -94,8 +96,9 @@ class Stack:
     def spawn(self, component: str, **changes: object) -> Process:
         port_key = "gateway_port" if component == "gateway" else "http_port"
         port = int(changes.pop(port_key, 0) or free_port())  # type: ignore[call-overload]
-        if component == "commands":  # its file server must not collide with other replicas
-            changes.setdefault("files_port", free_port())
+        if component == "commands":  # the first serves the public file URL; no collisions
+            first = not any(p.name == "commands" for p in self.processes)
+            changes.setdefault("files_port", self.files_port if first else free_port())
         log = self.logs / f"{component}-{port}.log"
         popen = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", component],

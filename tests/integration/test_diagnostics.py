@@ -1,0 +1,205 @@
+"""GetDiagnostics end to end: the charger uploads to the location GridLink handed it.
+
+The simulated charger answers over a real WebSocket, uploads with HTTP (multipart POST or
+raw PUT, as chargers do) to GridLink's file server and reports DiagnosticsStatusNotification;
+the file lands in GridFS and is linked to the diagnostics job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from services import files
+from tests.charger import Charger
+from tests.integration.test_core_messages import add_station, new_id
+from tests.integration.test_firmware import MAX_UPLOAD, files_base, finished, gridlink, run
+from tests.processes import Stack
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["files_base"]  # the module-scoped fixture, used here too
+
+TOKEN = "t" * 32
+
+
+async def upload(url: str, data: bytes, *, method: str = "PUT",
+                 filename: str | None = None) -> int:
+    """Upload as a charger does: a form with the file (POST) or the raw body."""
+    body: Any = data
+    if filename is not None:
+        body = aiohttp.FormData()
+        body.add_field("file", data, filename=filename, content_type="application/zip")
+    async with aiohttp.ClientSession() as session, \
+            session.request(method, url, data=body) as response:
+        return response.status
+
+
+async def job(stack: Stack, command_id: str) -> dict[str, Any]:
+    found = await stack.db()[files.DIAGNOSTICS_JOBS].find_one({"_id": command_id})
+    assert found is not None
+    return found
+
+
+async def test_diagnostics_uploaded_with_multipart_post(stack: Stack, files_base: str,
+                                                        tmp_path: Path) -> None:
+    station = new_id("DG")
+    await add_station(stack, station)
+    log = os.urandom(200_000)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        process = await gridlink(stack, files_base, "diagnostics", "request", station,
+                                 "--start", "2026-11-01T00:00:00Z",
+                                 "--stop", "2026-11-02T00:00:00Z", "--retries", "1")
+        frame = await charger.next_csms_call(timeout=20)
+        assert frame[2] == "GetDiagnostics"
+        location = frame[3]["location"]
+        assert location.startswith(f"{files_base}/diagnostics/{station}/")
+        assert frame[3]["startTime"] == "2026-11-01T00:00:00.000Z"
+        assert frame[3]["stopTime"] == "2026-11-02T00:00:00.000Z"
+        assert frame[3]["retries"] == 1
+        await charger.answer([3, frame[1], {"fileName": "diag.zip"}])
+        code, out, err = await finished(process)
+        assert code == 0, err
+        printed = json.loads(out)
+        assert printed["location"] == location and printed["fileName"] == "diag.zip"
+        await charger.result("DiagnosticsStatusNotification", {"status": "Uploading"})
+        assert await upload(location, log, method="POST", filename="diag.zip") == 200
+        # The location is this station's only.
+        other = location.replace(f"/diagnostics/{station}/", "/diagnostics/SOMEONE/")
+        assert await upload(other, b"x") == 404
+        await charger.result("DiagnosticsStatusNotification", {"status": "Uploaded"})
+    found = await job(stack, printed["commandId"])
+    assert found["status"] == "Uploaded" and found["file_name"] == "diag.zip"
+    assert found["uploaded_size"] == len(log)
+
+    code, out, _ = await run(stack, files_base, "diagnostics", "list", "--station", station,
+                             "--json")
+    [row] = json.loads(out)
+    assert row["id"] == str(found["file_id"]) and row["commandId"] == printed["commandId"]
+    assert (row["fileName"], row["size"]) == ("diag.zip", len(log))
+    code, out, err = await run(stack, files_base, "diagnostics", "get", row["id"],
+                               "-o", str(tmp_path / "copy.zip"))
+    assert code == 0, err
+    assert (tmp_path / "copy.zip").read_bytes() == log
+    code, out, _ = await run(stack, files_base, "diagnostics", "jobs", "--station", station,
+                             "--json")
+    [row] = json.loads(out)
+    assert row["status"] == "Uploaded" and row["fileId"] == str(found["file_id"])
+    assert row["history"] == ["Accepted", "Uploading", "Uploaded"]
+
+
+async def test_raw_put_before_the_answer_is_linked_to_the_job(stack: Stack,
+                                                              files_base: str) -> None:
+    station = new_id("DG")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        process = await gridlink(stack, files_base, "diagnostics", "request", station)
+        frame = await charger.next_csms_call(timeout=20)
+        # A quick charger: uploads (PUT to location/fileName) before its answer is processed.
+        await charger.result("DiagnosticsStatusNotification", {"status": "Uploading"})
+        assert await upload(f"{frame[3]['location']}/early.log", b"log\n" * 1000) == 200
+        await charger.answer([3, frame[1], {"fileName": "early.log"}])
+        code, out, err = await finished(process)
+        assert code == 0, err
+        command_id = json.loads(out)["commandId"]
+        await charger.result("DiagnosticsStatusNotification", {"status": "Uploaded"})
+    found = await job(stack, command_id)
+    assert found["status"] == "Uploaded"
+    assert found["uploaded_file_name"] == "early.log" and found["uploaded_size"] == 4000
+
+
+async def test_upload_failed_is_final_and_too_large_is_refused(stack: Stack,
+                                                               files_base: str) -> None:
+    station = new_id("DG")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        process = await gridlink(stack, files_base, "diagnostics", "request", station)
+        frame = await charger.next_csms_call(timeout=20)
+        await charger.answer([3, frame[1], {"fileName": "huge.tar"}])
+        code, out, err = await finished(process)
+        assert code == 0, err
+        await charger.result("DiagnosticsStatusNotification", {"status": "Uploading"})
+        assert await upload(frame[3]["location"], b"z" * (MAX_UPLOAD + 1)) == 413
+        await charger.result("DiagnosticsStatusNotification", {"status": "UploadFailed"})
+        await charger.result("DiagnosticsStatusNotification", {"status": "Uploading"})  # late
+    found = await job(stack, json.loads(out)["commandId"])
+    assert found["status"] == "UploadFailed" and "file_id" not in found
+    db = stack.db()
+    assert await db[f"{files.DIAGNOSTICS_BUCKET}.files"].count_documents(
+        {"metadata.station": station}) == 0
+
+
+async def test_no_diagnostics_available(stack: Stack, files_base: str) -> None:
+    station = new_id("DG")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        process = await gridlink(stack, files_base, "diagnostics", "request", station)
+        frame = await charger.next_csms_call(timeout=20)
+        await charger.answer([3, frame[1], {}])  # no fileName: nothing to upload
+        code, out, err = await finished(process)
+    assert code == 0, err
+    assert json.loads(out)["fileName"] is None
+    assert (await job(stack, json.loads(out)["commandId"]))["status"] == "NoDiagnostics"
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["command", "{station}", "GetDiagnostics",
+      '{"location": "http://gl.example/diagnostics/OTHER/' + TOKEN + '"}'],
+     1, "invalid command: PropertyConstraintViolation location: GridLink's upload location"),
+    (["command", "{station}", "GetDiagnostics", '{"location": "mailto:ops@example.com"}'],
+     1, "invalid command: PropertyConstraintViolation location: unsupported scheme"),
+    (["command", "{station}", "GetDiagnostics",
+      '{"location": "ftp://x/", "startTime": "2026-11-02T00:00:00Z", '
+      '"stopTime": "2026-11-01T00:00:00Z"}'],
+     1, "invalid command: PropertyConstraintViolation startTime is after stopTime"),
+    (["command", "{station}", "GetDiagnostics", "{}"],
+     1, "invalid command: OccurenceConstraintViolation"),
+    (["diagnostics", "request", "{station}", "--start", "2026-11-02T00:00:00Z",
+      "--stop", "2026-11-01T00:00:00Z"], 2, "--start is after --stop"),
+    (["diagnostics", "get", "not-an-id"], 2, "not a file id"),
+    (["diagnostics", "get", "0123456789abcdef01234567"], 1, "no diagnostics file"),
+])
+async def test_bad_requests_never_reach_the_charger(stack: Stack, files_base: str,
+                                                    args: list[str], code: int,
+                                                    message: str) -> None:
+    station = new_id("DGBAD")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        got, out, err = await run(stack, files_base,
+                                  *[a.replace("{station}", station) for a in args])
+        assert (got, out) == (code, "")
+        assert message in err and len(err.strip().splitlines()) == 1
+        assert "currentTime" in await charger.result("Heartbeat", {})
+        assert charger.incoming.empty()
+    assert await stack.db().commands.count_documents({"station": station}) == 0
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    ([4, "{id}", "NotSupported", "no logs here", {}], "CALLERROR: NotSupported no logs here"),
+    ([3, "{id}", {"fileName": 42}], "CALLERROR: TypeConstraintViolation"),
+])
+async def test_charger_errors_fail_the_request_and_start_no_job(
+        stack: Stack, files_base: str, answer: list[Any], message: str) -> None:
+    station = new_id("DGERR")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        process = await gridlink(stack, files_base, "diagnostics", "request", station)
+        frame = await charger.next_csms_call(timeout=20)
+        await charger.answer([frame[1] if part == "{id}" else part for part in answer])
+        code, out, err = await finished(process)
+    assert (code, out) == (1, "")
+    assert message in err and len(err.strip().splitlines()) == 1
+    command = await stack.db().commands.find_one({"station": station})
+    assert command["status"] == "callerror"
+    assert await stack.db()[files.DIAGNOSTICS_JOBS].count_documents({"station": station}) == 0

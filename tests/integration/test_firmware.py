@@ -1,0 +1,222 @@
+"""Firmware Management end to end: images on GridLink's file server, UpdateFirmware, jobs.
+
+A charger simulated over a real WebSocket downloads the image from the URL it was sent
+and reports its progress; everything travels through the real broker and database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from services import files
+from tests.charger import Charger
+from tests.integration.test_core_messages import add_station, new_id
+from tests.processes import Stack, free_port, http_status, wait_for
+
+pytestmark = pytest.mark.integration
+
+MAX_UPLOAD = 1 << 20
+
+
+@pytest.fixture(scope="module")
+async def files_base(stack: Stack) -> AsyncIterator[str]:
+    """A commands replica whose file server the tests (and the CLI) know the address of.
+
+    The stack's own commands replica keeps running: either may take a command, and both
+    share the tokens and files in the database.
+    """
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    replica = stack.spawn("commands", files_port=port, files_public_url=base,
+                          max_upload_bytes=MAX_UPLOAD)
+    await stack.wait_ready(replica)
+    await wait_for(lambda: http_status(f"{base}/firmware/none") == 404, what="file server")
+    yield base
+    await stack.stop_process(replica)
+
+
+async def gridlink(stack: Stack, base: str, *args: str) -> asyncio.subprocess.Process:
+    """Start ``gridlink ARGS`` with the file server's public URL."""
+    return await asyncio.create_subprocess_exec(
+        *stack.cli_command(*args), env=stack.env(files_public_url=base),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def finished(process: asyncio.subprocess.Process, timeout: float = 30
+                   ) -> tuple[int, str, str]:
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def run(stack: Stack, base: str, *args: str) -> tuple[int, str, str]:
+    return await finished(await gridlink(stack, base, *args))
+
+
+async def add_image(stack: Stack, base: str, tmp_path: Path, size: int = 300_000
+                    ) -> tuple[str, bytes]:
+    name, image = f"fw-{uuid.uuid4().hex[:8]}.bin", os.urandom(size)
+    (tmp_path / name).write_bytes(image)
+    code, out, err = await run(stack, base, "firmware", "add", str(tmp_path / name))
+    assert code == 0, err
+    assert files.firmware_url(base, name) in out
+    return name, image
+
+
+async def download(url: str, **headers: str) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        return response.status, await response.read()
+
+
+async def job(stack: Stack, command_id: str) -> dict[str, Any]:
+    found = await stack.db()[files.FIRMWARE_JOBS].find_one({"_id": command_id})
+    assert found is not None
+    return found
+
+
+async def test_images_are_stored_listed_and_served(stack: Stack, files_base: str,
+                                                   tmp_path: Path) -> None:
+    name, image = await add_image(stack, files_base, tmp_path)
+    code, _, err = await run(stack, files_base, "firmware", "add", str(tmp_path / name))
+    assert code == 1 and "exists already" in err and len(err.strip().splitlines()) == 1
+    code, _, err = await run(stack, files_base, "firmware", "add", str(tmp_path / name),
+                             "--name", "../evil")
+    assert code == 2 and "invalid firmware name" in err
+    code, out, _ = await run(stack, files_base, "firmware", "list", "--json")
+    row = next(r for r in json.loads(out) if r["name"] == name)
+    assert row["size"] == len(image) and row["url"] == files.firmware_url(files_base, name)
+    assert await download(row["url"]) == (200, image)
+    assert await download(row["url"], Range="bytes=1000-1999") == (206, image[1000:2000])
+    assert (await download(f"{files_base}/firmware/missing.bin"))[0] == 404
+
+
+async def test_update_firmware_job_follows_the_notifications(stack: Stack, files_base: str,
+                                                             tmp_path: Path) -> None:
+    station = new_id("FW")
+    await add_station(stack, station)
+    name, image = await add_image(stack, files_base, tmp_path)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        process = await gridlink(stack, files_base, "firmware", "update", station, name,
+                                 "--retrieve-date", "2026-11-23T22:00:00Z", "--retries", "2",
+                                 "--retry-interval", "30")
+        frame = await charger.next_csms_call(timeout=20)
+        assert frame[2] == "UpdateFirmware"
+        assert frame[3] == {"location": files.firmware_url(files_base, name),
+                            "retrieveDate": "2026-11-23T22:00:00.000Z", "retries": 2,
+                            "retryInterval": 30}
+        # The charger reports before its UpdateFirmware.conf is even processed.
+        assert await charger.result("FirmwareStatusNotification",
+                                    {"status": "Downloading"}) == {}
+        assert await download(frame[3]["location"]) == (200, image)
+        await charger.answer([3, frame[1], {}])
+        code, out, err = await finished(process)
+        assert code == 0, err
+        command_id = json.loads(out)["commandId"]
+        assert (await job(stack, command_id))["status"] == "Downloading"
+        for status in ("Downloaded", "Installing", "Installed"):
+            await charger.result("FirmwareStatusNotification", {"status": status})
+        await charger.result("FirmwareStatusNotification", {"status": "Downloading"})  # late
+    found = await job(stack, command_id)
+    assert found["status"] == "Installed"
+    assert found["retrieve_date"].isoformat().startswith("2026-11-23T22:00:00")
+    assert [h["status"] for h in found["history"] if not h["applied"]] == ["Downloading"]
+    code, out, _ = await run(stack, files_base, "firmware", "jobs", "--station", station,
+                             "--json")
+    [row] = json.loads(out)
+    assert row["commandId"] == command_id and row["status"] == "Installed"
+    assert row["history"] == ["Accepted", "Downloading", "Downloaded", "Installing",
+                              "Installed"]
+    # The station document keeps the latest notification received, whatever its job did.
+    station_status = await stack.db()[files.FIRMWARE_STATUS].find_one({"_id": station})
+    assert station_status["status"] == "Downloading"
+    assert len(station_status["history"]) == 5
+
+
+async def test_a_new_update_supersedes_and_failures_are_final(stack: Stack,
+                                                              files_base: str) -> None:
+    station = new_id("FW")
+    await add_station(stack, station)
+    url = "https://firmware.example.com/cp-9.bin"  # any server a charger can reach
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        command_ids = []
+        for _ in range(2):
+            process = await gridlink(stack, files_base, "firmware", "update", station, url)
+            frame = await charger.next_csms_call(timeout=20)
+            assert frame[3]["location"] == url
+            await charger.answer([3, frame[1], {}])
+            code, out, err = await finished(process)
+            assert code == 0, err
+            command_ids.append(json.loads(out)["commandId"])
+            await charger.result("FirmwareStatusNotification", {"status": "Downloading"})
+        await charger.result("FirmwareStatusNotification", {"status": "DownloadFailed"})
+        await charger.result("FirmwareStatusNotification", {"status": "Downloaded"})
+    first, second = [await job(stack, command_id) for command_id in command_ids]
+    assert first["status"] == "Superseded"
+    assert second["status"] == "DownloadFailed" and second["location"] == url
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["command", "{station}", "UpdateFirmware",
+      '{"location": "gopher://x/fw.bin", "retrieveDate": "2026-11-23T00:00:00Z"}'],
+     1, "invalid command: PropertyConstraintViolation location: unsupported scheme"),
+    (["command", "{station}", "UpdateFirmware",
+      '{"location": "https://x/fw.bin", "retrieveDate": "2026-11-23T00:00:00Z", '
+      '"retries": -1}'], 1, "invalid command: PropertyConstraintViolation retries"),
+    (["command", "{station}", "UpdateFirmware", '{"location": "https://x/fw.bin"}'],
+     1, "invalid command: OccurenceConstraintViolation"),
+    (["command", "{station}", "UpdateFirmware",
+      '{"location": "https://x/fw.bin", "retrieveDate": "soon"}'],
+     1, "invalid command: TypeConstraintViolation"),
+    (["firmware", "update", "{station}", "never-added.bin"], 1, "no firmware 'never-added.bin'"),
+    (["firmware", "update", "{station}", "x.bin", "--retrieve-date", "tomorrow"], 2,
+     "--retrieve-date: not an ISO 8601 date-time"),
+    (["firmware", "update", "{station}", "https://x/fw.bin", "--retries", "-2"], 2,
+     "--retries must not be negative"),
+])
+async def test_bad_updates_never_reach_the_charger(stack: Stack, files_base: str,
+                                                   args: list[str], code: int,
+                                                   message: str) -> None:
+    station = new_id("FWBAD")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        got, out, err = await run(stack, files_base,
+                                  *[a.replace("{station}", station) for a in args])
+        assert (got, out) == (code, "")
+        assert message in err and len(err.strip().splitlines()) == 1
+        assert "currentTime" in await charger.result("Heartbeat", {})
+        assert charger.incoming.empty()
+    assert await stack.db().commands.count_documents({"station": station}) == 0
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    ([4, "{id}", "InternalError", "flash busy", {}], "CALLERROR: InternalError flash busy"),
+    ([3, "{id}", {"status": "Accepted"}], "CALLERROR: FormationViolation"),  # not the PDU
+])
+async def test_charger_errors_fail_the_command_and_start_no_job(
+        stack: Stack, files_base: str, answer: list[Any], message: str) -> None:
+    station = new_id("FWERR")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        process = await gridlink(stack, files_base, "firmware", "update", station,
+                                 "ftp://fw.example.com/cp.bin")
+        frame = await charger.next_csms_call(timeout=20)
+        await charger.answer([frame[1] if part == "{id}" else part for part in answer])
+        code, out, err = await finished(process)
+    assert (code, out) == (1, "")
+    assert message in err and len(err.strip().splitlines()) == 1
+    command = await stack.db().commands.find_one({"station": station})
+    assert command["status"] == "callerror" and command["error_code"]
+    assert await stack.db()[files.FIRMWARE_JOBS].count_documents({"station": station}) == 0

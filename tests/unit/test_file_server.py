@@ -1,0 +1,385 @@
+"""The file server in-process against the real database (SecantusDB), plus the pure pieces.
+
+Covers what the charger-driven integration tests cannot reach cheaply: size limits (by
+Content-Length, while streaming, and before ``100 Continue``), token refusals, byte ranges,
+a database outage (503), and job bookkeeping with notifications out of order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from pymongo import AsyncMongoClient
+
+from commands.features.firmware import (
+    ACCEPTED,
+    DIAGNOSTICS,
+    FIRMWARE,
+    JobBook,
+    get_diagnostics_problem,
+    update_firmware_problem,
+)
+from commands.file_server import FileServer, parse_range
+from services import files
+from services.ocpp16 import utcnow
+
+LIMIT = 64 * 1024
+TOKEN_A = "a" * 32
+
+
+@pytest.fixture
+async def db(mongo_url: str) -> AsyncIterator[files.Db]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
+    yield client[f"unit_files_{uuid.uuid4().hex[:8]}"]
+    await client.close()
+
+
+@pytest.fixture
+async def base(db: files.Db) -> AsyncIterator[str]:
+    server = FileServer(db, max_upload_bytes=LIMIT)
+    port = await server.start("127.0.0.1", 0)
+    yield f"http://127.0.0.1:{port}"
+    await server.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def slot(db: files.Db, station: str = "CP/1", *, token: str = TOKEN_A,
+               expires_in: timedelta = timedelta(hours=1)) -> str:
+    """Register an upload token and an open diagnostics job; the command id."""
+    command_id = uuid.uuid4().hex
+    assert await files.register_upload_token(db, token, station, command_id,
+                                             utcnow() + expires_in)
+    now = utcnow()
+    await db[files.DIAGNOSTICS_JOBS].insert_one({
+        "_id": command_id, "station": station, "status": ACCEPTED, "since": now,
+        "status_at": now, "updated_at": now, "history": []})
+    return command_id
+
+
+def upload_url(base: str, station: str = "CP/1", token: str = TOKEN_A, name: str = "") -> str:
+    location = files.diagnostics_location(base, station, token)
+    return f"{location}/{name}" if name else location
+
+
+async def stored(db: files.Db, command_id: str) -> tuple[dict[str, Any], bytes]:
+    document = await files.latest_upload(db, command_id)
+    assert document is not None
+    data = b"".join([chunk async for chunk in files.read_diagnostics(db, document["_id"])])
+    return document, data
+
+
+# --- uploads ----------------------------------------------------------------------------------
+
+
+async def test_raw_put_is_stored_with_metadata_and_linked_to_its_job(
+        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+    command_id = await slot(db)
+    body = os.urandom(40_000)
+    async with http.put(upload_url(base, name="diag 1.log"), data=body) as response:
+        assert response.status == 200
+        answer = await response.json()
+    assert answer["size"] == len(body) and answer["fileName"] == "diag 1.log"
+    document, data = await stored(db, command_id)
+    assert data == body
+    metadata = document["metadata"]
+    assert metadata["station"] == "CP/1" and metadata["command_id"] == command_id
+    assert metadata["filename"] == "diag 1.log" and metadata["size"] == len(body)
+    assert isinstance(metadata["uploaded_at"], datetime)
+    job = await db[files.DIAGNOSTICS_JOBS].find_one({"_id": command_id})
+    assert job["file_id"] == document["_id"] and job["uploaded_size"] == len(body)
+    token = await files.upload_token(db, TOKEN_A)
+    assert token is not None and token["uploads"] == 1
+
+
+async def test_multipart_post_stores_the_file_part(
+        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+    command_id = await slot(db)
+    form = aiohttp.FormData()
+    form.add_field("note", "not the file")
+    form.add_field("uploadedfile", b"log line\n" * 100, filename="../../etc/diag.txt",
+                   content_type="text/plain")
+    async with http.post(upload_url(base), data=form) as response:
+        assert response.status == 200
+    document, data = await stored(db, command_id)
+    assert data == b"log line\n" * 100
+    assert document["filename"] == "diag.txt"  # no directories from the charger
+    assert document["metadata"]["content_type"] == "text/plain"
+
+
+async def test_raw_body_without_a_name_gets_one(
+        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+    command_id = await slot(db, "CP2")
+    async with http.post(upload_url(base, "CP2"), data=b"x") as response:
+        assert response.status == 200
+    document, _ = await stored(db, command_id)
+    assert document["filename"].startswith("diagnostics-CP2-")
+
+
+@pytest.mark.parametrize(("station", "token", "status"), [
+    ("CP/1", "b" * 32, 404),    # never handed out
+    ("CP9", TOKEN_A, 404),      # another station's location
+    ("CP/1", "short", 404),     # not even a token
+])
+async def test_uploads_need_the_stations_token(
+        db: files.Db, base: str, http: aiohttp.ClientSession, station: str, token: str,
+        status: int) -> None:
+    await slot(db)
+    async with http.put(upload_url(base, station, token), data=b"data") as response:
+        assert response.status == status
+    assert await db[f"{files.DIAGNOSTICS_BUCKET}.files"].count_documents({}) == 0
+
+
+async def test_expired_and_exhausted_tokens_are_refused(
+        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+    await slot(db, token="e" * 32, expires_in=timedelta(seconds=-1))
+    async with http.put(upload_url(base, token="e" * 32), data=b"data") as response:
+        assert response.status == 403
+    await slot(db)
+    for _ in range(files.MAX_UPLOADS_PER_TOKEN):
+        async with http.put(upload_url(base), data=b"data") as response:
+            assert response.status == 200
+    async with http.put(upload_url(base), data=b"data") as response:
+        assert response.status == 403
+
+
+async def test_too_large_by_content_length(
+        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+    await slot(db)
+    async with http.put(upload_url(base), data=b"x" * (LIMIT + 1)) as response:
+        assert response.status == 413
+    assert await db[f"{files.DIAGNOSTICS_BUCKET}.files"].count_documents({}) == 0
+
+
+async def test_too_large_while_streaming_leaves_nothing_behind(
+        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+    await slot(db)
+
+    async def chunks() -> AsyncIterator[bytes]:  # chunked: no Content-Length to check
+        for _ in range(40):
+            yield b"y" * 4096
+
+    async with http.put(upload_url(base), data=chunks()) as response:
+        assert response.status == 413
+    assert await db[f"{files.DIAGNOSTICS_BUCKET}.files"].count_documents({}) == 0
+    assert await db[f"{files.DIAGNOSTICS_BUCKET}.chunks"].count_documents({}) == 0
+
+
+async def raw_request(base: str, head: str) -> bytes:
+    """Send request headers only; the first line the server answers."""
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head.encode())
+        await writer.drain()
+        return await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+
+
+async def test_expect_100_continue_is_refused_before_the_body(
+        db: files.Db, base: str) -> None:
+    await slot(db)
+    path = upload_url(base).removeprefix(base)
+    too_big = (f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {LIMIT + 1}\r\n"
+               "Expect: 100-continue\r\n\r\n")
+    assert (await raw_request(base, too_big)).startswith(b"HTTP/1.1 413")
+    unknown = too_big.replace(TOKEN_A, "c" * 32).replace(str(LIMIT + 1), "10")
+    assert (await raw_request(base, unknown)).startswith(b"HTTP/1.1 404")
+    fine = too_big.replace(str(LIMIT + 1), "10")
+    assert (await raw_request(base, fine)).startswith(b"HTTP/1.1 100")
+
+
+async def test_malformed_multipart_is_a_bad_request(
+        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+    await slot(db)
+    headers = {"Content-Type": "multipart/form-data; boundary=zzz"}
+    async with http.post(upload_url(base), data=b"no parts here", headers=headers) as response:
+        assert response.status == 400
+
+
+async def test_database_outage_answers_503_so_the_charger_retries(
+        http: aiohttp.ClientSession) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200&directConnection=true")
+    server = FileServer(client["down"], max_upload_bytes=LIMIT)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with http.put(upload_url(base), data=b"data") as response:
+            assert response.status == 503 and response.headers["Retry-After"]
+        async with http.get(f"{base}/firmware/fw.bin") as response:
+            assert response.status == 503
+    finally:
+        await server.stop()
+        await client.close()
+
+
+# --- firmware downloads -----------------------------------------------------------------------
+
+
+async def test_firmware_download_head_and_ranges(
+        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+    image = os.urandom(300_000)  # more than one GridFS chunk
+    await files.add_firmware(db, "cp-1.2.bin", io.BytesIO(image))
+    url = files.firmware_url(base, "cp-1.2.bin")
+    async with http.get(url) as response:
+        assert response.status == 200 and await response.read() == image
+        etag = response.headers["ETag"]
+        assert response.headers["Accept-Ranges"] == "bytes"
+    async with http.head(url) as response:
+        assert response.status == 200
+        assert int(response.headers["Content-Length"]) == len(image)
+        assert await response.read() == b""
+    async with http.get(url, headers={"Range": "bytes=261000-261999"}) as response:
+        assert response.status == 206
+        assert response.headers["Content-Range"] == f"bytes 261000-261999/{len(image)}"
+        assert await response.read() == image[261000:262000]
+    async with http.get(url, headers={"Range": "bytes=-10"}) as response:
+        assert response.status == 206 and await response.read() == image[-10:]
+    async with http.get(url, headers={"Range": "bytes=1-2", "If-Range": '"old"'}) as response:
+        assert response.status == 200 and await response.read() == image
+    async with http.get(url, headers={"Range": "bytes=1-2", "If-Range": etag}) as response:
+        assert response.status == 206 and await response.read() == image[1:3]
+    async with http.get(url, headers={"Range": f"bytes={len(image)}-"}) as response:
+        assert response.status == 416
+        assert response.headers["Content-Range"] == f"bytes */{len(image)}"
+    async with http.get(files.firmware_url(base, "nope.bin")) as response:
+        assert response.status == 404
+
+
+async def test_firmware_names_are_unique(db: files.Db) -> None:
+    await files.add_firmware(db, "fw.bin", io.BytesIO(b"1"))
+    with pytest.raises(ValueError, match="exists already"):
+        await files.add_firmware(db, "fw.bin", io.BytesIO(b"2"))
+    with pytest.raises(ValueError, match="invalid firmware name"):
+        await files.add_firmware(db, "../fw.bin", io.BytesIO(b"2"))
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (None, None),
+    ("bytes=0-9", (0, 9)),
+    ("bytes=5-", (5, 99)),
+    ("bytes=-20", (80, 99)),
+    ("bytes=-500", (0, 99)),
+    ("bytes=90-500", (90, 99)),
+    ("bytes=0-1,5-6", None),   # several ranges: ignored, the whole file
+    ("items=0-1", None),
+    ("bytes=abc", None),
+    ("bytes=9-3", None),
+])
+def test_parse_range(header: str | None, expected: tuple[int, int] | None) -> None:
+    assert parse_range(header, 100) == expected
+
+
+@pytest.mark.parametrize("header", ["bytes=100-", "bytes=-0", "bytes=200-300"])
+def test_unsatisfiable_ranges(header: str) -> None:
+    with pytest.raises(ValueError):
+        parse_range(header, 100)
+
+
+# --- locations and request checks -------------------------------------------------------------
+
+
+def test_upload_locations_are_recognised_by_path() -> None:
+    location = files.diagnostics_location("https://gl.example/files/", "CP 1/a", TOKEN_A)
+    assert location == f"https://gl.example/files/diagnostics/CP%201%2Fa/{TOKEN_A}"
+    assert files.parse_upload_location(location) == files.UploadLocation("CP 1/a", TOKEN_A)
+    assert files.parse_upload_location(f"ftp://other/diagnostics/CP1/{TOKEN_A}/") is not None
+    assert files.parse_upload_location("ftp://other/diagnostics/CP1/logs") is None
+    assert files.parse_upload_location("http://other/upload") is None
+
+
+def test_firmware_urls_of_this_server() -> None:
+    base = "http://gl:9180"
+    assert files.firmware_name_in(files.firmware_url(base, "a.bin"), base) == "a.bin"
+    assert files.firmware_name_in("http://elsewhere/firmware/a.bin", base) is None
+
+
+@pytest.mark.parametrize(("payload", "problem"), [
+    ({"location": "https://x/fw.bin", "retrieveDate": "2026-01-01T00:00:00Z"}, None),
+    ({"location": "gopher://x/fw.bin", "retrieveDate": "2026-01-01T00:00:00Z"}, "scheme"),
+    ({"location": "http:fw.bin", "retrieveDate": "2026-01-01T00:00:00Z"}, "no host"),
+    ({"location": "ftp://x/fw", "retrieveDate": "2026-01-01T00:00:00Z", "retries": -1},
+     "retries must not be negative"),
+])
+def test_update_firmware_checks(payload: dict[str, Any], problem: str | None) -> None:
+    found = update_firmware_problem(payload)
+    assert found == problem if problem is None else problem in (found or "")
+
+
+@pytest.mark.parametrize(("payload", "problem"), [
+    ({"location": f"http://gl/diagnostics/CP1/{TOKEN_A}"}, None),
+    ({"location": f"http://gl/diagnostics/CP2/{TOKEN_A}"}, "upload location of 'CP2'"),
+    ({"location": "ftp://x/", "startTime": "2026-01-02T00:00:00Z",
+      "stopTime": "2026-01-01T00:00:00Z"}, "startTime is after stopTime"),
+    ({"location": "ftp://x/", "retryInterval": -5}, "retryInterval must not be negative"),
+])
+def test_get_diagnostics_checks(payload: dict[str, Any], problem: str | None) -> None:
+    found = get_diagnostics_problem(payload, "CP1")
+    assert found == problem if problem is None else problem in (found or "")
+
+
+# --- jobs: notifications out of order ---------------------------------------------------------
+
+
+def test_status_steps() -> None:
+    assert FIRMWARE.may_follow("Downloaded") == [ACCEPTED, "Downloading", "Downloaded"]
+    assert FIRMWARE.may_follow("Installed") == [ACCEPTED, "Downloading", "Downloaded",
+                                                "Installing"]
+    assert FIRMWARE.may_follow("Idle") is None
+    assert DIAGNOSTICS.may_follow("UploadFailed") == [ACCEPTED, "Uploading"]
+
+
+async def test_late_and_repeated_notifications_never_move_a_job_back(db: files.Db) -> None:
+    book = JobBook(db, FIRMWARE)
+    t0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    await book.open({"_id": "job1", "station": "CP1", "status": ACCEPTED, "since": t0,
+                     "status_at": t0, "created_at": t0, "updated_at": t0, "history": []})
+    at = [t0 + timedelta(seconds=i) for i in range(1, 6)]
+    await book.notify("CP1", "Downloaded", at[1], "m2")
+    await book.notify("CP1", "Downloading", at[0], "m1")           # processed late
+    assert (await db[files.FIRMWARE_JOBS].find_one({"_id": "job1"}))["status"] == "Downloaded"
+    await book.notify("CP1", "Installed", at[3], "m4")
+    await book.notify("CP1", "InstallationFailed", at[2], "m3")    # older than the final one
+    await book.notify("CP1", "Installed", at[3], "m4")             # redelivered
+    job = await db[files.FIRMWARE_JOBS].find_one({"_id": "job1"})
+    assert job["status"] == "Installed"
+    assert [(h["status"], h["applied"]) for h in job["history"]] == [
+        ("Downloaded", True), ("Downloading", False), ("Installed", True),
+        ("InstallationFailed", False)]
+    station = await db[files.FIRMWARE_STATUS].find_one({"_id": "CP1"})
+    assert station["status"] == "Installed" and len(station["history"]) == 4
+
+
+async def test_a_job_replays_notifications_that_came_first_and_supersedes(db: files.Db) -> None:
+    book = JobBook(db, DIAGNOSTICS)
+    t0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+    def job(job_id: str, since: datetime) -> dict[str, Any]:
+        return {"_id": job_id, "station": "CP1", "status": ACCEPTED, "since": since,
+                "status_at": since, "created_at": since, "updated_at": since, "history": []}
+
+    await book.open(job("old", t0))
+    await book.notify("CP1", "Uploading", t0 + timedelta(seconds=5), "n1")   # the old job's
+    await book.notify("CP1", "Uploading", t0 + timedelta(seconds=11), "n2")  # before "new"
+    await book.open(job("new", t0 + timedelta(seconds=10)))                  # exists
+    jobs = db[files.DIAGNOSTICS_JOBS]
+    assert (await jobs.find_one({"_id": "old"}))["status"] == "Superseded"
+    new = await jobs.find_one({"_id": "new"})
+    assert new["status"] == "Uploading"
+    assert [h["message"] for h in new["history"]] == ["n2"]
+    await book.open(job("new", t0 + timedelta(seconds=10)))  # again: nothing changes
+    assert (await jobs.find_one({"_id": "new"}))["history"] == new["history"]
