@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
-from services import admin, logs, ocpp16
+from services import admin, command_examples, logs, ocpp16
 from services.cli_extensions import load_extensions
 from services.errors import ConfigurationError, GridLinkError
 from services.settings import Settings, effective_mongo_url, load_settings
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command = sub.add_parser(
         "command", help="send an OCPP call to a charger and print its answer",
-        epilog='example: gridlink command CP001 Reset \'{"type": "Soft"}\'',
+        epilog=command_examples.epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     command.add_argument("station")
     command.add_argument("ocpp_action", metavar="ACTION")

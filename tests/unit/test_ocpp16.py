@@ -67,3 +67,12 @@ def test_id_tag_info() -> None:
                                        "parent": "G"}, now)
     assert fine == {"status": "Accepted", "expiryDate": "2026-06-02T00:00:00.000Z",
                     "parentIdTag": "G"}
+
+
+def test_every_csms_action_has_a_valid_example() -> None:
+    from services.command_examples import EXAMPLES, epilog
+
+    assert set(EXAMPLES) == set(ocpp16.CSMS_ACTIONS)
+    for action, payload in EXAMPLES.items():
+        ocpp16.check_csms_call(action, payload)
+        assert f"gridlink command CP001 {action} " in epilog()

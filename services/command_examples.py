@@ -1,0 +1,57 @@
+"""One example payload per CSMS-initiated OCPP 1.6 action.
+
+Shown by ``gridlink command --help`` and in docs/commands.md; a test validates every one
+against the 1.6 schema, so the examples cannot drift from what GridLink accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+EXAMPLES: dict[str, dict[str, Any]] = {
+    # Core
+    "ChangeAvailability": {"connectorId": 1, "type": "Inoperative"},
+    "ChangeConfiguration": {"key": "HeartbeatInterval", "value": "300"},
+    "ClearCache": {},
+    "DataTransfer": {"vendorId": "com.example", "messageId": "SetPrice", "data": "0.35"},
+    "GetConfiguration": {"key": ["HeartbeatInterval", "MeterValueSampleInterval"]},
+    "RemoteStartTransaction": {"connectorId": 1, "idTag": "TAG001"},
+    "RemoteStopTransaction": {"transactionId": 42},
+    "Reset": {"type": "Soft"},
+    "UnlockConnector": {"connectorId": 1},
+    # Firmware Management
+    "GetDiagnostics": {"location": "https://files.example.com/diagnostics/CP001/TOKEN",
+                       "startTime": "2026-11-01T00:00:00Z"},
+    "UpdateFirmware": {"location": "https://files.example.com/firmware/cp-2.4.1.bin",
+                       "retrieveDate": "2026-11-24T02:00:00Z", "retries": 3},
+    # Local Auth List Management
+    "GetLocalListVersion": {},
+    "SendLocalList": {"listVersion": 2, "updateType": "Differential",
+                      "localAuthorizationList": [
+                          {"idTag": "TAG001", "idTagInfo": {"status": "Accepted"}},
+                          {"idTag": "TAG002"}]},
+    # Reservation
+    "CancelReservation": {"reservationId": 7},
+    "ReserveNow": {"connectorId": 1, "expiryDate": "2026-11-24T18:00:00Z",
+                   "idTag": "TAG001", "reservationId": 7},
+    # Smart Charging
+    "ClearChargingProfile": {"id": 100},
+    "GetCompositeSchedule": {"connectorId": 1, "duration": 3600, "chargingRateUnit": "A"},
+    "SetChargingProfile": {"connectorId": 1, "csChargingProfiles": {
+        "chargingProfileId": 100, "stackLevel": 0,
+        "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Absolute",
+        "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [
+            {"startPeriod": 0, "limit": 16.0}]}}},
+    # Remote Trigger
+    "TriggerMessage": {"requestedMessage": "StatusNotification", "connectorId": 1},
+}
+
+
+def epilog() -> str:
+    """The examples as ``gridlink command`` lines."""
+    lines = ["examples (one per action):"]
+    for action, payload in EXAMPLES.items():
+        text = json.dumps(payload, separators=(",", ":"))
+        lines.append(f"  gridlink command CP001 {action} '{text}'")
+    return "\n".join(lines)
