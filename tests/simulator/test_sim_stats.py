@@ -89,3 +89,24 @@ def test_merge_keeps_percentiles_exact() -> None:
     assert report["chargers"] == 2
     assert report["boot"]["chargers_accepted"] == 2
     assert merged.all_accepted_at == 3.0
+
+
+def test_window_reports_only_what_happened_after_the_mark() -> None:
+    stats = Stats()
+    for ms in (100, 200):
+        stats.call_sent("Authorize")
+        stats.call_done("Authorize", ms / 1000.0, "ok")
+    mark = stats.mark()
+    for ms in (1, 2, 3):
+        stats.call_sent("Authorize")
+        stats.call_done("Authorize", ms / 1000.0, "ok")
+    stats.call_sent("MeterValues")
+    stats.call_done("MeterValues", 0.004, "InternalError")
+    stats.call_sent("MeterValues")
+    stats.call_done("MeterValues", 30.0, "timeout")
+    window = stats.window(mark)
+    assert window["actions"]["Authorize"]["answered"] == 3
+    assert window["actions"]["Authorize"]["max_ms"] == pytest.approx(3.0)
+    assert window["actions"]["MeterValues"]["errors"] == 1
+    assert window["overall"]["timeouts"] == 1
+    assert window["overall"]["answered"] == 4 and window["overall"]["sent"] == 5
