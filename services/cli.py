@@ -12,6 +12,9 @@
                      [--queue-if-offline] [--expires-in S] [--id COMMAND_ID]
     gridlink commands list [--station ID] [--json]
     gridlink simulate --url ws://host:9000/ocpp --chargers N ...
+
+and, one module per feature area in services/cli_extensions/: remote, config, availability,
+firmware, diagnostics, locallist, reserve, reservations, groups, profiles.
 """
 
 from __future__ import annotations

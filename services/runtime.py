@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,6 +48,10 @@ class ShuttingDown(GridLinkError):
 
 
 MessageHandler = Callable[["ServiceRuntime", AbstractIncomingMessage], Awaitable[None]]
+
+# Events a charger call's handler published, held until its reply is confirmed.
+_DEFERRED_EVENTS: ContextVar[list[tuple[str, dict[str, Any]]] | None] = ContextVar(
+    "gridlink_deferred_events", default=None)
 
 
 @dataclass
@@ -124,7 +129,15 @@ class ServiceRuntime:
             return result
 
     async def publish_event(self, routing_key: str, body: dict[str, Any]) -> None:
-        """Publish a durable event on ``{ns}.events`` (at least once; consumers dedupe)."""
+        """Publish a durable event on ``{ns}.events`` (at least once; consumers dedupe).
+
+        Inside a charger call's handler the event waits until the reply is confirmed, so
+        nobody reacts (e.g. with a TxProfile) before the charger has its answer.
+        """
+        deferred = _DEFERRED_EVENTS.get()
+        if deferred is not None:
+            deferred.append((routing_key, body))
+            return
         await self.bus.publish(self.topology.events, routing_key,
                                json.dumps(body, default=_event_default).encode())
 
@@ -152,10 +165,22 @@ class ServiceRuntime:
         call = decode_json(message, ChargerCall)
         router = self.router
         assert router is not None
-        reply = await self.with_store(lambda: router.dispatch(call))
+        deferred: list[tuple[str, dict[str, Any]]] = []
+
+        async def attempt() -> Any:
+            deferred.clear()  # a retried attempt publishes its own events only
+            return await router.dispatch(call)
+
+        token = _DEFERRED_EVENTS.set(deferred)
+        try:
+            reply = await self.with_store(attempt)
+        finally:
+            _DEFERRED_EVENTS.reset(token)
         if reply is not None:
             await self.bus.publish(self.topology.stations, call.station, reply.to_bytes(),
                                    persistent=False)
+        for routing_key, body in deferred:
+            await self.publish_event(routing_key, body)
 
     # --- health reports to the gateways ---------------------------------------------------
 
