@@ -43,6 +43,7 @@ from services.envelope import (
     Takeover,
 )
 from services.errors import BusUnavailable, OcppError
+from services.http_probe import ProbeServer
 from services.metrics import (
     CALLERRORS,
     CONNECTIONS,
@@ -83,6 +84,7 @@ class Gateway:
         self.sessions: dict[str, tuple[Session, ServerConnection]] = {}
         self.draining = False
         self.server: Server | None = None
+        self.probes: ProbeServer | None = None  # the separate metrics port, if configured
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._moved: dict[str, float] = {}  # station -> when another pod took it over
         self._in_flight = 0
@@ -139,7 +141,7 @@ class Gateway:
             ok, why = self.readiness()
             return connection.respond(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
                                       why + "\n")
-        if path == "/metrics":
+        if path == "/metrics" and not self.settings.gateway_metrics_port:
             body = generate_latest()
             return Response(200, "OK", Headers([("Content-Type", CONTENT_TYPE_LATEST),
                                                 ("Content-Length", str(len(body)))]), body)
@@ -390,6 +392,10 @@ class Gateway:
     # --- running --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.settings.gateway_metrics_port:
+            self.probes = ProbeServer(self.settings.http_host, self.settings.gateway_metrics_port,
+                                      self.readiness)
+            self.probes.start()
         await self.bus.connect(prefetch=self.settings.prefetch)
         self.bus.on_lost.append(self._on_bus_lost)
         self.bus.on_restored.append(self._update_ready_gauge)
@@ -438,6 +444,8 @@ class Gateway:
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
+        if self.probes is not None:
+            self.probes.stop()
         if self.server is not None:
             self.server.close(close_connections=True)
             await self.server.wait_closed()

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # --- gateway -------------------------------------------------------------------------
     gateway_host: str = Field("0.0.0.0", description="Gateway listen address.")
     gateway_port: int = Field(9000, description="Gateway port: OCPP, /healthz, /readyz, /metrics.")
+    gateway_metrics_port: int = Field(
+        0, description="Gateway: a separate port for /metrics (and probes), so metrics are not "
+        "served on the public OCPP port; 0 serves /metrics on the OCPP port."
+    )
     public_url: str | None = Field(
         None, description="URL chargers use (printed at start-up); default ws://HOST:PORT/ocpp."
     )

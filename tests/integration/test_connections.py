@@ -84,3 +84,20 @@ async def test_probes_and_metrics(stack: Stack) -> None:
             assert "gridlink_service_handler_seconds" in body
             # Labels never carry a station id.
             assert "station" not in body.replace("StatusNotification", "")
+
+
+async def test_metrics_on_a_separate_port_stay_off_the_public_one(stack: Stack) -> None:
+    from tests.processes import free_port
+
+    metrics_port = free_port()
+    gateway = await stack.start_gateway(gateway_metrics_port=metrics_port)
+    try:
+        public = f"http://127.0.0.1:{gateway.probe_port}"
+        private = f"http://127.0.0.1:{metrics_port}"
+        assert http_status(private + "/metrics") == 200
+        assert http_status(private + "/readyz") == 200
+        assert http_status(public + "/metrics") == 404
+        assert http_status(public + "/readyz") == 200
+    finally:
+        stack.gateways.remove(gateway)
+        assert await stack.stop_process(gateway) == 0
