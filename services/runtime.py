@@ -85,6 +85,7 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[Any]] = []
         self.stopping = asyncio.Event()
         self.store_ok = True
+        self.consuming = False  # ready only once the queue is consumed
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -95,6 +96,8 @@ class ServiceRuntime:
     def readiness(self) -> tuple[bool, str]:
         if self.stopping.is_set():
             return False, "shutting down"
+        if not self.consuming:
+            return False, "starting"
         if not self.bus.connected:
             return False, "rabbitmq unreachable"
         if not self.store_ok:
@@ -227,6 +230,7 @@ class ServiceRuntime:
             await self.store.ensure_indexes(merge_indexes(self.spec.indexes, self.extra_indexes))
             queue = await self.bus.declare_service_queue(self.spec.name)
             tag = await self.bus.consume(queue, self._on_message)
+            self.consuming = True
             READY.labels(self.spec.name).set(1)
             log.info("service started", extra={"queue": queue.name})
             self.spawn(ServiceRuntime._report_health)
