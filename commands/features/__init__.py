@@ -11,7 +11,7 @@ and registered at start-up (no central list to edit). Through the hooks a featur
 - react when a command ends (``hooks.after(action)``), e.g. keep a configuration snapshot;
 - react to events on ``{ns}.events`` (``hooks.on_event("transaction.started")``, also
   ``transaction.stopped``, ``station.booted``);
-- run background jobs (``hooks.background``) and declare indexes (``hooks.indexes``);
+- run background jobs (``hooks.background``) and declare indexes (``hooks.add_indexes``);
 - send commands of its own with :func:`commands.lifecycle.submit`.
 """
 
@@ -51,6 +51,13 @@ class CommandHooks:
     events: dict[str, list[EventHook]] = field(default_factory=dict)
     background: list[Job] = field(default_factory=list)
     indexes: IndexSpec = field(default_factory=dict)  # collection -> IndexModels to ensure
+
+    def add_indexes(self, spec: IndexSpec) -> None:
+        """Indexes to ensure at start-up (merged with other features')."""
+        for collection, models in spec.items():
+            known = self.indexes.setdefault(collection, [])
+            known.extend(m for m in models if m.document["name"] not in
+                         {k.document["name"] for k in known})
 
     def validate(self, action: str) -> Callable[[Validator], Validator]:
         def register(check: Validator) -> Validator:

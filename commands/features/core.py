@@ -52,8 +52,7 @@ def merge_configuration(snapshot: dict[str, Any] | None, request: dict[str, Any]
 def register(hooks: CommandHooks) -> None:
     runtime = hooks.runtime
     db = runtime.store.db
-    hooks.indexes[AVAILABILITY] = [IndexModel("station")]
-    hooks.indexes[CONFIGURATION] = []
+    hooks.add_indexes({AVAILABILITY: [IndexModel("station")], CONFIGURATION: []})
 
     # --- ChangeAvailability ---------------------------------------------------------------
 

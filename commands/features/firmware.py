@@ -239,7 +239,7 @@ def register(hooks: CommandHooks) -> None:
     firmware_jobs = JobBook(db, FIRMWARE)
     diagnostics_jobs = JobBook(db, DIAGNOSTICS)
     base = files.public_base_url(runtime.settings)
-    hooks.indexes.update(files.INDEXES)
+    hooks.add_indexes(files.INDEXES)
 
     @router.on("FirmwareStatusNotification")
     async def firmware_status(request: call.FirmwareStatusNotification, ctx: CallContext

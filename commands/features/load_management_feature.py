@@ -387,7 +387,7 @@ class LoadManager:
 def register(hooks: CommandHooks) -> None:
     runtime = hooks.runtime
     manager = LoadManager(runtime)
-    hooks.indexes.update(charging.INDEXES)
+    hooks.add_indexes(charging.INDEXES)
 
     async def group_for(rt: ServiceRuntime, event: dict[str, Any]) -> str | None:
         group = await rt.with_store(lambda: charging.group_of(

@@ -33,8 +33,7 @@ MAX_COMMAND_ID = 128
 
 def register(hooks: CommandHooks) -> None:
     db = hooks.runtime.store.db
-    for collection, models in local_list.INDEXES.items():
-        hooks.indexes.setdefault(collection, []).extend(models)
+    hooks.add_indexes(local_list.INDEXES)
 
     @hooks.validate("SendLocalList")
     async def send_local_list_rules(rt: ServiceRuntime, request: CommandRequest) -> None:

@@ -39,8 +39,7 @@ EXPIRY_SWEEP_INTERVAL_S = 1.0
 
 def register(hooks: CommandHooks) -> None:
     db = hooks.runtime.store.db
-    for collection, models in store.INDEXES.items():
-        hooks.indexes.setdefault(collection, []).extend(models)
+    hooks.add_indexes(store.INDEXES)
 
     # --- before sending -------------------------------------------------------------------
 

@@ -207,7 +207,7 @@ def profile_document(station: str, connector: int | None, profile: dict[str, Any
 def register(hooks: CommandHooks) -> None:
     db = hooks.runtime.store.db
     profiles = db[charging.CHARGING_PROFILES]
-    hooks.indexes.update(charging.INDEXES)
+    hooks.add_indexes(charging.INDEXES)
 
     async def caps_of(rt: ServiceRuntime, station: str) -> ChargerCaps:
         caps: ChargerCaps = await rt.with_store(lambda: charging.charger_caps(db, station))
