@@ -37,7 +37,7 @@ ENV PATH=/opt/gridlink/bin:$PATH \
 # Numeric so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 # 9000: gateway (OCPP WebSockets + /healthz /readyz /metrics); 9100: services' probes/metrics.
-EXPOSE 9000 9100
+EXPOSE 9000 9100 9180
 # Python is PID 1 and installs its own SIGTERM handler (graceful drain), so no init is needed.
 ENTRYPOINT ["gridlink"]
 CMD ["run", "gateway"]

@@ -140,15 +140,13 @@ class GatewayBridge:
             self._unhealthy.pop(report.instance, None)
         else:
             self._unhealthy[report.instance] = report.at
-        self.refresh_backend()
-
-    def refresh_backend(self) -> None:
-        """Backend is unhealthy while any service instance recently reported no database."""
-        horizon = utcnow() - self.health_ttl
-        for instance, at in list(self._unhealthy.items()):
-            if at < horizon:
-                del self._unhealthy[instance]
-        ok = not self._unhealthy
+        ok = self.healthy_now()
         if ok != self.backend_ok:
             self.backend_ok = ok
             self._on_backend_change(ok)
+
+    def healthy_now(self) -> bool:
+        """No service instance reported "no database" within the TTL (safe from any thread:
+        reports of instances that died simply age out)."""
+        horizon = utcnow() - self.health_ttl
+        return not any(at >= horizon for at in list(self._unhealthy.values()))

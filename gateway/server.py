@@ -101,11 +101,14 @@ class Gateway:
     # --- readiness ------------------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, str]:
+        """Ready to take chargers? (Also read by the metrics port's probe thread.)"""
+        if self.server is None:
+            return False, "starting"
         if self.draining:
             return False, "draining"
         if not self.bus.connected:
             return False, "rabbitmq unreachable"
-        if not self.bridge.backend_ok:
+        if not self.bridge.healthy_now():
             return False, "database behind the services unreachable"
         return True, "ready"
 
@@ -137,7 +140,6 @@ class Gateway:
         if path == "/healthz":
             return connection.respond(HTTPStatus.OK, "ok\n")
         if path == "/readyz":
-            self.bridge.refresh_backend()
             ok, why = self.readiness()
             return connection.respond(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
                                       why + "\n")
@@ -147,7 +149,6 @@ class Gateway:
                                                 ("Content-Length", str(len(body)))]), body)
         if not path.startswith(OCPP_PATH):
             return self._refuse(connection, HTTPStatus.NOT_FOUND, "not_found", "not found")
-        self.bridge.refresh_backend()
         ok, why = self.readiness()
         if not ok:
             return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE,

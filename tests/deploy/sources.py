@@ -28,8 +28,20 @@ SERVICES = ("authz", "transactions", "commands")
 # docker compose service -> GridLink component
 COMPOSE_COMPONENTS = {"gateway-1": "gateway", "gateway-2": "gateway", "authz": "authz",
                       "transactions": "transactions", "commands": "commands"}
+# Where each component answers /healthz and /readyz (the probes use it) ...
 PROBE_PORT_SETTING = {"gateway": "GRIDLINK_GATEWAY_PORT", "authz": "GRIDLINK_HTTP_PORT",
                       "transactions": "GRIDLINK_HTTP_PORT", "commands": "GRIDLINK_HTTP_PORT"}
+# ... and /metrics (the gateway's is off its public OCPP port) ...
+METRICS_PORT_SETTING = {"gateway": "GRIDLINK_GATEWAY_METRICS_PORT",
+                        "authz": "GRIDLINK_HTTP_PORT", "transactions": "GRIDLINK_HTTP_PORT",
+                        "commands": "GRIDLINK_HTTP_PORT"}
+# ... and every port a component's container declares, by name -> the setting it listens on.
+CONTAINER_PORTS = {
+    "gateway": {"ocpp": "GRIDLINK_GATEWAY_PORT", "metrics": "GRIDLINK_GATEWAY_METRICS_PORT"},
+    "authz": {"http": "GRIDLINK_HTTP_PORT"},
+    "transactions": {"http": "GRIDLINK_HTTP_PORT"},
+    "commands": {"http": "GRIDLINK_HTTP_PORT", "files": "GRIDLINK_FILES_PORT"},
+}
 
 Resource = dict[str, Any]
 
@@ -163,6 +175,24 @@ def _compose_argv(value: Any) -> list[str] | None:
     if isinstance(value, str):
         return shlex.split(value)
     return [str(v) for v in value]
+
+
+def setting(env: dict[str, str], key: str) -> str:
+    """A setting as a process with this environment sees it: its value or GridLink's default."""
+    if key in env:
+        return env[key]
+    default = _settings_field(key).default
+    return "" if default is None else str(default)
+
+
+def port_setting(env: dict[str, str], key: str) -> int:
+    return int(setting(env, key))
+
+
+def _settings_field(key: str) -> Any:
+    from services.settings import Settings
+
+    return Settings.model_fields[settings_env_names()[key]]
 
 
 def settings_env_names() -> dict[str, str]:

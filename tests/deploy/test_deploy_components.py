@@ -2,8 +2,11 @@
 
 Kubernetes (both overlays) and docker compose: `gridlink run <component>` with the container's
 environment, pointed at the local RabbitMQ and MongoDB-wire server, answers 200 on /healthz
-and /readyz and serves /metrics, and exits 0 on SIGTERM. The three deployments run side by
-side (each with its own namespace and database), which also keeps the test short.
+and /readyz (where the probes ask) and serves /metrics where Prometheus scrapes it (the
+gateway on its metrics port, and not on its public OCPP port), the commands service runs the
+file server chargers are sent to, and every component exits 0 on SIGTERM. The three
+deployments run side by side (each with its own namespace and database), which also keeps the
+test short.
 """
 
 from __future__ import annotations
@@ -59,7 +62,21 @@ async def test_components_start_as_deployed_and_stop_cleanly(
         await launch.wait_until(everything, "/healthz", timeout=60)
         await launch.wait_until(everything, "/readyz", timeout=60)
         for component in everything:
-            assert component.status("/metrics") == 200, component.name
+            assert component.status("/metrics", component.metrics_port) == 200, component.name
+        gateways = [c for c in everything if c.name == "gateway"]
+        for gateway in gateways:
+            assert gateway.metrics_port != gateway.port, "metrics off the public OCPP port"
+            assert gateway.status("/metrics") == 404
+            assert gateway.status("/readyz", gateway.metrics_port) == 200
+        # The file server answers (an image it does not hold; a token it never handed out).
+        commands = [c for c in everything if c.name == "commands"]
+        assert all(c.files_port for c in commands)
+        await launch.wait_until(commands, "/firmware/no-such-image.bin", method="HEAD",
+                                status=404, port=lambda c: c.files_port, timeout=30)
+        for component in commands:
+            token = "t" * 32
+            assert component.status(f"/diagnostics/CP-1/{token}/diag.zip", component.files_port,
+                                    method="PUT") == 404
     finally:
         for deployment, components in started.items():
             codes[deployment] = await launch.stop_all(components)

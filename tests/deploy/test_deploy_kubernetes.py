@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
@@ -25,9 +26,11 @@ CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 # Sizing of a gateway pod (docs/operations.md, "Sizing"): chargers per pod at 1 CPU / 1 GiB.
 GATEWAY_CAPACITY = 15000
 # Settings no deployment sets: only `gridlink run all` uses the embedded database, and the
-# public URLs depend on an installation's DNS names.
-UNSET_SETTINGS = {"GRIDLINK_EMBEDDED_MONGO_PORT", "GRIDLINK_DATA_DIR", "GRIDLINK_PUBLIC_URL",
-                  "GRIDLINK_FILES_PUBLIC_URL"}
+# gateway's public URL is only printed.
+UNSET_SETTINGS = {"GRIDLINK_EMBEDDED_MONGO_PORT", "GRIDLINK_DATA_DIR", "GRIDLINK_PUBLIC_URL"}
+# Settings that depend on an installation's DNS names: each overlay sets them, the base cannot.
+OVERLAY_SETTINGS = {"GRIDLINK_FILES_PUBLIC_URL"}
+OVERLAYS = [k for k in KUSTOMIZATIONS if k != "base"]
 
 
 def all_yaml_files() -> list[Path]:
@@ -246,6 +249,8 @@ def test_environment_sets_every_setting_and_only_settings(
     unknown = sorted(set(env) - set(known))
     assert not unknown, f"not GridLink settings (GridLink would silently ignore them): {unknown}"
     needed = set(known) - UNSET_SETTINGS
+    if kustomization == "base":
+        needed -= OVERLAY_SETTINGS
     if component == "gateway":
         needed.discard("GRIDLINK_MONGO_URL")  # the gateway never talks to MongoDB
         assert "GRIDLINK_MONGO_URL" not in env, "the Internet-facing pod holds DB credentials"
@@ -265,11 +270,33 @@ def test_environment_sets_every_setting_and_only_settings(
 
 @pytest.mark.parametrize("component", COMPONENTS)
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_container_ports_are_the_ports_the_component_listens_on(
+    kustomization: str, component: str
+) -> None:
+    container = sources.only_container(sources.deployment(kustomization, component))
+    _, env = sources.kubernetes_launch(kustomization, component)
+    declared = {p["name"]: p["containerPort"] for p in container["ports"]}
+    listening = {name: sources.port_setting(env, key)
+                 for name, key in sources.CONTAINER_PORTS[component].items()}
+    assert declared == listening
+    assert len(set(declared.values())) == len(declared), "two servers cannot share a port"
+    assert all(p["protocol"] == "TCP" for p in container["ports"])
+    if component == "gateway":
+        # /metrics is served on the metrics port, bound to GRIDLINK_HTTP_HOST, reachable by
+        # Prometheus from other pods; the OCPP port answers 404 for it.
+        assert sources.setting(env, "GRIDLINK_HTTP_HOST") == "0.0.0.0"
+    if component == "commands":
+        assert sources.setting(env, "GRIDLINK_FILES_HOST") == "0.0.0.0"
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_probes_use_the_port_the_component_listens_on(kustomization: str, component: str) -> None:
+    # The gateway's probes stay on its OCPP port (not its metrics port): they must fail when
+    # the server chargers use is stuck, and they ask what the load balancer's health check asks.
     container = sources.only_container(sources.deployment(kustomization, component))
     _, env = sources.kubernetes_launch(kustomization, component)
     listen = int(env[sources.PROBE_PORT_SETTING[component]])
-    assert [p["containerPort"] for p in container["ports"]] == [listen]
     expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz",
                 "readinessProbe": "/readyz"}
     for probe, path in expected.items():
@@ -303,8 +330,18 @@ def test_services_finish_in_flight_work_before_sigkill(kustomization: str, compo
     deploy = sources.deployment(kustomization, component)
     _, env = sources.kubernetes_launch(kustomization, component)
     grace = kustomize.pod_spec(deploy)["terminationGracePeriodSeconds"]
-    assert grace >= float(env["GRIDLINK_SHUTDOWN_GRACE_S"]) + 10
+    pre_stop = sources.only_container(deploy).get("lifecycle", {}).get("preStop")
+    waits = 0
+    if pre_stop is not None:
+        command = pre_stop["exec"]["command"]
+        assert command[0] == "sleep", command
+        waits = int(command[1])
+    assert grace >= waits + float(env["GRIDLINK_SHUTDOWN_GRACE_S"]) + 10
     assert deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    if component == "commands":
+        # Chargers' file transfers go to its pods: it keeps serving while it leaves the
+        # Service's endpoints, so no new transfer is sent to a stopped file server.
+        assert waits >= 10
 
 
 # --- scaling and disruption ---------------------------------------------------------------
@@ -390,6 +427,15 @@ def test_all_components_run_one_pinned_image(kustomization: str) -> None:
 
 # --- network ------------------------------------------------------------------------------
 
+ANYWHERE = None  # a NetworkPolicy rule without "from"
+PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+              "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+INGRESS_CONTROLLER = {  # ingress-nginx as its Helm chart installs it
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx",
+                                    "app.kubernetes.io/component": "controller"}}}
+FILES_SERVICE = "gridlink-commands-files"
+
 
 def _ingress_allowed(kustomization: str, labels: dict[str, str]) -> list[dict[str, Any]] | None:
     """The ingress rules that apply to a pod, or None when no policy isolates it."""
@@ -401,28 +447,168 @@ def _ingress_allowed(kustomization: str, labels: dict[str, str]) -> list[dict[st
     return [rule for policy in policies for rule in policy.get("ingress", [])]
 
 
+def admitted(kustomization: str, component: str) -> dict[int, list[dict[str, Any] | None]]:
+    """Container port -> the peers NetworkPolicies let connect to it (ANYWHERE: everyone)."""
+    deploy = sources.deployment(kustomization, component)
+    container = sources.only_container(deploy)
+    rules = _ingress_allowed(kustomization, deploy["spec"]["template"]["metadata"]["labels"])
+    assert rules is not None, f"{component} is not isolated by any NetworkPolicy"
+    access: dict[int, list[dict[str, Any] | None]] = {}
+    for rule in rules:
+        assert rule.get("ports"), f"{component}: a rule without ports opens every port"
+        for port in rule["ports"]:
+            assert port.get("protocol", "TCP") == "TCP"
+            access.setdefault(container_port(container, port["port"]), []).extend(
+                rule.get("from") or [ANYWHERE])
+    return access
+
+
+def _exposure(kustomization: str) -> str | None:
+    """How chargers reach the file server: "ingress", "node-port" or None (not at all)."""
+    service = by_kind(kustomization, "Service")[FILES_SERVICE]
+    if service["spec"].get("type") in ("NodePort", "LoadBalancer"):
+        return "node-port"
+    return "ingress" if by_kind(kustomization, "Ingress") else None
+
+
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
-def test_only_the_gateway_receives_charger_traffic(kustomization: str) -> None:
+def test_network_policies_admit_chargers_and_prometheus_only_where_they_belong(
+    kustomization: str,
+) -> None:
+    envs = {c: sources.kubernetes_launch(kustomization, c)[1] for c in COMPONENTS}
+
+    def port(component: str, key: str) -> int:
+        return sources.port_setting(envs[component], key)
+
+    # Chargers come straight from the L4 load balancer (with their own addresses) to the
+    # gateways, and to the file server through the ingress controller (dev: a NodePort).
+    file_peer = ANYWHERE if _exposure(kustomization) == "node-port" else INGRESS_CONTROLLER
+    expected = {
+        "gateway": {port("gateway", "GRIDLINK_GATEWAY_PORT"): [ANYWHERE],
+                    port("gateway", "GRIDLINK_GATEWAY_METRICS_PORT"): [PROMETHEUS]},
+        "authz": {port("authz", "GRIDLINK_HTTP_PORT"): [PROMETHEUS]},
+        "transactions": {port("transactions", "GRIDLINK_HTTP_PORT"): [PROMETHEUS]},
+        "commands": {port("commands", "GRIDLINK_HTTP_PORT"): [PROMETHEUS],
+                     port("commands", "GRIDLINK_FILES_PORT"): [file_peer]},
+    }
+    for component in COMPONENTS:
+        assert admitted(kustomization, component) == expected[component], component
+
+
+def _backends(kustomization: str, service: dict[str, Any],
+              port: dict[str, Any]) -> set[tuple[str, int]]:
+    """(component, container port) a Service port leads to; ("other", name) for non-GridLink."""
+    reached = set()
     for component in COMPONENTS:
         deploy = sources.deployment(kustomization, component)
-        container = sources.only_container(deploy)
-        labels = deploy["spec"]["template"]["metadata"]["labels"]
-        rules = _ingress_allowed(kustomization, labels)
-        assert rules is not None, f"{component} is not isolated by any NetworkPolicy"
-        open_to_all = [r for r in rules if not r.get("from")]
-        if component == "gateway":
-            assert len(open_to_all) == 1
-            ports = [container_port(container, p["port"]) for p in open_to_all[0]["ports"]]
-            assert ports == [int(sources.kubernetes_launch(kustomization, "gateway")[1][
-                "GRIDLINK_GATEWAY_PORT"])]
-        else:
-            assert open_to_all == [], f"{component} accepts traffic from anywhere"
-            assert len(rules) == 1
-            (peer,) = rules[0]["from"]
-            assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
-            assert "namespaceSelector" in peer
-            ports = [container_port(container, p["port"]) for p in rules[0]["ports"]]
-            assert ports == [9100]
+        if labels_match({"matchLabels": service["spec"]["selector"]},
+                        deploy["spec"]["template"]["metadata"]["labels"]):
+            container = sources.only_container(deploy)
+            reached.add((component, container_port(container, port["targetPort"])))
+    return reached or {("other", service["metadata"]["name"])}
+
+
+def reachable_from_outside(kustomization: str) -> set[tuple[Any, Any]]:
+    """What load balancers, node ports and Ingresses lead to."""
+    services = by_kind(kustomization, "Service")
+    reached: set[tuple[Any, Any]] = set()
+    for service in services.values():
+        if service["spec"].get("type") in ("LoadBalancer", "NodePort"):
+            for port in service["spec"]["ports"]:
+                reached |= _backends(kustomization, service, port)
+    for ingress in by_kind(kustomization, "Ingress").values():
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                service = services[backend["name"]]
+                (port,) = [p for p in service["spec"]["ports"]
+                           if p.get("name") == backend["port"].get("name")
+                           or p["port"] == backend["port"].get("number")]
+                reached |= _backends(kustomization, service, port)
+    return reached
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_only_the_ocpp_port_and_the_file_server_are_exposed(kustomization: str) -> None:
+    gateway = sources.kubernetes_launch(kustomization, "gateway")[1]
+    commands = sources.kubernetes_launch(kustomization, "commands")[1]
+    expected = {("gateway", sources.port_setting(gateway, "GRIDLINK_GATEWAY_PORT"))}
+    if kustomization != "base":  # the base leaves the file server's exposure to overlays
+        expected.add(("commands", sources.port_setting(commands, "GRIDLINK_FILES_PORT")))
+    assert reachable_from_outside(kustomization) == expected
+    # In particular not the gateway's /metrics, which has a port of its own.
+    metrics = sources.port_setting(gateway, "GRIDLINK_GATEWAY_METRICS_PORT")
+    assert metrics not in (0, sources.port_setting(gateway, "GRIDLINK_GATEWAY_PORT"))
+
+
+def nginx_size(text: str) -> int:
+    """An nginx size ("101m", "8k", "1048576") in bytes."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    unit = text[-1].lower()
+    return int(text[:-1]) * units[unit] if unit in units else int(text)
+
+
+@pytest.mark.parametrize("kustomization", OVERLAYS)
+def test_chargers_reach_the_file_server_at_its_public_url(kustomization: str) -> None:
+    from commands.file_server import MULTIPART_OVERHEAD
+    from services import files
+
+    _, env = sources.kubernetes_launch(kustomization, "commands")
+    base = env["GRIDLINK_FILES_PUBLIC_URL"]
+    url = urlsplit(base)
+    # The CLI builds locations from it in any pod, the commands service recognises its own.
+    for component in COMPONENTS:
+        assert sources.kubernetes_launch(kustomization, component)[1][
+            "GRIDLINK_FILES_PUBLIC_URL"] == base
+    # Nothing rewrites paths on the way: the file server serves /diagnostics/ and /firmware/.
+    assert url.path in ("", "/") and url.hostname
+    deploy = sources.deployment(kustomization, "commands")
+    service = by_kind(kustomization, "Service")[FILES_SERVICE]
+    assert service["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
+    assert "gridlink.io/metrics" not in service["metadata"]["labels"], "not a scrape target"
+    (port,) = service["spec"]["ports"]
+    assert container_port(sources.only_container(deploy), port["targetPort"]) == int(
+        env["GRIDLINK_FILES_PORT"])
+    paths = [urlsplit(files.diagnostics_location(base, "CP-1", files.new_token())).path,
+             urlsplit(files.firmware_url(base, "cp-2.4.1.bin")).path]
+    assert [p.split("/")[1] for p in paths] == ["diagnostics", "firmware"]
+
+    if _exposure(kustomization) == "node-port":
+        assert url.scheme == "http" and url.port == port["nodePort"]
+        return
+    assert _exposure(kustomization) == "ingress"
+    (ingress,) = by_kind(kustomization, "Ingress").values()
+    spec = ingress["spec"]
+    assert url.scheme == "https" and url.port is None, "TLS at the ingress"
+    assert spec["ingressClassName"] == "nginx"  # INGRESS_CONTROLLER's pods
+    assert any(url.hostname in tls["hosts"] and tls["secretName"] for tls in spec["tls"])
+    (rule,) = spec["rules"]
+    assert rule["host"] == url.hostname
+    routes = rule["http"]["paths"]
+    for route in routes:
+        assert route["pathType"] == "Prefix"
+        assert route["backend"]["service"] == {"name": FILES_SERVICE,
+                                               "port": {"name": port["name"]}}
+    # Exactly the two paths chargers are sent to.
+    prefixes = sorted(route["path"].rstrip("/") for route in routes)
+    assert prefixes == ["/diagnostics", "/firmware"]
+    for path in paths:
+        assert any(path.startswith(prefix + "/") for prefix in prefixes), path
+    # Large uploads over slow links, streamed; URLs with upload tokens stay out of the logs.
+    annotations = ingress["metadata"]["annotations"]
+    nginx = "nginx.ingress.kubernetes.io/"
+    assert nginx_size(annotations[nginx + "proxy-body-size"]) >= int(
+        env["GRIDLINK_MAX_UPLOAD_BYTES"]) + MULTIPART_OVERHEAD
+    assert annotations[nginx + "proxy-request-buffering"] == "off"
+    assert int(annotations[nginx + "proxy-send-timeout"]) >= 300
+    assert int(annotations[nginx + "proxy-read-timeout"]) >= 300
+    assert annotations[nginx + "enable-access-log"] == "false"
+
+
+def test_nginx_sizes() -> None:
+    assert nginx_size("101m") == 101 << 20
+    assert nginx_size("8k") == 8192
+    assert nginx_size("1048576") == 1 << 20
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -434,11 +620,14 @@ def test_gateway_load_balancer_suits_long_lived_websockets(kustomization: str) -
     spec, annotations = service["spec"], service["metadata"]["annotations"]
     assert spec["type"] == "LoadBalancer" and spec["externalTrafficPolicy"] == "Local"
     assert spec["selector"] == deploy["spec"]["selector"]["matchLabels"]
-    (port,) = spec["ports"]
-    container_port(sources.only_container(deploy), port["targetPort"])
+    (port,) = spec["ports"]  # the OCPP port only: its /metrics is elsewhere
+    assert container_port(sources.only_container(deploy), port["targetPort"]) == int(
+        env["GRIDLINK_GATEWAY_PORT"])
     aws = "service.beta.kubernetes.io/aws-load-balancer-"
     azure = "service.beta.kubernetes.io/azure-load-balancer-"
+    # Health checks on the traffic port's /readyz, as the readiness probe.
     assert annotations[aws + "healthcheck-path"] == "/readyz"
+    assert annotations[aws + "healthcheck-port"] == "traffic-port"
     assert annotations[azure + "health-probe-request-path"] == "/readyz"
     assert int(annotations[azure + "tcp-idle-timeout"]) * 60 > 2 * ping
     assert ping * 2 < 350, "AWS NLB closes connections idle for 350 s"
@@ -454,7 +643,7 @@ def test_service_monitor_scrapes_every_component_but_not_the_load_balancer(
     services = by_kind(kustomization, "Service")
     selected = {name: s for name, s in services.items()
                 if labels_match(monitor["selector"], s["metadata"]["labels"])}
-    assert "gridlink-gateway" not in selected
+    assert "gridlink-gateway" not in selected and FILES_SERVICE not in selected
     (endpoint,) = monitor["endpoints"]
     assert endpoint["path"] == "/metrics"
     jobs = {}
@@ -465,8 +654,9 @@ def test_service_monitor_scrapes_every_component_but_not_the_load_balancer(
         assert len(matching) == 1, f"{component}: scraped through {len(matching)} Services"
         service = matching[0]
         (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
-        listen = int(sources.kubernetes_launch(kustomization, component)[1][
-            sources.PROBE_PORT_SETTING[component]])
+        _, env = sources.kubernetes_launch(kustomization, component)
+        listen = sources.port_setting(env, sources.METRICS_PORT_SETTING[component])
+        assert listen, f"{component}: /metrics on the public port"
         assert container_port(sources.only_container(deploy), port["targetPort"]) == listen
         jobs[component] = service["metadata"]["labels"][monitor["jobLabel"]]
     # The same job names as the compose Prometheus, so alerts and dashboard fit both.

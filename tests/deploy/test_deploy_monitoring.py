@@ -51,11 +51,12 @@ PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", 
 
 
 def gridlink_series() -> set[str]:
-    """Every series name services/metrics.py exposes."""
+    """Every series name GridLink exposes: services/metrics.py and the commands' file server."""
+    from commands import file_server
     from services import metrics
 
     names: set[str] = set()
-    for value in vars(metrics).values():
+    for value in [*vars(metrics).values(), *vars(file_server).values()]:
         if isinstance(value, Counter):
             names |= {value._name + "_total"}
         elif isinstance(value, Gauge):
