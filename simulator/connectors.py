@@ -1,0 +1,56 @@
+"""A connector's state and the CALLs a charger queues: plain data, no behaviour.
+
+``Phase`` is the connector's place in the charging-session script that
+``simulator/charger.py`` drives; ``PendingCall`` is a CALL waiting its turn (at most one
+CALL is outstanding per connection, OCPP-J §4.1.1).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+class Phase(enum.IntEnum):
+    """A connector's place in the charging-session script."""
+
+    IDLE = 0
+    AUTHORIZED = 1  # next: StatusNotification(Preparing)
+    PREPARING = 2  # next: StartTransaction
+    STARTED = 3  # next: StatusNotification(Charging)
+    CHARGING = 4  # next: MeterValues until the session has sent M of them
+    STOPPING = 5  # next: StopTransaction
+    FINISHING = 6  # next: StatusNotification(Finishing)
+    FINISHED = 7  # next: StatusNotification(Available)
+
+
+@dataclass(slots=True)
+class Connector:
+    """One connector's state."""
+
+    id: int
+    status: str = "Available"
+    phase: Phase = Phase.IDLE
+    operative: bool = True
+    pending_inoperative: bool = False
+    id_tag: str | None = None
+    transaction_id: int | None = None
+    meter_wh: int = 0
+    meter_sent: int = 0
+    meter_target: int | None = None  # MeterValues in this session (None: not chosen yet)
+    stop_reason: str | None = None
+    reservation_id: int | None = None
+    autonomous: bool = False  # driven by the charger itself (remote start), not the pacer
+    next_sample_at: float | None = None
+
+
+@dataclass(slots=True)
+class PendingCall:
+    """A CALL waiting its turn; the payload is built when it is sent."""
+
+    action: str
+    build: Callable[[], Any]
+    on_result: Callable[[dict[str, Any]], None] | None = None
+    on_failure: Callable[[str], None] | None = None

@@ -1,0 +1,381 @@
+"""How a simulated charge point answers CALLs from the CSMS (OCPP 1.6 core §5).
+
+One function per action: ``handler(charger, payload, now) -> ocpp.v16.call_result.<Action>``.
+The payload has already passed the 1.6 schema; the handler changes the charger's state and
+may queue CALLs that follow from the answer (the StartTransaction of a
+RemoteStartTransaction, the message a TriggerMessage asks for, the status notifications of
+a firmware update), which the charger sends after the CALLRESULT.  Actions not in
+:data:`HANDLERS` are answered with CALLERROR NotImplemented (NotSupported for the known
+actions of the other direction and the security extension).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ocpp.v16 import call, call_result, enums
+from ocpp.v16 import datatypes as dt
+
+from simulator import frames
+from simulator.connectors import PendingCall, Phase
+
+if TYPE_CHECKING:
+    from simulator.charger import Charger
+
+Handler = Callable[["Charger", dict[str, Any], float], Any]
+
+#: Known 1.6 actions that a charge point does not accept from a CSMS.
+KNOWN_NOT_SUPPORTED = frozenset(
+    {
+        "Authorize",
+        "BootNotification",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "StartTransaction",
+        "StatusNotification",
+        "StopTransaction",
+        # 1.6 security extension: not implemented by the simulator.
+        "CertificateSigned",
+        "DeleteCertificate",
+        "ExtendedTriggerMessage",
+        "GetInstalledCertificateIds",
+        "GetLog",
+        "InstallCertificate",
+        "SignedUpdateFirmware",
+    }
+)
+
+
+def reset(charger: Charger, payload: dict[str, Any], now: float) -> call_result.Reset:
+    """Accept; stop transactions (reason Hard/SoftReset), then reconnect and boot again."""
+    charger.request_reset(payload["type"])
+    return call_result.Reset(status=enums.ResetStatus.accepted)
+
+
+def change_configuration(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.ChangeConfiguration:
+    """Set a writable key; Rejected for readonly or ill-typed values, NotSupported if unknown."""
+    status = charger.configuration.change(payload["key"], payload["value"])
+    if status == "Accepted" and payload["key"] == "HeartbeatInterval":
+        charger.heartbeat_interval_changed(now)
+    return call_result.ChangeConfiguration(status=enums.ConfigurationStatus(status))
+
+
+def get_configuration(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.GetConfiguration:
+    """All keys, or the requested ones plus ``unknownKey``."""
+    known, unknown = charger.configuration.report(payload.get("key"))
+    return call_result.GetConfiguration(
+        configuration_key=[
+            dt.KeyValue(key=str(k["key"]), readonly=bool(k["readonly"]), value=str(k["value"]))
+            for k in known
+        ],
+        unknown_key=unknown or None,
+    )
+
+
+def remote_start_transaction(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.RemoteStartTransaction:
+    """Start a transaction on the requested (or first free) connector."""
+    wanted = payload.get("connectorId")
+    if wanted is not None:
+        connector = charger.connector(wanted)
+        candidates = [connector] if connector is not None else []
+    else:
+        candidates = list(charger.connectors)
+    for connector in candidates:
+        if (
+            connector.phase is Phase.IDLE
+            and connector.operative
+            and (connector.reservation_id is None)
+        ):
+            charger.remote_start(connector, payload["idTag"])
+            return call_result.RemoteStartTransaction(status=enums.RemoteStartStopStatus.accepted)
+    return call_result.RemoteStartTransaction(status=enums.RemoteStartStopStatus.rejected)
+
+
+def remote_stop_transaction(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.RemoteStopTransaction:
+    """Stop the transaction with that id (reason Remote); Rejected when it is not running."""
+    for connector in charger.connectors:
+        if connector.transaction_id == payload["transactionId"] and connector.phase in (
+            Phase.STARTED,
+            Phase.CHARGING,
+        ):
+            charger.stop_transaction(connector, "Remote")
+            return call_result.RemoteStopTransaction(status=enums.RemoteStartStopStatus.accepted)
+    return call_result.RemoteStopTransaction(status=enums.RemoteStartStopStatus.rejected)
+
+
+def unlock_connector(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.UnlockConnector:
+    """Unlock; a running transaction is stopped first (reason UnlockCommand)."""
+    connector = charger.connector(payload["connectorId"])
+    if connector is None:
+        return call_result.UnlockConnector(status=enums.UnlockStatus.not_supported)
+    if connector.transaction_id is not None and connector.phase in (Phase.STARTED, Phase.CHARGING):
+        charger.stop_transaction(connector, "UnlockCommand")
+    return call_result.UnlockConnector(status=enums.UnlockStatus.unlocked)
+
+
+def change_availability(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.ChangeAvailability:
+    """Operative/Inoperative; Scheduled while a transaction runs; Rejected for no such connector."""
+    connector_id = payload["connectorId"]
+    operative = payload["type"] == "Operative"
+    if connector_id == 0:
+        targets = list(charger.connectors)
+    else:
+        connector = charger.connector(connector_id)
+        if connector is None:
+            return call_result.ChangeAvailability(status=enums.AvailabilityStatus.rejected)
+        targets = [connector]
+    scheduled = False
+    for connector in targets:
+        if not operative and connector.phase is not Phase.IDLE:
+            connector.pending_inoperative = True
+            scheduled = True
+            continue
+        connector.pending_inoperative = False
+        if connector.operative != operative:
+            connector.operative = operative
+            if connector.phase is Phase.IDLE and connector.reservation_id is None:
+                status = "Available" if operative else "Unavailable"
+                charger.enqueue(charger.status_call(connector.id, status))
+    if connector_id == 0:
+        charger.enqueue(charger.status_call(0))
+    status = (
+        enums.AvailabilityStatus.scheduled if scheduled else (enums.AvailabilityStatus.accepted)
+    )
+    return call_result.ChangeAvailability(status=status)
+
+
+def _trigger_status(charger: Charger, connector_id: int | None) -> None:
+    ids = [connector_id] if connector_id is not None else range(len(charger.connectors) + 1)
+    for each in ids:
+        charger.enqueue(charger.status_call(each))
+
+
+def trigger_message(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.TriggerMessage:
+    """Accept and queue the requested message (sent right after this answer)."""
+    requested = payload["requestedMessage"]
+    connector_id = payload.get("connectorId")
+    if connector_id is not None and connector_id != 0 and charger.connector(connector_id) is None:
+        return call_result.TriggerMessage(status=enums.TriggerMessageStatus.rejected)
+    if requested == "BootNotification":
+        charger.enqueue(charger.boot_call())
+    elif requested == "Heartbeat":
+        charger.enqueue(PendingCall("Heartbeat", call.Heartbeat))
+    elif requested == "StatusNotification":
+        _trigger_status(charger, connector_id)
+    elif requested == "MeterValues":
+        targets = [charger.connector(connector_id)] if connector_id else list(charger.connectors)
+        for connector in targets:
+            if connector is not None:
+                charger.enqueue(charger.meter_values_call(connector))
+    elif requested == "DiagnosticsStatusNotification":
+        charger.enqueue(_diagnostics_status("Idle"))
+    elif requested == "FirmwareStatusNotification":
+        charger.enqueue(_firmware_status("Idle"))
+    else:
+        return call_result.TriggerMessage(status=enums.TriggerMessageStatus.not_implemented)
+    return call_result.TriggerMessage(status=enums.TriggerMessageStatus.accepted)
+
+
+def clear_cache(charger: Charger, payload: dict[str, Any], now: float) -> call_result.ClearCache:
+    """Accepted (the simulator keeps no authorization cache)."""
+    return call_result.ClearCache(status=enums.ClearCacheStatus.accepted)
+
+
+def data_transfer(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.DataTransfer:
+    """Accepted (echoing ``data``) for the charger's own vendor id; UnknownVendorId otherwise."""
+    if payload["vendorId"] != charger.config.vendor:
+        return call_result.DataTransfer(status=enums.DataTransferStatus.unknown_vendor_id)
+    return call_result.DataTransfer(
+        status=enums.DataTransferStatus.accepted, data=payload.get("data")
+    )
+
+
+def set_charging_profile(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.SetChargingProfile:
+    """Store the profile by id; Rejected for no such connector."""
+    connector_id = payload["connectorId"]
+    if connector_id != 0 and charger.connector(connector_id) is None:
+        return call_result.SetChargingProfile(status=enums.ChargingProfileStatus.rejected)
+    profile = dict(payload["csChargingProfiles"])
+    profile["connectorId"] = connector_id
+    charger.charging_profiles[profile["chargingProfileId"]] = profile
+    return call_result.SetChargingProfile(status=enums.ChargingProfileStatus.accepted)
+
+
+def clear_charging_profile(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.ClearChargingProfile:
+    """Remove matching profiles: Accepted if any matched, Unknown otherwise."""
+    matches = [
+        profile_id
+        for profile_id, profile in charger.charging_profiles.items()
+        if payload.get("id") in (None, profile_id)
+        and payload.get("connectorId") in (None, profile["connectorId"])
+        and payload.get("chargingProfilePurpose") in (None, profile["chargingProfilePurpose"])
+        and payload.get("stackLevel") in (None, profile["stackLevel"])
+    ]
+    for profile_id in matches:
+        del charger.charging_profiles[profile_id]
+    status = (
+        enums.ClearChargingProfileStatus.accepted
+        if matches
+        else (enums.ClearChargingProfileStatus.unknown)
+    )
+    return call_result.ClearChargingProfile(status=status)
+
+
+def get_composite_schedule(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.GetCompositeSchedule:
+    """A flat 32 A (or 22 kW) schedule for ``duration``; Rejected for no such connector."""
+    connector_id = payload["connectorId"]
+    if connector_id != 0 and charger.connector(connector_id) is None:
+        return call_result.GetCompositeSchedule(status=enums.GetCompositeScheduleStatus.rejected)
+    unit = payload.get("chargingRateUnit", "A")
+    return call_result.GetCompositeSchedule(
+        status=enums.GetCompositeScheduleStatus.accepted,
+        connector_id=connector_id,
+        schedule_start=frames.timestamp(charger.wall_clock()),
+        charging_schedule={
+            "duration": payload["duration"],
+            "chargingRateUnit": unit,
+            "chargingSchedulePeriod": [
+                {"startPeriod": 0, "limit": 32.0 if unit == "A" else 22000.0}
+            ],
+        },
+    )
+
+
+def reserve_now(charger: Charger, payload: dict[str, Any], now: float) -> call_result.ReserveNow:
+    """Reserve an idle connector (status Reserved); Occupied/Unavailable/Rejected otherwise."""
+    connector = charger.connector(payload["connectorId"])
+    if connector is None:
+        return call_result.ReserveNow(status=enums.ReservationStatus.rejected)
+    if not connector.operative:
+        return call_result.ReserveNow(status=enums.ReservationStatus.unavailable)
+    if connector.phase is not Phase.IDLE or connector.reservation_id not in (
+        None,
+        payload["reservationId"],
+    ):
+        return call_result.ReserveNow(status=enums.ReservationStatus.occupied)
+    connector.reservation_id = payload["reservationId"]
+    connector.id_tag = payload["idTag"]
+    charger.enqueue(charger.status_call(connector.id, "Reserved"))
+    return call_result.ReserveNow(status=enums.ReservationStatus.accepted)
+
+
+def cancel_reservation(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.CancelReservation:
+    """Cancel a reservation this charger holds (status back to Available)."""
+    for connector in charger.connectors:
+        if connector.reservation_id == payload["reservationId"]:
+            connector.reservation_id = None
+            connector.id_tag = None
+            if connector.phase is Phase.IDLE:
+                charger.enqueue(charger.status_call(connector.id, "Available"))
+            return call_result.CancelReservation(status=enums.CancelReservationStatus.accepted)
+    return call_result.CancelReservation(status=enums.CancelReservationStatus.rejected)
+
+
+def get_local_list_version(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.GetLocalListVersion:
+    """The version of the local authorization list (0: none installed)."""
+    return call_result.GetLocalListVersion(list_version=charger.local_list_version)
+
+
+def send_local_list(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.SendLocalList:
+    """Full replaces the list; Differential needs a newer version (else VersionMismatch)."""
+    version = payload["listVersion"]
+    entries = payload.get("localAuthorizationList") or []
+    if payload["updateType"] == "Differential":
+        if version <= charger.local_list_version:
+            return call_result.SendLocalList(status=enums.UpdateStatus.version_mismatch)
+    else:
+        charger.local_list.clear()
+    for entry in entries:
+        info = entry.get("idTagInfo")
+        if info is None:
+            charger.local_list.pop(entry["idTag"], None)
+        else:
+            charger.local_list[entry["idTag"]] = info
+    charger.local_list_version = version
+    return call_result.SendLocalList(status=enums.UpdateStatus.accepted)
+
+
+def _firmware_status(status: str) -> PendingCall:
+    return PendingCall(
+        "FirmwareStatusNotification",
+        lambda: call.FirmwareStatusNotification(status=enums.FirmwareStatus(status)),
+    )
+
+
+def _diagnostics_status(status: str) -> PendingCall:
+    return PendingCall(
+        "DiagnosticsStatusNotification",
+        lambda: call.DiagnosticsStatusNotification(status=enums.DiagnosticsStatus(status)),
+    )
+
+
+def update_firmware(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.UpdateFirmware:
+    """Empty answer, then FirmwareStatusNotification Downloading..Installed."""
+    for status in ("Downloading", "Downloaded", "Installing", "Installed"):
+        charger.enqueue(_firmware_status(status))
+    return call_result.UpdateFirmware()
+
+
+def get_diagnostics(
+    charger: Charger, payload: dict[str, Any], now: float
+) -> call_result.GetDiagnostics:
+    """A file name, then DiagnosticsStatusNotification Uploading, Uploaded."""
+    for status in ("Uploading", "Uploaded"):
+        charger.enqueue(_diagnostics_status(status))
+    return call_result.GetDiagnostics(file_name=f"diagnostics-{charger.id[:32]}.log")
+
+
+HANDLERS: dict[str, Handler] = {
+    "CancelReservation": cancel_reservation,
+    "ChangeAvailability": change_availability,
+    "ChangeConfiguration": change_configuration,
+    "ClearCache": clear_cache,
+    "ClearChargingProfile": clear_charging_profile,
+    "DataTransfer": data_transfer,
+    "GetCompositeSchedule": get_composite_schedule,
+    "GetConfiguration": get_configuration,
+    "GetDiagnostics": get_diagnostics,
+    "GetLocalListVersion": get_local_list_version,
+    "RemoteStartTransaction": remote_start_transaction,
+    "RemoteStopTransaction": remote_stop_transaction,
+    "ReserveNow": reserve_now,
+    "Reset": reset,
+    "SendLocalList": send_local_list,
+    "SetChargingProfile": set_charging_profile,
+    "TriggerMessage": trigger_message,
+    "UnlockConnector": unlock_connector,
+    "UpdateFirmware": update_firmware,
+}
