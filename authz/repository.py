@@ -46,8 +46,9 @@ class AuthzRepository:
                 pass  # registered concurrently by another connect: fine
             return ConnectDecision(accept=True)
         stored_hash = document.get("password_hash")
-        if stored_hash is not None and request.password is not None and not \
-                stations.check_password(request.password, stored_hash):
+        if stored_hash is not None and (
+                request.password is None
+                or not stations.check_password(request.password, stored_hash)):
             return ConnectDecision(accept=False, status=401, reason="unauthorized")
         return ConnectDecision(accept=True)
 

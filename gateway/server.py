@@ -164,8 +164,11 @@ class Gateway:
             return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE,
                                 "backend_unavailable", "try again later")
         if not decision.accept:
-            return self._refuse(connection, HTTPStatus(decision.status), decision.reason,
-                                decision.reason)
+            response = self._refuse(connection, HTTPStatus(decision.status), decision.reason,
+                                    decision.reason)
+            if decision.status == HTTPStatus.UNAUTHORIZED:
+                response.headers["WWW-Authenticate"] = 'Basic realm="GridLink", charset="UTF-8"'
+            return response
         return None
 
     def station_id(self, path: str) -> str | None:

@@ -155,3 +155,28 @@ async def test_unknown_station_is_registered_when_allowed(stack: Stack) -> None:
     finally:
         assert await stack.stop_process(authz) == 0
     assert gateway_env_unchanged.ready()
+
+
+async def test_station_with_password_needs_basic_auth(stack: Stack) -> None:
+    """Security profile 1: the password is checked before the upgrade (401 otherwise)."""
+    import base64
+
+    station = new_id("AUTH")
+    password = "0123456789abcdef0123"
+    await add_station(stack, station, "--password", password)
+
+    def basic(user: str, secret: str) -> dict[str, str]:
+        token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    for headers in ({}, basic(station, "wrong"), basic("someone-else", password)):
+        with pytest.raises(InvalidStatus) as refused:
+            async with Charger.connect(stack.gateway_url, station, additional_headers=headers):
+                pass
+        assert refused.value.response.status_code == 401
+        assert refused.value.response.headers["WWW-Authenticate"].startswith("Basic")
+    async with Charger.connect(stack.gateway_url, station,
+                               additional_headers=basic(station, password)) as charger:
+        assert (await charger.boot())["status"] == "Accepted"
+    stored = await stack.db().stations.find_one({"_id": station})
+    assert password not in str(stored)  # only a salted hash is kept
