@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -85,6 +86,7 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[Any]] = []
         self.stopping = asyncio.Event()
         self.store_ok = True
+        self._failing_since: float | None = None
         self.consuming = False  # ready only once the queue is consumed
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -105,9 +107,18 @@ class ServiceRuntime:
         return True, "ready"
 
     def _set_store_ok(self, ok: bool) -> None:
-        if ok != self.store_ok:
-            self.store_ok = ok
-            log.warning("mongodb reachable again" if ok else "mongodb unreachable")
+        """Record a store success or failure; "unreachable" only after failures persisted
+        for ``store_outage_grace_s`` (a slow or briefly overloaded database must not make
+        every gateway drop its chargers)."""
+        now = time.monotonic()
+        if ok:
+            self._failing_since = None
+        elif self._failing_since is None:
+            self._failing_since = now
+        healthy = ok or now - (self._failing_since or now) < self.settings.store_outage_grace_s
+        if healthy != self.store_ok:
+            self.store_ok = healthy
+            log.warning("mongodb reachable again" if healthy else "mongodb unreachable")
             self._health_changed.set()
         READY.labels(self.spec.name).set(1 if self.readiness()[0] else 0)
 

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     profile_sends_per_s: float = Field(
         5.0, description="Rate limit of SetChargingProfile sends by site load management."
     )
+    store_outage_grace_s: float = Field(
+        5.0, description="MongoDB failures must persist this long before a service reports "
+        "the database unreachable (and gateways close chargers)."
+    )
     health_report_interval_s: float = Field(
         5.0, description="How often services publish their database health to the gateways."
     )

@@ -60,7 +60,7 @@ def test_image_runs_gridlink_run_component() -> None:
     assert entrypoint == ["gridlink"]
     assert entrypoint + (command or []) == ["gridlink", "run", "gateway"]
     exposed = {int(p) for n, a in final if n == "EXPOSE" for p in a.split()}
-    assert exposed == {9000, 9100}
+    assert exposed == {9000, 9100, 9180}  # OCPP, metrics/probes, the file server
 
 
 def _docker_ignored(patterns: list[tuple[bool, str]], relative: str) -> bool:
