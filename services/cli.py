@@ -35,6 +35,7 @@ from services.cli_extensions import load_extensions
 from services.errors import ConfigurationError, GridLinkError
 from services.settings import Settings, effective_mongo_url, load_settings
 from services.store import Store
+from simulator.cli import add_arguments as add_simulator_arguments
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -108,12 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         extension.add_parsers(sub, _Parser)
 
     simulate = sub.add_parser("simulate", help="simulate a fleet of OCPP 1.6 chargers")
-    try:
-        from simulator.cli import add_arguments
-    except ImportError:  # the simulator is optional while it is being built
-        pass
-    else:
-        add_arguments(simulate)
+    add_simulator_arguments(simulate)
     return parser
 
 
