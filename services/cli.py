@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -235,13 +235,23 @@ def _run_component(settings: Settings, component: str) -> int:
     if component == "gateway":
         from gateway.server import run_gateway
 
-        asyncio.run(run_gateway(settings))
+        _run_loop(run_gateway(settings))
         return 0
     from services.runtime import run_service
 
     spec = _service_spec(component)
-    asyncio.run(run_service(spec, settings))
+    _run_loop(run_service(spec, settings))
     return 0
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run a component on uvloop where it is installed (Linux, macOS), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def _service_spec(component: str) -> Any:
