@@ -146,6 +146,7 @@ async def submit(runtime: ServiceRuntime, request: CommandRequest, *, origin: st
     document = new_document(runtime, request, None, origin)
     if await runtime.with_store(lambda: _repo(runtime).create(document)) is None:
         return None
+    await publish_transition(runtime, document)
     await send(runtime, document)
     return document
 
@@ -187,6 +188,8 @@ async def handle_request(runtime: ServiceRuntime, message: AbstractIncomingMessa
         if existing["status"] != "queued" or not message.redelivered:
             return  # in progress: the outcome reaches every waiter
         document = existing  # we stopped between recording and sending: send now
+    else:
+        await publish_transition(runtime, document)
     await send(runtime, document)
 
 
@@ -197,6 +200,13 @@ async def send(runtime: ServiceRuntime, document: dict[str, Any]) -> None:
         await finish(runtime, document["_id"], "expired", {
             "error_description": "expired before it could be sent"}, ["queued"])
         return
+    now = utcnow()
+    sent = await runtime.with_store(lambda: _repo(runtime).transition(
+        document["_id"], "sent", now,
+        {"deadline": now + timedelta(seconds=document["timeout_s"] + DEADLINE_GRACE_S)},
+        from_statuses=["queued"]))
+    if sent is None:
+        return  # not queued any more: sent (or ended) by another delivery
     csms_call = CsmsCall(command_id=document["_id"], station=document["station"],
                          action=document["action"], payload=document["payload"],
                          timeout_s=document["timeout_s"])
@@ -207,15 +217,19 @@ async def send(runtime: ServiceRuntime, document: dict[str, Any]) -> None:
         if document.get("queue_if_offline"):
             log.info("station offline; command waits for its next boot", extra={
                 "station": document["station"], "command_id": document["_id"]})
+            await runtime.with_store(lambda: _repo(runtime).unsend(document["_id"]))
             return
         await finish(runtime, document["_id"], "offline", {
-            "error_description": "station offline: no gateway holds a connection to it"})
+            "error_description": "station offline: no gateway holds a connection to it"},
+            ["sent"])
         return
-    now = utcnow()
-    await runtime.with_store(lambda: _repo(runtime).transition(
-        document["_id"], "sent", now,
-        {"deadline": now + timedelta(seconds=document["timeout_s"] + DEADLINE_GRACE_S)},
-        from_statuses=["queued"]))
+    await publish_transition(runtime, sent)
+
+
+async def publish_transition(runtime: ServiceRuntime, document: dict[str, Any]) -> None:
+    """An intermediate status (queued, sent) as event ``command.<status>``."""
+    await runtime.bus.publish(runtime.topology.events, f"command.{document['status']}",
+                              result_of(document).to_bytes())
 
 
 async def handle_outcome(runtime: ServiceRuntime, message: AbstractIncomingMessage) -> None:

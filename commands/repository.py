@@ -66,6 +66,13 @@ class CommandRepository:
             return_document=True,
         )
 
+    async def unsend(self, command_id: str) -> None:
+        """Undo a "sent" that reached no gateway: queued again, as if never sent."""
+        await self.db[COMMANDS].update_one(
+            {"_id": command_id, "status": "sent"},
+            {"$set": {"status": "queued"}, "$pop": {"history": 1}},
+        )
+
     async def overdue(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
         """Sent (or stuck queued, not waiting for a boot) past their deadline."""
         cursor = self.db[COMMANDS].find(

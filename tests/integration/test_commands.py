@@ -177,3 +177,28 @@ async def test_same_command_id_runs_once_for_two_requesters(stack: Stack) -> Non
         # The charger saw it once.
         assert "currentTime" in await charger.result("Heartbeat", {})
         assert charger.incoming.empty()
+
+
+async def test_every_transition_is_published_as_an_event(stack: Stack) -> None:
+    station = new_id("EVT")
+    await add_station(stack, station)
+    connection = await aio_pika.connect(stack.amqp_url)
+    async with connection, Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        channel = await connection.channel()
+        events = await channel.declare_queue(exclusive=True)
+        await events.bind(f"{stack.namespace}.events", routing_key="command.*")
+        seen: asyncio.Queue[tuple[str, CommandResult]] = asyncio.Queue()
+
+        async def on_event(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            result = CommandResult.model_validate_json(message.body)
+            if result.station == station:
+                await seen.put((message.routing_key or "", result))
+
+        await events.consume(on_event, no_ack=True)
+        process = await run_command(stack, station, "ClearCache")
+        frame = await charger.next_csms_call(timeout=20)
+        await charger.answer([3, frame[1], {"status": "Accepted"}])
+        assert (await asyncio.wait_for(process.wait(), 30)) == 0
+        keys = [(await asyncio.wait_for(seen.get(), 20))[0] for _ in range(3)]
+    assert keys == ["command.queued", "command.sent", "command.accepted"]
