@@ -1,0 +1,407 @@
+"""Benchmark 2: end-to-end throughput and latency, GridLink vs the single-process baseline.
+
+Path measured: charger -> gateway -> RabbitMQ -> service -> MongoDB -> back (GridLink) and
+charger -> ocpp ChargePoint handler -> MongoDB -> back (baseline, bench/baseline_csms.py),
+both against the same database server, with the same simulated fleet (realistic mix:
+Authorize, StatusNotification, StartTransaction, MeterValues, StopTransaction; each charger
+its own id tag so no session is refused as ConcurrentTx).
+
+1. a fixed moderate rate (realistic mix at 200 msg/s): p50/p99 per action;
+2. Authorize only at 200 msg/s (the latency target);
+3. a rate ladder: the highest offered rate at which the fleet achieved >= 95 % of it with
+   p99 < 50 ms and no error or timeout is the "sustained" rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import database_ceiling, processes, results
+from bench.fleet_runner import FleetProcess
+from simulator.fleet import FleetPlan
+
+LADDER = (100, 200, 300, 400, 600, 800, 1000, 1250, 1500, 2000)
+P99_LIMIT_MS = 50.0
+LIGHT_RATE = 20.0  # Authorize alone at this rate: the pipeline's latency with no queueing
+
+
+@contextlib.contextmanager
+def _system(
+    name: str, db: processes.Database, logs: Path
+) -> Iterator[tuple[str, list[processes.Process], str]]:
+    """Start GridLink or the baseline; yield (url, processes to sample, database name)."""
+    if name == "GridLink":
+        with processes.gridlink(db, logs) as stack:
+            yield stack.url, list(stack.processes.values()), stack.db_name
+    else:
+        with processes.baseline(db, logs) as server:
+            yield server.url, [server.process], server.db_name
+
+
+def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    seconds: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            seconds[name] = processes.sample(pid).cpu_s
+        except OSError:
+            seconds[name] = 0.0
+    return seconds
+
+
+def _window(
+    fleet: FleetProcess, seconds: float, procs: list[processes.Process], db: processes.Database
+) -> dict[str, Any]:
+    """Measure ``seconds`` of the running load: latencies, CPU per component, DB operations."""
+    pids = {
+        p.name.split("-")[1] if p.name.startswith("gridlink-") else "baseline": p.pid for p in procs
+    }
+    pids["database"] = db.process.pid
+    rabbit = processes.rabbitmq_pid()
+    if rabbit is not None and len(procs) > 1:
+        pids["rabbitmq"] = rabbit
+    for n, pid in enumerate(fleet.pids):
+        pids[f"simulator{n or ''}"] = pid
+    fleet.mark()
+    cpu_before, machine_before = _cpu_seconds(pids), processes.machine_cpu()
+    ops_before = db.opcounters()
+    time.sleep(seconds)
+    window = fleet.window()
+    cpu_after, machine_after = _cpu_seconds(pids), processes.machine_cpu()
+    ops_after = db.opcounters()
+    ops = {k: ops_after.get(k, 0) - ops_before.get(k, 0) for k in ops_after}
+    answered = max(window["overall"]["answered"], 1)
+    window["db_ops_per_msg"] = sum(ops.values()) / answered
+    window["db_writes_per_msg"] = sum(ops.get(k, 0) for k in ("insert", "update", "delete")) / (
+        answered
+    )
+    window["seconds"] = seconds
+    used = {name: cpu_after[name] - cpu_before[name] for name in pids}
+    window["cpu_ms_per_msg"] = {name: 1000 * v / answered for name, v in used.items()}
+    system = [n for n in pids if n not in ("database", "rabbitmq") and not n.startswith("sim")]
+    window["cpu_cores_system"] = sum(used[n] for n in system) / seconds
+    window["cpu_cores_db"] = used["database"] / seconds
+    busy = machine_after[0] - machine_before[0]
+    window["machine_busy"] = busy / max(machine_after[1] - machine_before[1], 1e-9)
+    window["achieved"] = window["overall"]["answered"] / seconds
+    return window
+
+
+def _profiled_window(
+    fleet: FleetProcess,
+    seconds: float,
+    procs: list[processes.Process],
+    db: processes.Database,
+    profile_into: dict[str, str] | None,
+) -> dict[str, Any]:
+    """A window; with ``profile_into``, py-spy samples every process meanwhile."""
+    if profile_into is None:
+        return _window(fleet, seconds, procs, db)
+    import threading
+
+    from bench import profiling
+
+    pids = {
+        p.name.split("-")[1] if p.name.startswith("gridlink-") else p.name: p.pid for p in procs
+    }
+    pids["secantusd"] = db.process.pid
+    files: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: files.update(profiling.record(pids, seconds)), daemon=True
+    )
+    thread.start()
+    window = _window(fleet, seconds, procs, db)
+    thread.join(seconds + 60)
+    for name, path in files.items():
+        profile_into[name] = profiling.summarise(path)
+    return window
+
+
+def _measure(
+    name: str,
+    db: processes.Database,
+    logs: Path,
+    chargers: int,
+    step_s: float,
+    fixed_s: float,
+    fixed_rate: float,
+    ladder: tuple[int, ...],
+    profile: bool = False,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"ladder": [], "profile": {} if profile else None}
+    with _system(name, db, logs) as (url, procs, db_name):
+        plan = FleetPlan(
+            fail_fast=False,
+            url=url,
+            chargers=chargers,
+            profile="realistic",
+            duration_s=3600,
+            rate=20,
+            ramp_s=5,
+            id_prefix="TPUT",
+            id_tag="TAG{n}",
+            call_timeout_s=10,
+            heartbeat_interval_s=0,
+            meter_values_per_session=8,
+            validate="first",
+        )
+        processes.seed_id_tags(db, db_name, [plan.id_tag_for(i) for i in range(chargers)])
+        with FleetProcess(plan) as fleet:
+            fleet.wait_accepted(120)
+            fleet.set_rate(ladder[0])
+            time.sleep(5)  # warm up: sessions under way, caches and connections warm
+            for rate in ladder:  # ascending, so no step inherits a backlog from a faster one
+                fleet.set_rate(rate)
+                time.sleep(2)
+                window = _window(fleet, step_s, procs, db)
+                window["rate"] = rate
+                out["ladder"].append(window)
+                p99 = window["overall"]["p99_ms"] or 0
+                if p99 > 20 * P99_LIMIT_MS or window["achieved"] < 0.8 * rate:
+                    break  # well past saturation
+            fleet.set_rate(0)
+            time.sleep(8)  # drain what a saturated step left queued
+            fleet.set_rate(fixed_rate)
+            time.sleep(3)
+            out["fixed"] = _profiled_window(fleet, fixed_s, procs, db, out["profile"])
+        out["report"] = fleet.report
+        # Authorize only, on a fleet of its own (fresh connections, same server).
+        auth_plan = FleetPlan(
+            fail_fast=False,
+            url=url,
+            chargers=100,
+            profile="realistic",
+            duration_s=3600,
+            rate=20,
+            ramp_s=2,
+            id_prefix="AUTH",
+            id_tag="TAG{n}",
+            script="authorize",
+            call_timeout_s=10,
+            heartbeat_interval_s=0,
+            validate="first",
+        )
+        with FleetProcess(auth_plan) as fleet:
+            fleet.wait_accepted(60)
+            fleet.set_rate(LIGHT_RATE)
+            time.sleep(3)
+            out["authorize_light"] = _window(fleet, fixed_s, procs, db)
+            fleet.set_rate(fixed_rate)
+            time.sleep(3)
+            out["authorize"] = _window(fleet, fixed_s, procs, db)
+    return out
+
+
+def sustained(ladder: list[dict[str, Any]]) -> float:
+    """The highest offered rate met with p99 < 50 ms, >= 95 % achieved, no errors/timeouts."""
+    best = 0.0
+    for window in ladder:
+        overall = window["overall"]
+        if (
+            overall["p99_ms"] is not None
+            and overall["p99_ms"] < P99_LIMIT_MS
+            and window["achieved"] >= 0.95 * window["rate"]
+            and overall["errors"] == 0
+            and overall["timeouts"] == 0
+        ):
+            best = max(best, float(window["rate"]))
+    return best
+
+
+def run(
+    chargers: int = 500,
+    step_s: float = 8.0,
+    fixed_s: float = 15.0,
+    fixed_rate: float = 200.0,
+    ladder: tuple[int, ...] = LADDER,
+    profile: bool = False,
+) -> Path:
+    """Run the benchmark; write bench/results/throughput.md (and profile.md with ``profile``)."""
+    logs = processes.logs_dir()
+    measured: dict[str, dict[str, Any]] = {}
+    systems = ["GridLink", "baseline"] if processes.gridlink_available() else ["baseline"]
+    with processes.database(logs) as db:
+        ceiling = database_ceiling.measure(db)
+        for name in systems:
+            measured[name] = _measure(
+                name, db, logs, chargers, step_s, fixed_s, fixed_rate, ladder, profile
+            )
+        database = db.description
+    if profile:
+        sections = [
+            f"### {name} at {fixed_rate:.0f} msg/s (realistic mix)\n\n```\n"
+            + "\n\n".join(data["profile"].values())
+            + "\n```"
+            for name, data in measured.items()
+        ]
+        results.write(
+            "profile",
+            "Where the time goes (py-spy, throughput benchmark's fixed-rate window)",
+            "\n\n".join(sections),
+            database=database,
+            notes="py-spy record --format raw at 100 Hz on every process during the window; "
+            "'busy' excludes samples waiting in the event loop's selector. 'incl' = share of "
+            "busy samples with the frame on the stack, 'self' = at the top.",
+        )
+    return _write(measured, chargers, fixed_rate, database, logs, ceiling)
+
+
+def _write(
+    measured: dict[str, dict[str, Any]],
+    chargers: int,
+    fixed_rate: float,
+    database: str,
+    logs: Path,
+    ceiling: dict[str, float] | None = None,
+) -> Path:
+    parts: list[str] = []
+    summary_rows = []
+    for name, data in measured.items():
+        best = sustained(data["ladder"])
+        peak = max((w["achieved"] for w in data["ladder"]), default=0.0)
+        auth = data["authorize"]["actions"].get("Authorize", {})
+        summary_rows.append(
+            [
+                name,
+                best,
+                peak,
+                data["fixed"]["overall"]["p50_ms"],
+                data["fixed"]["overall"]["p99_ms"],
+                auth.get("p50_ms"),
+                auth.get("p99_ms"),
+                data["fixed"]["cpu_cores_system"],
+                data["fixed"]["cpu_cores_db"],
+                data["fixed"]["db_ops_per_msg"],
+                data["fixed"]["db_writes_per_msg"],
+            ]
+        )
+        data["sustained"], data["peak"] = best, peak
+    parts.append(
+        results.table(
+            [
+                "system",
+                "sustained msg/s (p99<50ms)",
+                "peak achieved msg/s",
+                f"mix p50 ms @{fixed_rate:.0f}/s",
+                f"mix p99 ms @{fixed_rate:.0f}/s",
+                f"Authorize p50 ms @{fixed_rate:.0f}/s",
+                f"Authorize p99 ms @{fixed_rate:.0f}/s",
+                "system CPU cores @fixed",
+                "DB CPU cores @fixed",
+                "DB ops per msg @fixed",
+                "DB writes per msg @fixed",
+            ],
+            summary_rows,
+        )
+    )
+    if "GridLink" in measured and "baseline" in measured:
+        gl, base = measured["GridLink"], measured["baseline"]
+        ratio = gl["sustained"] / base["sustained"] if base["sustained"] else float("nan")
+        peak_ratio = gl["peak"] / base["peak"] if base["peak"] else float("nan")
+        parts.append(
+            f"GridLink / baseline: sustained throughput **{ratio:.2f}x** (target >= 1.0), peak "
+            f"achieved {peak_ratio:.2f}x. Targets: >= 1,000 msg/s with p99 < 50 ms; Authorize "
+            f"p50 <= 3 ms, p99 <= 10 ms at {fixed_rate:.0f} msg/s."
+        )
+    if ceiling:
+        parts.append(
+            "Database ceiling (pymongo straight to the database, no CSMS): "
+            + ", ".join(f"{kind} {rate:,.0f}/s" for kind, rate in ceiling.items())
+            + ". Every charger message costs at least one write in both systems."
+        )
+    for name, data in measured.items():
+        for key, rate in (("authorize_light", LIGHT_RATE), ("authorize", fixed_rate)):
+            auth = data[key]
+            parts.append(
+                f"### {name}: Authorize only at {rate:.0f} msg/s: achieved "
+                f"{auth['achieved']:.0f} msg/s, p50 {auth['overall']['p50_ms']} ms, p99 "
+                f"{auth['overall']['p99_ms']} ms, DB ops per msg {auth['db_ops_per_msg']:.2f}"
+            )
+        cpu = data["fixed"]["cpu_ms_per_msg"]
+        parts.append(
+            f"### {name}: CPU milliseconds per answered message at {fixed_rate:.0f} msg/s "
+            f"(machine {100 * data['fixed']['machine_busy']:.0f}% busy)"
+        )
+        parts.append(results.table([*cpu, "total"], [[*cpu.values(), sum(cpu.values())]]))
+        parts.append(f"### {name}: realistic mix at {fixed_rate:.0f} msg/s, per action")
+        parts.append(
+            results.table(
+                [
+                    "action",
+                    "answered",
+                    "errors",
+                    "timeouts",
+                    "p50 ms",
+                    "p90 ms",
+                    "p99 ms",
+                    "max ms",
+                ],
+                [
+                    [
+                        a,
+                        r["answered"],
+                        r["errors"],
+                        r["timeouts"],
+                        r["p50_ms"],
+                        r["p90_ms"],
+                        r["p99_ms"],
+                        r["max_ms"],
+                    ]
+                    for a, r in data["fixed"]["actions"].items()
+                    if r["answered"]
+                ],
+            )
+        )
+        parts.append(f"### {name}: rate ladder")
+        parts.append(
+            results.table(
+                [
+                    "offered msg/s",
+                    "achieved msg/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "max ms",
+                    "errors",
+                    "timeouts",
+                    "system CPU cores",
+                    "DB CPU cores",
+                    "DB ops per msg",
+                    "machine CPU busy",
+                ],
+                [
+                    [
+                        w["rate"],
+                        w["achieved"],
+                        w["overall"]["p50_ms"],
+                        w["overall"]["p99_ms"],
+                        w["overall"]["max_ms"],
+                        w["overall"]["errors"],
+                        w["overall"]["timeouts"],
+                        w["cpu_cores_system"],
+                        w["cpu_cores_db"],
+                        w["db_ops_per_msg"],
+                        f"{100 * w['machine_busy']:.0f}%",
+                    ]
+                    for w in data["ladder"]
+                ],
+            )
+        )
+    notes = (
+        f"{chargers} simulated chargers (one process, uvloop), realistic session mix paced at "
+        "the offered rate across the fleet; each ladder step is measured for a fixed window "
+        "after 2 s at the new rate. Everything (simulator, GridLink's 4 processes or the "
+        "baseline, RabbitMQ, the database) shares the machine's cores. 'system CPU' is the "
+        "GridLink processes (or the baseline process); RabbitMQ is not included. "
+        "Logs: " + str(logs)
+    )
+    notes += " " + processes.disturbances(logs)
+    return results.write(
+        "throughput",
+        "End-to-end throughput and latency",
+        "\n\n".join(parts),
+        database=database,
+        notes=notes,
+    )

@@ -1,0 +1,95 @@
+"""Run every benchmark (``python -m bench`` / ``make bench``); each writes bench/results/*.md.
+
+python -m bench                       # all four, sized for < 15 minutes on 2 cores
+python -m bench --only throughput     # one of: connections, throughput, storm, soak
+python -m bench --soak-duration 600   # the full 10-minute soak
+python -m bench --quick               # small sizes: a smoke run in ~3 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from simulator.resources import raise_file_limit
+
+BENCHES = ("connections", "throughput", "storm", "soak")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, run the chosen benchmarks in order, print where the results are."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--only", action="append", choices=BENCHES, default=[])
+    parser.add_argument(
+        "--soak-duration",
+        type=float,
+        default=240.0,
+        help="seconds of soak after warm-up (default 240: make bench near 15 min; 600: full)",
+    )
+    parser.add_argument("--connections", type=int, default=15000)
+    parser.add_argument("--storm", type=int, default=10000)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy every process during the throughput benchmark's fixed-rate window "
+        "(writes bench/results/profile.md; needs py-spy)",
+    )
+    args = parser.parse_args(argv)
+    raise_file_limit()
+    chosen = args.only or list(BENCHES)
+    from bench import results
+
+    idle = results.background_load()
+    results.note_background(idle)
+    if idle > 0.15:
+        print(
+            f"warning: the machine is already {idle:.0%} busy; results will be noisy",
+            file=sys.stderr,
+            flush=True,
+        )
+    started = time.monotonic()
+    from bench import bench_connections, bench_soak, bench_storm, bench_throughput
+
+    written = []
+    for name in chosen:
+        began = time.monotonic()
+        print(f"== {name} ==", flush=True)
+        if name == "connections":
+            written.append(
+                bench_connections.run(
+                    chargers=2000 if args.quick else args.connections,
+                    ramp_s=5 if args.quick else 60,
+                )
+            )
+        elif name == "throughput":
+            written.append(
+                bench_throughput.run(
+                    chargers=200 if args.quick else 500,
+                    step_s=4 if args.quick else 8,
+                    fixed_s=6 if args.quick else 15,
+                    ladder=(100, 200, 400) if args.quick else bench_throughput.LADDER,
+                    profile=args.profile,
+                )
+            )
+        elif name == "storm":
+            written.append(bench_storm.run(chargers=2000 if args.quick else args.storm))
+        elif name == "soak":
+            written.append(
+                bench_soak.run(
+                    duration_s=60 if args.quick else args.soak_duration,
+                    chargers=300 if args.quick else 1000,
+                )
+            )
+        print(f"== {name}: {time.monotonic() - began:.0f} s ==", flush=True)
+    print(f"all done in {time.monotonic() - started:.0f} s:", *map(str, written), sep="\n  ")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
