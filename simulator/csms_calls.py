@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ocpp.v16 import call, call_result, enums
 from ocpp.v16 import datatypes as dt
 
+from services.ocpp16 import CHARGER_ACTIONS, SECURITY_CSMS_ACTIONS
 from simulator import frames
 from simulator.connectors import PendingCall, Phase
 
@@ -25,28 +26,9 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Charger", dict[str, Any], float], Any]
 
-#: Known 1.6 actions that a charge point does not accept from a CSMS.
-KNOWN_NOT_SUPPORTED = frozenset(
-    {
-        "Authorize",
-        "BootNotification",
-        "DiagnosticsStatusNotification",
-        "FirmwareStatusNotification",
-        "Heartbeat",
-        "MeterValues",
-        "StartTransaction",
-        "StatusNotification",
-        "StopTransaction",
-        # 1.6 security extension: not implemented by the simulator.
-        "CertificateSigned",
-        "DeleteCertificate",
-        "ExtendedTriggerMessage",
-        "GetInstalledCertificateIds",
-        "GetLog",
-        "InstallCertificate",
-        "SignedUpdateFirmware",
-    }
-)
+#: Known 1.6 actions that a charge point does not accept from a CSMS: the charger-initiated
+#: ones (DataTransfer goes both ways) and the security extension, which the simulator lacks.
+KNOWN_NOT_SUPPORTED = (CHARGER_ACTIONS - {"DataTransfer"}) | SECURITY_CSMS_ACTIONS
 
 
 def reset(charger: Charger, payload: dict[str, Any], now: float) -> call_result.Reset:

@@ -405,7 +405,7 @@ class Fleet:
                     self._measure_from = now
                     self.paced_sent = 0
                     self.stats.pacer_skips = 0
-                tokens = min(tokens + (now - last) * rate, max(1.0, rate * tick * 2))
+                tokens = min(tokens + (now - last) * rate, max(2.0, rate * tick * 2))
                 last = now
                 scans = 0
                 scan_limit = min(count, int(tokens) * 4 + 64)
