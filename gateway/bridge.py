@@ -123,9 +123,9 @@ class GatewayBridge:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
-            if message.correlation_id and message.correlation_id in self._waiting:
-                future = self._waiting[message.correlation_id]
-                if not future.done():
+            if message.correlation_id:  # an admission answer (late ones are dropped)
+                future = self._waiting.get(message.correlation_id)
+                if future is not None and not future.done():
                     future.set_result(ConnectDecision.model_validate_json(message.body))
             elif message.exchange == self.topology.events:
                 self._on_health(HealthReport.model_validate_json(message.body))

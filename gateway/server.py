@@ -412,6 +412,7 @@ class Gateway:
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             select_subprotocol=_select_subprotocol,
             max_size=self.settings.max_frame_bytes,
+            backlog=4096,  # reconnect storms: the default 100 overflows at once
             ping_interval=self.settings.ping_interval_s,
             ping_timeout=self.settings.ping_interval_s,
             close_timeout=5,
