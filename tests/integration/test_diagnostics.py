@@ -18,7 +18,14 @@ import pytest
 from services import files
 from tests.charger import Charger
 from tests.integration.test_core_messages import add_station, new_id
-from tests.integration.test_firmware import MAX_UPLOAD, files_base, finished, gridlink, run
+from tests.integration.test_firmware import (
+    MAX_UPLOAD,
+    assert_refused_before_the_charger,
+    files_base,
+    finished,
+    gridlink,
+    run,
+)
 from tests.processes import Stack
 
 pytestmark = pytest.mark.integration
@@ -171,17 +178,7 @@ async def test_no_diagnostics_available(stack: Stack, files_base: str) -> None:
 async def test_bad_requests_never_reach_the_charger(stack: Stack, files_base: str,
                                                     args: list[str], code: int,
                                                     message: str) -> None:
-    station = new_id("DGBAD")
-    await add_station(stack, station)
-    async with Charger.connect(stack.gateway_url, station) as charger:
-        await charger.boot()
-        got, out, err = await run(stack, files_base,
-                                  *[a.replace("{station}", station) for a in args])
-        assert (got, out) == (code, "")
-        assert message in err and len(err.strip().splitlines()) == 1
-        assert "currentTime" in await charger.result("Heartbeat", {})
-        assert charger.incoming.empty()
-    assert await stack.db().commands.count_documents({"station": station}) == 0
+    await assert_refused_before_the_charger(stack, files_base, "DGBAD", args, code, message)
 
 
 @pytest.mark.parametrize(("answer", "message"), [

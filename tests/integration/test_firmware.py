@@ -62,6 +62,21 @@ async def run(stack: Stack, base: str, *args: str) -> tuple[int, str, str]:
     return await finished(await gridlink(stack, base, *args))
 
 
+async def assert_refused_before_the_charger(stack: Stack, base: str, prefix: str,
+                                            args: list[str], code: int, message: str) -> None:
+    """``gridlink ARGS`` fails with one line and exit ``code``; the charger hears nothing."""
+    station = new_id(prefix)
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        got, out, err = await run(stack, base, *[a.replace("{station}", station) for a in args])
+        assert (got, out) == (code, "")
+        assert message in err and len(err.strip().splitlines()) == 1
+        assert "currentTime" in await charger.result("Heartbeat", {})
+        assert charger.incoming.empty()
+    assert await stack.db().commands.count_documents({"station": station}) == 0
+
+
 async def add_image(stack: Stack, base: str, tmp_path: Path, size: int = 300_000
                     ) -> tuple[str, bytes]:
     name, image = f"fw-{uuid.uuid4().hex[:8]}.bin", os.urandom(size)
@@ -187,17 +202,7 @@ async def test_a_new_update_supersedes_and_failures_are_final(stack: Stack,
 async def test_bad_updates_never_reach_the_charger(stack: Stack, files_base: str,
                                                    args: list[str], code: int,
                                                    message: str) -> None:
-    station = new_id("FWBAD")
-    await add_station(stack, station)
-    async with Charger.connect(stack.gateway_url, station) as charger:
-        await charger.boot()
-        got, out, err = await run(stack, files_base,
-                                  *[a.replace("{station}", station) for a in args])
-        assert (got, out) == (code, "")
-        assert message in err and len(err.strip().splitlines()) == 1
-        assert "currentTime" in await charger.result("Heartbeat", {})
-        assert charger.incoming.empty()
-    assert await stack.db().commands.count_documents({"station": station}) == 0
+    await assert_refused_before_the_charger(stack, files_base, "FWBAD", args, code, message)
 
 
 @pytest.mark.parametrize(("answer", "message"), [
