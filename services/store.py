@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient, IndexModel
@@ -81,23 +80,9 @@ async def guarded(component: str, operation: Callable[[], Awaitable[T]]) -> T:
         raise StoreUnavailable(f"mongodb: {exc}") from None
 
 
-@asynccontextmanager
-async def store_errors(component: str) -> AsyncIterator[None]:
-    """``async with store_errors("authz"):`` maps connection failures to StoreUnavailable."""
-    try:
-        yield
-    except ConnectionFailure as exc:
-        STORE_ERRORS.labels(component=component).inc()
-        raise StoreUnavailable(f"mongodb: {exc}") from None
-
-
 def merge_indexes(*specs: IndexSpec) -> IndexSpec:
     merged: IndexSpec = {}
     for spec in specs:
         for collection, indexes in spec.items():
             merged.setdefault(collection, []).extend(indexes)
     return merged
-
-
-def without_id(documents: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in doc.items() if k != "_id"} for doc in documents]
