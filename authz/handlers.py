@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
 from authz.repository import AuthzRepository
-from services.bus import decode_json
-from services.envelope import ConnectRequest
+from services.bus import Reject, decode_json
+from services.envelope import ConnectBatch, ConnectDecisions, ConnectRequest
 from services.ocpp16 import call, call_result, iso, utcnow
 from services.router import CallContext, EventSink, Router
 from services.runtime import ServiceRuntime
@@ -58,16 +59,36 @@ def build_router(repo: AuthzRepository, settings: Settings, events: EventSink) -
 
 
 async def handle_connect(runtime: ServiceRuntime, message: AbstractIncomingMessage) -> None:
-    """Answer a gateway's handshake question; a slow database means no answer (gateway 503)."""
+    """Answer a gateway's handshake question (a :class:`ConnectBatch`; a single
+    :class:`ConnectRequest` from a gateway of the previous release is answered alike).
+    A slow database means no answer: the gateway gives up and refuses with 503."""
     repo: AuthzRepository = runtime.state["repo"]
-    request = decode_json(message, ConnectRequest)
+    batch = _connect_batch(message)
     try:
-        decision = await asyncio.wait_for(
-            runtime.with_store(lambda: repo.admit(request, utcnow())),
+        decisions = await asyncio.wait_for(
+            runtime.with_store(lambda: repo.admit_many(batch.requests, utcnow())),
             runtime.settings.connect_timeout_s,
         )
     except TimeoutError:
         return  # the gateway gave up already and refused with 503
-    if message.reply_to:
-        await runtime.bus.publish("", message.reply_to, decision.to_bytes(),
-                                  correlation_id=message.correlation_id, persistent=False)
+    if not message.reply_to:
+        return
+    body = (decisions[0].to_bytes() if batch.single
+            else ConnectDecisions(decisions=decisions).to_bytes())
+    await runtime.bus.publish("", message.reply_to, body,
+                              correlation_id=message.correlation_id, persistent=False)
+
+
+class _Admission(ConnectBatch):
+    single: bool = False  # the question was a lone ConnectRequest
+
+
+def _connect_batch(message: AbstractIncomingMessage) -> _Admission:
+    try:
+        raw = json.loads(message.body)
+    except ValueError:
+        raise Reject("malformed admission request: not JSON") from None
+    if isinstance(raw, dict) and "requests" in raw:
+        batch = decode_json(message, ConnectBatch)
+        return _Admission(requests=batch.requests)
+    return _Admission(requests=[decode_json(message, ConnectRequest)], single=True)

@@ -8,13 +8,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import IndexModel
+from pymongo import IndexModel, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from services import id_tags, stations
 from services.envelope import ConnectDecision, ConnectRequest
 from services.store import IndexSpec, merge_indexes
+from services.write_batcher import WriteBatcher, raise_unexpected
 
 DATA_TRANSFERS = "data_transfers"
 INDEXES: IndexSpec = merge_indexes(
@@ -30,38 +32,53 @@ class AuthzRepository:
         self.db = db
         self.accept_unknown = accept_unknown
         self.default_registration = default_registration
+        self.passwords = stations.PasswordChecker()
+        self.writes = WriteBatcher(db, component="authz")  # boots of a reconnect storm, coalesced
 
     async def admit(self, request: ConnectRequest, now: datetime) -> ConnectDecision:
         """May this identity open a connection? (Basic-auth and certificates plug in here.)"""
-        document = await self.db[stations.COLLECTION].find_one({"_id": request.station})
+        return (await self.admit_many([request], now))[0]
+
+    async def admit_many(self, requests: list[ConnectRequest], now: datetime
+                         ) -> list[ConnectDecision]:
+        """Admit a batch of handshakes with one read (and at most one write for unknown
+        stations when they are accepted); one decision per request, in order."""
+        wanted = list(dict.fromkeys(r.station for r in requests))
+        known = {doc["_id"]: doc async for doc in self.db[stations.COLLECTION].find(
+            {"_id": {"$in": wanted}}, projection={"password_hash": 1})}
+        unknown = [s for s in wanted if s not in known]
+        if unknown and self.accept_unknown:
+            await _insert_ignoring_duplicates(self.db[stations.COLLECTION], [
+                {"_id": station, "registration": self.default_registration,
+                 "created_at": now, "auto_registered": True} for station in unknown])
+        return [await self._decide(r, known.get(r.station)) for r in requests]
+
+    async def _decide(self, request: ConnectRequest, document: dict[str, Any] | None
+                      ) -> ConnectDecision:
         if document is None:
             if not self.accept_unknown:
                 return ConnectDecision(accept=False, status=404, reason="unknown_station")
-            try:
-                await self.db[stations.COLLECTION].insert_one(
-                    {"_id": request.station, "registration": self.default_registration,
-                     "created_at": now, "auto_registered": True}
-                )
-            except DuplicateKeyError:
-                pass  # registered concurrently by another connect: fine
-            return ConnectDecision(accept=True)
+            return ConnectDecision(accept=True)  # registered above (or concurrently)
         stored_hash = document.get("password_hash")
         if stored_hash is not None and (
                 request.password is None
-                or not stations.check_password(request.password, stored_hash)):
+                or not await self.passwords.check(request.password, stored_hash)):
             return ConnectDecision(accept=False, status=401, reason="unauthorized")
         return ConnectDecision(accept=True)
 
     async def record_boot(self, station: str, boot: dict[str, Any], now: datetime) -> str:
-        """Store the boot information; return the station's registration status."""
-        document = await self.db[stations.COLLECTION].find_one_and_update(
+        """Store the boot information; return the station's registration status.
+
+        An upsert and a read rather than one findAndModify: the same answer, and far
+        cheaper on every MongoDB-wire server (a reconnect storm is thousands of boots)."""
+        result = await self.writes.write(stations.COLLECTION, [UpdateOne(
             {"_id": station},
             {"$set": {"boot": boot, "last_boot": now, "last_seen": now},
              "$setOnInsert": {"registration": self.default_registration, "created_at": now}},
-            upsert=True,
-            return_document=True,
-            projection={"registration": 1},
-        )
+            upsert=True)])
+        raise_unexpected(result)
+        document = await self.db[stations.COLLECTION].find_one(
+            {"_id": station}, projection={"registration": 1})
         return str((document or {}).get("registration", self.default_registration))
 
     async def record_seen(self, station: str, now: datetime) -> None:
@@ -81,3 +98,13 @@ class AuthzRepository:
                               "received_at": now}},
             upsert=True,
         )
+
+
+async def _insert_ignoring_duplicates(collection: AsyncCollection[dict[str, Any]],
+                                      documents: list[dict[str, Any]]) -> None:
+    """Insert; documents whose _id exists already (a concurrent connect) are fine."""
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+            raise

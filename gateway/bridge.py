@@ -13,16 +13,19 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
+from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 
 from services.bus import Bus
 from services.envelope import (
     CallOutcome,
     ChargerCall,
+    ConnectBatch,
     ConnectDecision,
+    ConnectDecisions,
     ConnectRequest,
     HealthReport,
     StationMessage,
@@ -30,6 +33,7 @@ from services.envelope import (
     station_message,
 )
 from services.errors import BusUnavailable, GridLinkError
+from services.metrics import ADMISSION_BATCH
 from services.ocpp16 import utcnow
 from services.topology import call_key, outcome_key
 
@@ -38,6 +42,8 @@ log = logging.getLogger("gridlink.gateway.bridge")
 
 class GatewayBridge:
     def __init__(self, bus: Bus, instance: str, *, health_ttl_s: float,
+                 connect_timeout_s: float = 5.0, admission_window_s: float = 0.002,
+                 bind_channels: int = 8,
                  on_station_message: Callable[[StationMessage], None],
                  on_backend_change: Callable[[bool], None]) -> None:
         self.bus = bus
@@ -48,17 +54,24 @@ class GatewayBridge:
         self._on_backend_change = on_backend_change
         self._queue: AbstractQueue | None = None
         self._bound: set[str] = set()
-        self._stale: set[str] = set()  # unbinds that failed while the broker was away
-        self._waiting: dict[str, asyncio.Future[ConnectDecision]] = {}
+        self.bind_channels = bind_channels
+        self._bind_channels: list[AbstractRobustChannel] = []
+        self.connect_timeout_s = connect_timeout_s
+        self.admission_window_s = admission_window_s
+        self.admission_max = 500  # handshakes per question at most
+        self._admissions: list[tuple[ConnectRequest, asyncio.Future[ConnectDecision]]] = []
+        self._admission_timer: asyncio.TimerHandle | None = None
+        self._waiting: dict[str, list[asyncio.Future[ConnectDecision]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._unhealthy: dict[str, datetime] = {}  # instance -> when it said "no database"
         self.backend_ok = True
-        self._cleaning: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._queue = await self.bus.declare_private_queue(self.queue_name)
         await self._queue.bind(self.topology.events, routing_key="health.*")
         await self.bus.consume(self._queue, self._on_message, ack=False)
-        self.bus.on_restored.append(self._schedule_clean_stale)
+        self._bind_channels = await self.bus.open_channels(self.bind_channels)
+        self.bus.on_lost.append(self._forget_bindings)
 
     # --- outbound -------------------------------------------------------------------------
 
@@ -71,19 +84,65 @@ class GatewayBridge:
                                outcome.to_bytes())
 
     async def ask_connect(self, request: ConnectRequest, wait_s: float) -> ConnectDecision:
-        """Ask authz whether this identity may connect; BusUnavailable if nobody answers."""
-        correlation = uuid.uuid4().hex
+        """Ask authz whether this identity may connect; BusUnavailable if nobody answers.
+
+        Handshakes that arrive within ``admission_window_s`` of each other go to authz as
+        one :class:`ConnectBatch` (one message and one database read for hundreds of
+        chargers in a reconnect storm)."""
         future: asyncio.Future[ConnectDecision] = asyncio.get_running_loop().create_future()
-        self._waiting[correlation] = future
+        self._admissions.append((request, future))
+        if len(self._admissions) >= self.admission_max:
+            self._flush_admissions()
+        elif self._admission_timer is None:
+            self._admission_timer = asyncio.get_running_loop().call_later(
+                self.admission_window_s, self._flush_admissions)
         try:
-            await self.bus.publish(self.topology.calls, "rpc.connect", request.to_bytes(),
-                                   reply_to=self.queue_name, correlation_id=correlation,
-                                   persistent=False, expiration=wait_s)
             return await asyncio.wait_for(future, wait_s)
         except TimeoutError:
             raise BusUnavailable("authz did not answer the handshake in time") from None
+
+    def _flush_admissions(self) -> None:
+        if self._admission_timer is not None:
+            self._admission_timer.cancel()
+            self._admission_timer = None
+        batch, self._admissions = self._admissions, []
+        waiting = [(r, f) for r, f in batch if not f.done()]  # not given up yet
+        if waiting:
+            self._spawn(self._ask_batch(waiting))
+
+    async def _ask_batch(self, batch: list[tuple[ConnectRequest, asyncio.Future[
+            ConnectDecision]]]) -> None:
+        correlation = uuid.uuid4().hex
+        futures = [future for _, future in batch]
+        ADMISSION_BATCH.observe(len(batch))
+        self._waiting[correlation] = futures
+        wait_s = self.connect_timeout_s
+        try:
+            body = ConnectBatch(requests=[request for request, _ in batch]).to_bytes()
+            await self.bus.publish(self.topology.calls, "rpc.connect", body,
+                                   reply_to=self.queue_name, correlation_id=correlation,
+                                   persistent=False, expiration=wait_s)
+            await asyncio.wait(futures, timeout=wait_s)
+        except BusUnavailable as exc:
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
         finally:
             self._waiting.pop(correlation, None)
+
+    def _answer_admissions(self, correlation: str, body: bytes) -> None:
+        futures = self._waiting.get(correlation)
+        if futures is None:
+            return  # a late answer: those handshakes were refused with 503 already
+        answer = ConnectDecisions.model_validate_json(body)
+        for future, decision in zip(futures, answer.decisions, strict=False):
+            if not future.done():
+                future.set_result(decision)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- per-station bindings -------------------------------------------------------------
 
@@ -93,40 +152,37 @@ class GatewayBridge:
         await self.bus.publish(self.topology.stations, station, takeover.to_bytes(),
                                persistent=False)
         if station not in self._bound:
-            assert self._queue is not None
-            await self._queue.bind(self.topology.stations, routing_key=station)
+            await self._binding(station, bind=True)
             self._bound.add(station)
-            self._stale.discard(station)
 
     async def detach(self, station: str) -> None:
         if station not in self._bound:
             return
         self._bound.discard(station)
-        assert self._queue is not None
+        with contextlib.suppress(BusUnavailable):  # broker away: the queue went with it
+            await self._binding(station, bind=False)
+
+    async def _binding(self, station: str, *, bind: bool) -> None:
+        """Bind or unbind on one of a pool of channels: AMQP allows one such request in
+        flight per channel, and a reconnect storm needs thousands per second."""
+        channel = self._bind_channels[hash(station) % len(self._bind_channels)]
         try:
-            await self._queue.unbind(self.topology.stations, routing_key=station)
-        except Exception:  # broker away: retried when it is back
-            self._stale.add(station)
+            underlay = await channel.get_underlay_channel()
+            method = underlay.queue_bind if bind else underlay.queue_unbind
+            await method(self.queue_name, self.topology.stations, routing_key=station)
+        except Exception as exc:  # closed channel, lost connection
+            raise BusUnavailable(f"binding for {station!r} failed: {exc}") from None
 
-    def _schedule_clean_stale(self) -> None:
-        task = asyncio.ensure_future(self._clean_stale())
-        self._cleaning = task  # keep a reference until done
-
-    async def _clean_stale(self) -> None:
-        for station in list(self._stale - self._bound):
-            with contextlib.suppress(Exception):
-                assert self._queue is not None
-                await self._queue.unbind(self.topology.stations, routing_key=station)
-                self._stale.discard(station)
+    def _forget_bindings(self) -> None:
+        """The connection is gone, and the exclusive queue with its bindings."""
+        self._bound.clear()
 
     # --- inbound --------------------------------------------------------------------------
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
-            if message.correlation_id:  # an admission answer (late ones are dropped)
-                future = self._waiting.get(message.correlation_id)
-                if future is not None and not future.done():
-                    future.set_result(ConnectDecision.model_validate_json(message.body))
+            if message.correlation_id:  # admission answers (late ones are dropped)
+                self._answer_admissions(message.correlation_id, message.body)
             elif message.exchange == self.topology.events:
                 self._on_health(HealthReport.model_validate_json(message.body))
             else:

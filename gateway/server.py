@@ -78,6 +78,9 @@ class Gateway:
         self.bus = bus
         self.bridge = GatewayBridge(
             bus, settings.instance, health_ttl_s=settings.backend_health_ttl_s,
+            connect_timeout_s=settings.connect_timeout_s,
+            admission_window_s=settings.admission_window_ms / 1000,
+            bind_channels=settings.bind_channels,
             on_station_message=self._on_station_message,
             on_backend_change=self._on_backend_change,
         )

@@ -92,6 +92,17 @@ class Bus:
         await channel.set_qos(prefetch_count=prefetch)
         await self.declare()
 
+    async def open_channels(self, count: int) -> list[AbstractRobustChannel]:
+        """Extra channels (reopened with the connection) for requests AMQP serialises per
+        channel, such as queue bindings."""
+        assert self.connection is not None
+        channels = []
+        for _ in range(max(1, count)):
+            channel = await self.connection.channel(publisher_confirms=False)
+            assert isinstance(channel, AbstractRobustChannel)
+            channels.append(channel)
+        return channels
+
     @property
     def connected(self) -> bool:
         """False from the moment the connection drops until it is restored."""

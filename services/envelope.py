@@ -1,4 +1,4 @@
-"""The JSON messages on the bus (never pickle). ``docs/messages.md`` describes them for humans.
+"""The JSON messages on the bus (never pickle); the classes below are their reference.
 
 Charger side (gateway <-> services), on the calls exchange and the stations exchange:
 
@@ -7,7 +7,8 @@ Charger side (gateway <-> services), on the calls exchange and the stations exch
 - :class:`CsmsCall`      commands -> gateway (rk = station id), a call to send to the charger
 - :class:`CallOutcome`   gateway -> commands, the charger's answer (or timeout / closed)
 - :class:`Takeover`      gateway -> gateways (rk = station id), "I hold this station now"
-- :class:`ConnectRequest` / :class:`ConnectDecision`  handshake admission (rpc.connect)
+- :class:`ConnectBatch` / :class:`ConnectDecisions`  handshake admission (rpc.connect): the
+  handshakes a gateway received within a few milliseconds, asked and answered in one message
 - :class:`HealthReport`  service -> gateways (events, rk ``health.<service>``)
 
 Public contract for other teams: :class:`CommandRequest` in, :class:`CommandResult` out.
@@ -92,6 +93,18 @@ class ConnectDecision(_Message):
     accept: bool
     status: int = 200  # HTTP status for a refusal
     reason: str = ""
+
+
+class ConnectBatch(_Message):
+    """Handshakes to admit, in one question (a reconnect storm is thousands per second)."""
+
+    requests: list[ConnectRequest]
+
+
+class ConnectDecisions(_Message):
+    """One decision per request of a :class:`ConnectBatch`, in the same order."""
+
+    decisions: list[ConnectDecision]
 
 
 class HealthReport(_Message):

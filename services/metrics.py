@@ -34,6 +34,10 @@ CSMS_CALLS = Counter(
 HANDSHAKES_REFUSED = Counter(
     "gridlink_gateway_handshakes_refused_total", "Refused handshakes, by reason.", ["reason"]
 )
+ADMISSION_BATCH = Histogram(
+    "gridlink_gateway_admission_batch_size", "Handshakes admitted per question to authz.",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
+)
 READY = Gauge("gridlink_ready", "1 when this process reports ready.", ["component"])
 
 # services
@@ -55,6 +59,10 @@ BUS_PUBLISH_FAILURES = Counter(
 )
 COMMANDS = Counter(
     "gridlink_commands_total", "Commands by action and final status.", ["action", "status"]
+)
+STORE_BULK_OPS = Histogram(
+    "gridlink_service_store_bulk_operations", "Writes coalesced per bulk write, by component.",
+    ["component"], buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
 ACTIVE_TRANSACTIONS = Gauge(
     "gridlink_transactions_active", "Transactions started and not yet stopped (last count)."

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     connect_timeout_s: float = Field(
         5.0, description="How long a handshake waits for authz to admit the station."
     )
+    admission_window_ms: float = Field(
+        2.0, description="Handshakes arriving within this window are admitted by authz in "
+        "one question (one message, one database read)."
+    )
+    bind_channels: int = Field(
+        8, ge=1, description="AMQP channels a gateway uses for per-charger bindings in parallel."
+    )
     ping_interval_s: float | None = Field(
         60.0, description="WebSocket ping interval (None disables pings)."
     )

@@ -35,6 +35,16 @@ def http_status(url: str) -> int | None:
         return None
 
 
+def metric_value(url: str, sample: str) -> float:
+    """The value of one unlabelled Prometheus sample on a /metrics page (0 if absent)."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            name, _, value = line.partition(" ")
+            if name == sample:
+                return float(value)
+    return 0.0
+
+
 async def wait_for(predicate: Any, *, timeout: float = 30.0, what: str = "condition") -> None:
     """Poll ``predicate()`` (sync or async) until true; the polled thing has no event to await."""
     loop = asyncio.get_running_loop()

@@ -12,18 +12,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from services import id_tags
 from services.ocpp16 import iso, parse_time
 from services.store import IndexSpec, merge_indexes
+from services.write_batcher import WriteBatcher, raise_unexpected
 from transactions.transaction_ids import COUNTERS, TransactionIds
 
 TRANSACTIONS = "transactions"
@@ -94,9 +96,12 @@ def sample_documents(station: str, connector: int, transaction_id: int | None,
 
 
 class TransactionRepository:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], ids: TransactionIds) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], ids: TransactionIds,
+                 writes: WriteBatcher | None = None) -> None:
         self.db = db
         self.ids = ids
+        # meter values and statuses, coalesced across concurrent messages
+        self.writes = writes or WriteBatcher(db, component="transactions")
 
     async def id_tag_info(self, tag: str, now: datetime) -> dict[str, Any]:
         return await id_tags.id_tag_info(self.db, tag, now)
@@ -145,35 +150,31 @@ class TransactionRepository:
 
     async def insert_samples(self, documents: list[dict[str, Any]]) -> int:
         """Insert samples, ignoring ones already stored; returns how many were new."""
-        if not documents:
-            return 0
-        try:
-            result = await self.db[METER_VALUES].insert_many(documents, ordered=False)
-            return len(result.inserted_ids)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != 11000 for error in errors):
-                raise
-            return int(exc.details.get("nInserted", 0))
+        results = raise_unexpected(await self.writes.write(
+            METER_VALUES, [InsertOne(document) for document in documents]))
+        return sum(1 for error in results if error is None)
 
     async def record_status(self, station: str, connector: int, status: dict[str, Any]) -> bool:
-        """Keep the newest status per connector; False when an older one arrived late."""
+        """Keep the newest status per connector; False when an older one arrived late.
+
+        Both writes go through the batcher, concurrently: the history entry is an
+        idempotent upsert, the latest status is conditional on its timestamp."""
         timestamp: datetime = status["timestamp"]
-        await self.db[STATUS_EVENTS].update_one(
+        history = UpdateOne(
             {"_id": _digest(station, connector, iso(timestamp), status["status"],
                             status["error_code"])},
             {"$setOnInsert": {"station": station, "connector": connector, **status}},
-            upsert=True,
-        )
-        try:
-            result = await self.db[CONNECTOR_STATUS].update_one(
-                {"_id": f"{station}/{connector}", "timestamp": {"$lte": timestamp}},
-                {"$set": {"station": station, "connector": connector, **status}},
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            return False  # a newer status is stored: the upsert's insert collided with it
-        return result.matched_count == 1 or result.upserted_id is not None
+            upsert=True)
+        latest = UpdateOne(
+            {"_id": f"{station}/{connector}", "timestamp": {"$lte": timestamp}},
+            {"$set": {"station": station, "connector": connector, **status}},
+            upsert=True)
+        history_result, latest_result = await asyncio.gather(
+            self.writes.write(STATUS_EVENTS, [history]),
+            self.writes.write(CONNECTOR_STATUS, [latest]))
+        raise_unexpected(history_result)
+        # A duplicate key on the latest status: a newer one is stored (the upsert collided).
+        return raise_unexpected(latest_result)[0] is None
 
     async def count_active(self) -> int:
         return await self.db[TRANSACTIONS].count_documents({"active": True})

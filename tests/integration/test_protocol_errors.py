@@ -180,3 +180,51 @@ async def test_station_with_password_needs_basic_auth(stack: Stack) -> None:
         assert (await charger.boot())["status"] == "Accepted"
     stored = await stack.db().stations.find_one({"_id": station})
     assert password not in str(stored)  # only a salted hash is kept
+
+
+async def test_a_burst_of_handshakes_is_admitted_in_batches_with_each_answer_right(
+        stack: Stack) -> None:
+    """A reconnect storm in miniature: 60 chargers at the same instant (registered, with and
+    without the right password, unknown); each gets its own answer, and authz was asked
+    far fewer than 60 times."""
+    from datetime import UTC, datetime
+
+    from services import stations
+    from tests.processes import metric_value
+
+    password = "burst-password-0123"
+    plain = [new_id("BURST") for _ in range(30)]
+    locked = [new_id("LOCKED") for _ in range(20)]
+    unknown = [new_id("NOBODY") for _ in range(10)]
+    db = stack.db()
+    try:
+        now = datetime.now(UTC)
+        for station in plain:
+            await stations.add_station(db, station, registration="Accepted", password=None,
+                                       now=now)
+        hashed = stations.hash_password(password)
+        await db[stations.COLLECTION].insert_many(
+            [{"_id": s, "registration": "Accepted", "password_hash": hashed} for s in locked])
+    finally:
+        await db.client.close()
+    metrics_url = f"http://127.0.0.1:{stack.gateways[0].probe_port}/metrics"
+    questions_before = metric_value(metrics_url, "gridlink_gateway_admission_batch_size_count")
+
+    def basic(user: str, secret: str) -> dict[str, str]:
+        import base64
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
+
+    async def attempt(station: str, headers: dict[str, str]) -> int:
+        try:
+            async with connect(f"{stack.gateway_url}/{station}", subprotocols=["ocpp1.6"],
+                               additional_headers=headers, open_timeout=15):
+                return 101
+        except InvalidStatus as refused:
+            return refused.response.status_code
+
+    tries = ([(s, {}) for s in plain] + [(s, basic(s, password)) for s in locked[:10]]
+             + [(s, basic(s, "wrong")) for s in locked[10:]] + [(s, {}) for s in unknown])
+    codes = await asyncio.gather(*(attempt(s, h) for s, h in tries))
+    assert codes == [101] * 40 + [401] * 10 + [404] * 10
+    questions = metric_value(metrics_url, "gridlink_gateway_admission_batch_size_count")
+    assert 1 <= questions - questions_before < 30

@@ -1,0 +1,121 @@
+"""The write batcher against the real MongoDB wire protocol: coalescing, per-caller results,
+whole-bulk failures, and the transactions repository writing through it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient, InsertOne, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, InvalidOperation
+
+from services.store import client_for
+from services.write_batcher import DUPLICATE_KEY, WriteBatcher, raise_unexpected
+from transactions.repository import CONNECTOR_STATUS, METER_VALUES, TransactionRepository
+from transactions.transaction_ids import TransactionIds
+
+
+@pytest.fixture
+async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = client_for(mongo_url, app_name="test-batcher")
+    yield client[f"batcher_{uuid.uuid4().hex[:8]}"]
+    await client.close()
+
+
+async def test_concurrent_writes_share_bulks_and_all_land(
+        db: AsyncDatabase[dict[str, Any]]) -> None:
+    batcher = WriteBatcher(db)
+    results = await asyncio.gather(*(
+        batcher.write("samples", [InsertOne({"_id": n, "n": n})]) for n in range(200)))
+    assert results == [[None]] * 200
+    assert await db["samples"].count_documents({}) == 200
+    assert batcher.ops == 200
+    assert batcher.bulks < 200  # writes that arrived during a bulk went in the next one
+
+
+async def test_a_lone_write_goes_at_once(db: AsyncDatabase[dict[str, Any]]) -> None:
+    batcher = WriteBatcher(db)
+    assert await batcher.write("samples", [InsertOne({"_id": "one"})]) == [None]
+    assert batcher.bulks == 1
+    assert await batcher.write("samples", []) == []
+    assert batcher.bulks == 1
+
+
+async def test_each_caller_gets_only_its_own_errors(db: AsyncDatabase[dict[str, Any]]) -> None:
+    await db["samples"].insert_one({"_id": "taken"})
+    batcher = WriteBatcher(db)
+    mine, theirs = await asyncio.gather(
+        batcher.write("samples", [InsertOne({"_id": "a"}), InsertOne({"_id": "taken"})]),
+        batcher.write("samples", [InsertOne({"_id": "b"})]))
+    assert mine[0] is None
+    assert mine[1] is not None and mine[1]["code"] == DUPLICATE_KEY
+    assert theirs == [None]
+    assert {d["_id"] async for d in db["samples"].find()} == {"a", "b", "taken"}
+    assert raise_unexpected(mine) == mine  # a duplicate is an idempotent repeat
+    with pytest.raises(BulkWriteError):
+        raise_unexpected(mine, allowed=frozenset())
+
+
+async def test_max_ops_splits_bulks(db: AsyncDatabase[dict[str, Any]]) -> None:
+    batcher = WriteBatcher(db, max_ops=10)
+    await asyncio.gather(*(
+        batcher.write("samples", [InsertOne({"n": n}), InsertOne({"n": -n})])
+        for n in range(50)))
+    assert await db["samples"].count_documents({}) == 100
+    assert batcher.bulks >= 10
+
+
+async def test_a_failed_bulk_fails_every_caller_and_the_next_bulk_still_runs(
+        mongo_url: str) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = client_for(mongo_url, app_name="test-closed")
+    db = client[f"batcher_{uuid.uuid4().hex[:8]}"]
+    await db["samples"].insert_one({"_id": 0})
+    await client.close()  # every operation now fails as a whole
+    batcher = WriteBatcher(db)
+    outcomes = await asyncio.gather(*(
+        batcher.write("samples", [InsertOne({"_id": n})]) for n in range(1, 5)),
+        return_exceptions=True)
+    assert all(isinstance(o, InvalidOperation) for o in outcomes)
+    assert batcher.bulks >= 1
+
+
+async def test_repository_statuses_keep_the_newest_through_the_batcher(
+        db: AsyncDatabase[dict[str, Any]]) -> None:
+    repo = TransactionRepository(db, TransactionIds(db, block=10))
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+    def status(name: str, at: datetime) -> dict[str, Any]:
+        return {"status": name, "error_code": "NoError", "info": None, "vendor_id": None,
+                "vendor_error_code": None, "timestamp": at, "received_at": at}
+
+    newer, older = await asyncio.gather(
+        repo.record_status("CP1", 1, status("Charging", now)),
+        repo.record_status("CP1", 1, status("Preparing", now - timedelta(seconds=5))))
+    assert newer is True
+    stored = await db[CONNECTOR_STATUS].find_one({"_id": "CP1/1"})
+    assert stored is not None and stored["status"] == "Charging"
+    assert older is False  # the late one did not win
+    assert await db["status_events"].count_documents({"station": "CP1"}) == 2
+    again = await repo.record_status("CP1", 1, status("Charging", now))
+    assert again is True  # a repeated notification is idempotent
+    assert await db["status_events"].count_documents({"station": "CP1"}) == 2
+
+
+async def test_repository_samples_are_idempotent_through_the_batcher(
+        db: AsyncDatabase[dict[str, Any]]) -> None:
+    repo = TransactionRepository(db, TransactionIds(db, block=10))
+    docs = [{"_id": f"s{n}", "station": "CP1", "value": str(n)} for n in range(5)]
+    first, repeat = await asyncio.gather(repo.insert_samples(docs),
+                                         repo.insert_samples(docs))
+    assert sorted([first, repeat]) == [0, 5]
+    assert await repo.insert_samples(docs) == 0
+    assert await db[METER_VALUES].count_documents({}) == 5
+    bad = await repo.writes.write(METER_VALUES, [UpdateOne({"_id": "s1"}, {"$bad": 1})])
+    assert bad[0] is not None and bad[0]["code"] != DUPLICATE_KEY
+    with pytest.raises(BulkWriteError):
+        raise_unexpected(bad)  # not a repeat: the caller's message is retried, then parked
