@@ -15,6 +15,7 @@ from pymongo.errors import BulkWriteError
 
 from services import id_tags, stations
 from services.envelope import ConnectDecision, ConnectRequest
+from services.read_batcher import ReadBatcher
 from services.store import IndexSpec, merge_indexes
 from services.write_batcher import WriteBatcher, raise_unexpected
 
@@ -34,6 +35,7 @@ class AuthzRepository:
         self.default_registration = default_registration
         self.passwords = stations.PasswordChecker()
         self.writes = WriteBatcher(db, component="authz")  # boots of a reconnect storm, coalesced
+        self.reads = ReadBatcher(db)  # registrations and id tags, coalesced
 
     async def admit(self, request: ConnectRequest, now: datetime) -> ConnectDecision:
         """May this identity open a connection? (Basic-auth and certificates plug in here.)"""
@@ -77,8 +79,8 @@ class AuthzRepository:
              "$setOnInsert": {"registration": self.default_registration, "created_at": now}},
             upsert=True)])
         raise_unexpected(result)
-        document = await self.db[stations.COLLECTION].find_one(
-            {"_id": station}, projection={"registration": 1})
+        document = await self.reads.find_one(stations.COLLECTION, "_id", station,
+                                             projection={"registration": 1})
         return str((document or {}).get("registration", self.default_registration))
 
     async def record_seen(self, station: str, now: datetime) -> None:
@@ -88,7 +90,7 @@ class AuthzRepository:
         )
 
     async def id_tag_info(self, tag: str, now: datetime) -> dict[str, Any]:
-        return await id_tags.id_tag_info(self.db, tag, now)
+        return await id_tags.id_tag_info(self.db, tag, now, self.reads)
 
     async def record_data_transfer(self, station: str, unique_id: str, request: dict[str, Any],
                                    status: str, now: datetime) -> None:

@@ -17,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services import stations
+from services.read_batcher import ReadBatcher
 from services.store import IndexSpec
 
 COMMANDS = "commands"
@@ -34,6 +35,7 @@ INDEXES: IndexSpec = {
 class CommandRepository:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self.db = db
+        self.reads = ReadBatcher(db)  # a boot storm asks for every station's queue at once
 
     async def station_exists(self, station: str) -> bool:
         found = await self.db[stations.COLLECTION].find_one({"_id": station}, {"_id": 1})
@@ -90,8 +92,6 @@ class CommandRepository:
 
     async def waiting_for(self, station: str) -> list[dict[str, Any]]:
         """Commands queued until the station boots, oldest first."""
-        cursor = self.db[COMMANDS].find(
-            {"station": station, "status": "queued", "queue_if_offline": True},
-            sort=[("created_at", ASCENDING)],
-        )
-        return await cursor.to_list()
+        found = await self.reads.find(COMMANDS, "station", station,
+                                      where={"status": "queued", "queue_if_offline": True})
+        return sorted(found, key=lambda document: document["created_at"])

@@ -14,6 +14,7 @@ from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ocpp16 import iso
+from services.read_batcher import ReadBatcher
 from services.store import IndexSpec
 
 COLLECTION = "id_tags"
@@ -37,9 +38,11 @@ def info_from_document(document: dict[str, Any] | None, now: datetime) -> dict[s
     return info
 
 
-async def id_tag_info(db: AsyncDatabase[dict[str, Any]], tag: str, now: datetime
-                      ) -> dict[str, Any]:
-    """Look a tag up and judge it (one read)."""
+async def id_tag_info(db: AsyncDatabase[dict[str, Any]], tag: str, now: datetime,
+                      reads: ReadBatcher | None = None) -> dict[str, Any]:
+    """Look a tag up and judge it (one read, shared with concurrent lookups via ``reads``)."""
+    if reads is not None:
+        return info_from_document(await reads.find_one(COLLECTION, "_id", tag), now)
     return info_from_document(await db[COLLECTION].find_one({"_id": tag}), now)
 
 

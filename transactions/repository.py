@@ -24,6 +24,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services import id_tags
 from services.ocpp16 import iso, parse_time
+from services.read_batcher import ReadBatcher
 from services.store import IndexSpec, merge_indexes
 from services.write_batcher import WriteBatcher, raise_unexpected
 from transactions.transaction_ids import COUNTERS, TransactionIds
@@ -102,9 +103,10 @@ class TransactionRepository:
         self.ids = ids
         # meter values and statuses, coalesced across concurrent messages
         self.writes = writes or WriteBatcher(db, component="transactions")
+        self.reads = ReadBatcher(db)
 
     async def id_tag_info(self, tag: str, now: datetime) -> dict[str, Any]:
-        return await id_tags.id_tag_info(self.db, tag, now)
+        return await id_tags.id_tag_info(self.db, tag, now, self.reads)
 
     async def find_start(self, key: str) -> dict[str, Any] | None:
         return await self.db[TRANSACTIONS].find_one({"start_key": key})

@@ -21,6 +21,7 @@ from pymongo import IndexModel
 from commands.features import CommandHooks, CommandRefused
 from services.envelope import CommandRequest
 from services.ocpp16 import parse_time, utcnow
+from services.read_batcher import ReadBatcher
 from services.runtime import ServiceRuntime
 
 AVAILABILITY = "availability"
@@ -52,6 +53,7 @@ def merge_configuration(snapshot: dict[str, Any] | None, request: dict[str, Any]
 def register(hooks: CommandHooks) -> None:
     runtime = hooks.runtime
     db = runtime.store.db
+    reads = ReadBatcher(db)  # every StatusNotification asks; storms ask thousands at once
     hooks.add_indexes({AVAILABILITY: [IndexModel("station")], CONFIGURATION: []})
 
     # --- ChangeAvailability ---------------------------------------------------------------
@@ -78,7 +80,7 @@ def register(hooks: CommandHooks) -> None:
             await confirm(rt, key, current["status"], current["received_at"])
 
     async def confirm(rt: ServiceRuntime, key: str, status: str, seen_at: datetime) -> None:
-        document = await rt.with_store(lambda: db[AVAILABILITY].find_one({"_id": key}))
+        document = await rt.with_store(lambda: reads.find_one(AVAILABILITY, "_id", key))
         if document is None or document["confirmed"] or document["answer"] == "Rejected":
             return
         if seen_at < document["requested_at"]:

@@ -119,3 +119,25 @@ async def test_repository_samples_are_idempotent_through_the_batcher(
     assert bad[0] is not None and bad[0]["code"] != DUPLICATE_KEY
     with pytest.raises(BulkWriteError):
         raise_unexpected(bad)  # not a repeat: the caller's message is retried, then parked
+
+
+async def test_concurrent_lookups_share_one_query_and_each_gets_its_own(
+        db: AsyncDatabase[dict[str, Any]]) -> None:
+    from services.read_batcher import ReadBatcher
+
+    await db["cmds"].insert_many(
+        [{"_id": n, "station": f"CP{n % 5}", "status": "queued" if n % 2 else "done",
+          "n": n} for n in range(40)])
+    reads = ReadBatcher(db)
+    stations = [f"CP{k}" for k in range(7)]  # CP5 and CP6 have nothing
+    found = await asyncio.gather(*(
+        reads.find("cmds", "station", s, where={"status": "queued"}) for s in stations * 3))
+    for station, documents in zip(stations * 3, found, strict=True):
+        expected = {n for n in range(40) if f"CP{n % 5}" == station and n % 2}
+        assert {d["_id"] for d in documents} == expected
+    assert reads.queries < len(found)
+    one = await reads.find_one("cmds", "_id", 3, projection={"n": 1})
+    assert one == {"_id": 3, "n": 3}
+    assert await reads.find_one("cmds", "_id", 999) is None
+    shown = await reads.find("cmds", "station", "CP1", projection={"n": 1})
+    assert shown and all(set(d) == {"_id", "n", "station"} for d in shown)

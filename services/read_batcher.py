@@ -1,0 +1,60 @@
+"""Coalesce lookups by one field from concurrent handlers into one ``find`` with ``$in``.
+
+``await reads.find(collection, field, value, where=..., projection=...)`` returns the
+documents whose ``field`` equals ``value`` (and that match ``where``). Concurrent lookups
+with the same collection, field, ``where`` and projection share one query (natural
+batching, :mod:`services.coalesce`): a boot storm asks for thousands of stations' records
+at once, and one ``$in`` query is far cheaper for every MongoDB-wire server than thousands
+of ``find_one``. Values must be hashable scalars (ids, station names).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.coalesce import Coalescer
+
+Document = dict[str, Any]
+
+
+class ReadBatcher:
+    def __init__(self, db: AsyncDatabase[Document], *, max_keys: int = 500) -> None:
+        self.db = db
+        self._finds: Coalescer[Any, list[Document]] = Coalescer(self._find, max_size=max_keys)
+
+    @property
+    def queries(self) -> int:
+        return self._finds.trips
+
+    async def find(self, collection: str, field: str, value: Any, *,
+                   where: dict[str, Any] | None = None,
+                   projection: dict[str, Any] | None = None) -> list[Document]:
+        """Documents of ``collection`` with ``field == value`` matching ``where``."""
+        kind = (collection, field, _frozen(where or {}), _frozen(projection))
+        return await self._finds.submit(kind, value)
+
+    async def find_one(self, collection: str, field: str, value: Any, *,
+                       projection: dict[str, Any] | None = None) -> Document | None:
+        found = await self.find(collection, field, value, projection=projection)
+        return found[0] if found else None
+
+    async def _find(self, kind: Hashable, values: list[Any]) -> list[list[Document]]:
+        collection, field, where, projection = kind  # type: ignore[misc]
+        query = {**json.loads(where), field: {"$in": list(dict.fromkeys(values))}}
+        shown = json.loads(projection)
+        inclusion = any(v for k, v in (shown or {}).items() if k != "_id")
+        if inclusion and field != "_id" and field not in shown:
+            shown = {**shown, field: 1}  # an inclusion projection must show the key
+        by_value: dict[Any, list[Document]] = {}
+        async for document in self.db[collection].find(query, projection=shown):
+            by_value.setdefault(document.get(field), []).append(document)
+        return [list(by_value.get(value, [])) for value in values]
+
+
+def _frozen(value: dict[str, Any] | None) -> str:
+    """A hashable form of a filter or projection (plain JSON values only)."""
+    return json.dumps(value, sort_keys=True)
