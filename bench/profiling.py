@@ -23,6 +23,7 @@ IDLE = (
     "select (selectors.py",
     "EpollSelector.select",
     "_run_once (uvloop",
+    "Runner.run (asyncio/runners.py",  # uvloop: its C loop (epoll) under the Python frame
     "poll (selectors.py",
     "_worker (concurrent/futures/thread.py",
     "wait (threading.py",
