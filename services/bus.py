@@ -154,6 +154,18 @@ class Bus:
         )
         for exchange, key in spec.bindings:
             await queue.bind(exchange, routing_key=key)
+        for exchange, key in spec.retired:
+            await queue.unbind(exchange, routing_key=key)
+        return queue
+
+    async def declare_rpc_queue(self, name: str, bindings: tuple[tuple[str, str], ...]
+                                ) -> AbstractQueue:
+        """A non-durable queue shared by a service's replicas, for questions with a
+        deadline (their messages carry ``expiration``)."""
+        assert self.channel is not None
+        queue = await self.channel.declare_queue(name, durable=False)
+        for exchange, key in bindings:
+            await queue.bind(exchange, routing_key=key)
         return queue
 
     async def declare_private_queue(self, name: str) -> AbstractQueue:

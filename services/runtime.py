@@ -240,7 +240,11 @@ class ServiceRuntime:
             self.router = self.spec.build(self)
             await self.store.ensure_indexes(merge_indexes(self.spec.indexes, self.extra_indexes))
             queue = await self.bus.declare_service_queue(self.spec.name)
-            tag = await self.bus.consume(queue, self._on_message)
+            consumers = [(queue, await self.bus.consume(queue, self._on_message))]
+            rpc = self.topology.rpc_queue(self.spec.name)
+            if rpc is not None:
+                rpc_queue = await self.bus.declare_rpc_queue(rpc.name, rpc.bindings)
+                consumers.append((rpc_queue, await self.bus.consume(rpc_queue, self._on_message)))
             self.consuming = True
             READY.labels(self.spec.name).set(1)
             log.info("service started", extra={"queue": queue.name})
@@ -250,8 +254,9 @@ class ServiceRuntime:
             await self.stopping.wait()
             READY.labels(self.spec.name).set(0)
             log.info("stopping: no new messages", extra={"in_flight": self._in_flight})
-            with contextlib.suppress(Exception):
-                await queue.cancel(tag)
+            for consumed, tag in consumers:
+                with contextlib.suppress(Exception):
+                    await consumed.cancel(tag)
             try:
                 await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_grace_s)
             except TimeoutError:

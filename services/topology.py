@@ -14,7 +14,8 @@ Every name starts with the namespace (``GRIDLINK_NAMESPACE``, default ``gridlink
     rejected / over-delivered messages ──> {ns}.dead-letter (fanout) ──> {ns}.dead-letter
 
 Charger answers to CSMS calls travel on ``{ns}.calls`` with routing key ``outcome.<Action>``;
-the handshake asks authz with routing key ``rpc.connect`` and a ``reply_to`` of the pod queue.
+the handshake asks authz with routing key ``rpc.connect`` and a ``reply_to`` of the pod queue;
+that question goes to its own queue ``{ns}.authz.rpc`` (never behind charger calls).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ AUTHZ_KEYS = (
     "call.Heartbeat",
     "call.Authorize",
     "call.DataTransfer",
-    "rpc.connect",
 )
+ADMISSION_KEY = "rpc.connect"  # handshake admission: its own queue, never behind charger calls
 TRANSACTION_KEYS = (
     "call.StartTransaction",
     "call.StopTransaction",
@@ -60,6 +61,7 @@ def outcome_key(action: str) -> str:
 class ServiceQueue:
     name: str
     bindings: tuple[tuple[str, str], ...]  # (exchange, routing key)
+    retired: tuple[tuple[str, str], ...] = ()  # bindings of earlier releases, removed
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,18 @@ class Topology:
         if service == "commands":
             bindings += ((self.commands_in, "command"),)
             bindings += tuple((self.events, key) for key in COMMAND_EVENT_KEYS)
-        return ServiceQueue(f"{self.namespace}.{service}", bindings)
+        retired = ((self.calls, ADMISSION_KEY),) if service == "authz" else ()
+        return ServiceQueue(f"{self.namespace}.{service}", bindings, retired)
+
+    def rpc_queue(self, service: str) -> ServiceQueue | None:
+        """A service's queue for questions someone waits on (authz: handshake admission).
+
+        Separate from the work queue so a handshake never waits behind thousands of boots
+        in a storm; a plain non-durable queue shared by the replicas, because a question
+        whose asker gave up (``expiration``) is worth nothing after a broker restart."""
+        if service != "authz":
+            return None
+        return ServiceQueue(f"{self.namespace}.authz.rpc", ((self.calls, ADMISSION_KEY),))
 
     def gateway_queue(self, instance: str) -> str:
         return f"{self.namespace}.gateway.{instance}"
@@ -106,9 +119,9 @@ class Topology:
         return args
 
     def all_queues(self) -> list[str]:
-        return [self.service_queue(s).name for s in ("authz", "transactions", "commands")] + [
-            self.dead_letter
-        ]
+        services = ("authz", "transactions", "commands")
+        rpc = [q.name for q in map(self.rpc_queue, services) if q is not None]
+        return [self.service_queue(s).name for s in services] + rpc + [self.dead_letter]
 
     def all_exchanges(self) -> list[str]:
         return [self.calls, self.stations, self.commands_in, self.events, self.dead_letter]
