@@ -84,10 +84,10 @@ class AuthzRepository:
         return str((document or {}).get("registration", self.default_registration))
 
     async def record_seen(self, station: str, now: datetime) -> None:
-        await self.db[stations.COLLECTION].update_one(
+        """Last seen, never moved backwards (heartbeats of a whole fleet, coalesced)."""
+        raise_unexpected(await self.writes.write(stations.COLLECTION, [UpdateOne(
             {"_id": station, "$or": [{"last_seen": {"$lt": now}}, {"last_seen": None}]},
-            {"$set": {"last_seen": now}},
-        )
+            {"$set": {"last_seen": now}})]))
 
     async def id_tag_info(self, tag: str, now: datetime) -> dict[str, Any]:
         return await id_tags.id_tag_info(self.db, tag, now, self.reads)

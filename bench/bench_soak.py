@@ -126,7 +126,7 @@ def run(
     notes = (
         f"{chargers} chargers, realistic mix at {rate:.0f} msg/s plus heartbeats every 60 s, "
         f"{duration_s:.0f} s measured after a {warmup_s:.0f} s warm-up (the full benchmark "
-        "default is 600 s; `make bench` uses 120 s to stay under 15 minutes). Samples every "
+        "default is 600 s; `make bench` uses 90 s to stay under 15 minutes). Samples every "
         f"{every_s:.0f} s from /proc. Logs: {logs}"
     )
     notes += " " + processes.disturbances(logs)

@@ -213,7 +213,7 @@ def sustained(ladder: list[dict[str, Any]]) -> float:
 
 def run(
     chargers: int = 500,
-    step_s: float = 6.0,
+    step_s: float = 5.0,
     fixed_s: float = 15.0,
     fixed_rate: float = 200.0,
     ladder: tuple[int, ...] = LADDER,

@@ -26,7 +26,7 @@ from aio_pika.exceptions import DeliveryError
 
 from services.errors import BusUnavailable, GridLinkError
 from services.metrics import BUS_PUBLISH_FAILURES
-from services.topology import Topology
+from services.topology import QUESTION_TTL_MS, Topology
 
 log = logging.getLogger("gridlink.bus")
 
@@ -163,7 +163,8 @@ class Bus:
         """A non-durable queue shared by a service's replicas, for questions with a
         deadline (their messages carry ``expiration``)."""
         assert self.channel is not None
-        queue = await self.channel.declare_queue(name, durable=False)
+        queue = await self.channel.declare_queue(
+            name, durable=False, arguments={"x-message-ttl": QUESTION_TTL_MS})
         for exchange, key in bindings:
             await queue.bind(exchange, routing_key=key)
         return queue

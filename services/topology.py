@@ -15,7 +15,8 @@ Every name starts with the namespace (``GRIDLINK_NAMESPACE``, default ``gridlink
 
 Charger answers to CSMS calls travel on ``{ns}.calls`` with routing key ``outcome.<Action>``;
 the handshake asks authz with routing key ``rpc.connect`` and a ``reply_to`` of the pod queue;
-that question goes to its own queue ``{ns}.authz.rpc`` (never behind charger calls).
+that question and Authorize go to their own non-durable queue ``{ns}.authz.rpc`` (never behind
+charger calls, no Raft write).
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ DELIVERY_LIMIT = 10  # a message that failed this often is dead-lettered, never 
 AUTHZ_KEYS = (
     "call.BootNotification",
     "call.Heartbeat",
-    "call.Authorize",
     "call.DataTransfer",
 )
 ADMISSION_KEY = "rpc.connect"  # handshake admission: its own queue, never behind charger calls
+# Questions someone waits on and that change nothing: authz's fast lane ({ns}.authz.rpc).
+AUTHZ_QUESTION_KEYS = (ADMISSION_KEY, "call.Authorize")
+QUESTION_TTL_MS = 60_000  # nobody waits longer for an answer
 TRANSACTION_KEYS = (
     "call.StartTransaction",
     "call.StopTransaction",
@@ -95,18 +98,22 @@ class Topology:
         if service == "commands":
             bindings += ((self.commands_in, "command"),)
             bindings += tuple((self.events, key) for key in COMMAND_EVENT_KEYS)
-        retired = ((self.calls, ADMISSION_KEY),) if service == "authz" else ()
+        retired = (tuple((self.calls, key) for key in AUTHZ_QUESTION_KEYS)
+                   if service == "authz" else ())
         return ServiceQueue(f"{self.namespace}.{service}", bindings, retired)
 
     def rpc_queue(self, service: str) -> ServiceQueue | None:
-        """A service's queue for questions someone waits on (authz: handshake admission).
+        """A service's queue for questions someone waits on and that change nothing (authz:
+        handshake admission and Authorize).
 
         Separate from the work queue so a handshake never waits behind thousands of boots
-        in a storm; a plain non-durable queue shared by the replicas, because a question
-        whose asker gave up (``expiration``) is worth nothing after a broker restart."""
+        in a storm; a plain non-durable queue shared by the replicas (no Raft log write per
+        message), because a question whose asker gave up is worth nothing after a broker
+        restart, and the charger simply asks again."""
         if service != "authz":
             return None
-        return ServiceQueue(f"{self.namespace}.authz.rpc", ((self.calls, ADMISSION_KEY),))
+        return ServiceQueue(f"{self.namespace}.authz.rpc",
+                            tuple((self.calls, key) for key in AUTHZ_QUESTION_KEYS))
 
     def gateway_queue(self, instance: str) -> str:
         return f"{self.namespace}.gateway.{instance}"
