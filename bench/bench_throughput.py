@@ -213,8 +213,8 @@ def sustained(ladder: list[dict[str, Any]]) -> float:
 
 def run(
     chargers: int = 500,
-    step_s: float = 5.0,
-    fixed_s: float = 15.0,
+    step_s: float = 4.0,
+    fixed_s: float = 10.0,
     fixed_rate: float = 200.0,
     ladder: tuple[int, ...] = LADDER,
     profile: bool = False,
