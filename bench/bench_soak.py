@@ -35,7 +35,7 @@ def run(
     duration_s: float = 300.0,
     chargers: int = 1000,
     rate: float = 50.0,
-    warmup_s: float = 30.0,
+    warmup_s: float = 20.0,
     every_s: float = 5.0,
 ) -> Path:
     """Run the benchmark; write bench/results/soak.md."""
@@ -126,7 +126,7 @@ def run(
     notes = (
         f"{chargers} chargers, realistic mix at {rate:.0f} msg/s plus heartbeats every 60 s, "
         f"{duration_s:.0f} s measured after a {warmup_s:.0f} s warm-up (the full benchmark "
-        "default is 600 s; `make bench` uses 90 s to stay under 15 minutes). Samples every "
+        "default is 600 s; `make bench` uses 80 s to stay under 15 minutes). Samples every "
         f"{every_s:.0f} s from /proc. Logs: {logs}"
     )
     notes += " " + processes.disturbances(logs)

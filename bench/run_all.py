@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--soak-duration",
         type=float,
-        default=90.0,
-        help="seconds of soak after warm-up (default 90: make bench under 15 min; 600: full)",
+        default=80.0,
+        help="seconds of soak after warm-up (default 80: make bench under 15 min; 600: full)",
     )
     parser.add_argument("--connections", type=int, default=15000)
     parser.add_argument("--storm", type=int, default=10000)
