@@ -8,10 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import IndexModel, UpdateOne
-from pymongo.asynchronous.collection import AsyncCollection
+from pymongo import IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from services import id_tags, stations
 from services.envelope import ConnectDecision, ConnectRequest
@@ -50,9 +48,10 @@ class AuthzRepository:
             {"_id": {"$in": wanted}}, projection={"password_hash": 1})}
         unknown = [s for s in wanted if s not in known]
         if unknown and self.accept_unknown:
-            await _insert_ignoring_duplicates(self.db[stations.COLLECTION], [
+            # a duplicate: registered meanwhile by a concurrent connect, which is fine
+            raise_unexpected(await self.writes.write(stations.COLLECTION, [InsertOne(
                 {"_id": station, "registration": self.default_registration,
-                 "created_at": now, "auto_registered": True} for station in unknown])
+                 "created_at": now, "auto_registered": True}) for station in unknown]))
         return [await self._decide(r, known.get(r.station)) for r in requests]
 
     async def _decide(self, request: ConnectRequest, document: dict[str, Any] | None
@@ -101,12 +100,3 @@ class AuthzRepository:
             upsert=True,
         )
 
-
-async def _insert_ignoring_duplicates(collection: AsyncCollection[dict[str, Any]],
-                                      documents: list[dict[str, Any]]) -> None:
-    """Insert; documents whose _id exists already (a concurrent connect) are fine."""
-    try:
-        await collection.insert_many(documents, ordered=False)
-    except BulkWriteError as exc:
-        if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-            raise

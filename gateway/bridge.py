@@ -44,12 +44,14 @@ class GatewayBridge:
     def __init__(self, bus: Bus, instance: str, *, health_ttl_s: float,
                  connect_timeout_s: float = 5.0, admission_window_s: float = 0.002,
                  bind_channels: int = 8,
+                 spawn: Callable[[Coroutine[Any, Any, None]], None],
                  on_station_message: Callable[[StationMessage], None],
                  on_backend_change: Callable[[bool], None]) -> None:
         self.bus = bus
         self.topology = bus.topology
         self.queue_name = bus.topology.gateway_queue(instance)
         self.health_ttl = timedelta(seconds=health_ttl_s)
+        self._spawn = spawn  # the gateway's: runs and keeps a background coroutine
         self._on_station_message = on_station_message
         self._on_backend_change = on_backend_change
         self._queue: AbstractQueue | None = None
@@ -62,7 +64,6 @@ class GatewayBridge:
         self._admissions: list[tuple[ConnectRequest, asyncio.Future[ConnectDecision]]] = []
         self._admission_timer: asyncio.TimerHandle | None = None
         self._waiting: dict[str, list[asyncio.Future[ConnectDecision]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._unhealthy: dict[str, datetime] = {}  # instance -> when it said "no database"
         self.backend_ok = True
 
@@ -138,11 +139,6 @@ class GatewayBridge:
         for future, decision in zip(futures, answer.decisions, strict=False):
             if not future.done():
                 future.set_result(decision)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # --- per-station bindings -------------------------------------------------------------
 

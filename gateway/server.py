@@ -80,7 +80,7 @@ class Gateway:
             bus, settings.instance, health_ttl_s=settings.backend_health_ttl_s,
             connect_timeout_s=settings.connect_timeout_s,
             admission_window_s=settings.admission_window_ms / 1000,
-            bind_channels=settings.bind_channels,
+            bind_channels=settings.bind_channels, spawn=self._spawn,
             on_station_message=self._on_station_message,
             on_backend_change=self._on_backend_change,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 
@@ -13,6 +14,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.charger import Charger, now
 from tests.integration.test_core_messages import add_station, new_id
 from tests.processes import Stack
+
+
+def basic(user: str, secret: str) -> dict[str, str]:
+    """An HTTP Basic Authorization header."""
+    token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
 
 pytestmark = pytest.mark.integration
 
@@ -159,15 +167,10 @@ async def test_unknown_station_is_registered_when_allowed(stack: Stack) -> None:
 
 async def test_station_with_password_needs_basic_auth(stack: Stack) -> None:
     """Security profile 1: the password is checked before the upgrade (401 otherwise)."""
-    import base64
 
     station = new_id("AUTH")
     password = "0123456789abcdef0123"
     await add_station(stack, station, "--password", password)
-
-    def basic(user: str, secret: str) -> dict[str, str]:
-        token = base64.b64encode(f"{user}:{secret}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
 
     for headers in ({}, basic(station, "wrong"), basic("someone-else", password)):
         with pytest.raises(InvalidStatus) as refused:
@@ -209,10 +212,6 @@ async def test_a_burst_of_handshakes_is_admitted_in_batches_with_each_answer_rig
         await db.client.close()
     metrics_url = f"http://127.0.0.1:{stack.gateways[0].probe_port}/metrics"
     questions_before = metric_value(metrics_url, "gridlink_gateway_admission_batch_size_count")
-
-    def basic(user: str, secret: str) -> dict[str, str]:
-        import base64
-        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
 
     async def attempt(station: str, headers: dict[str, str]) -> int:
         try:
