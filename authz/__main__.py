@@ -1,7 +1,8 @@
-"""`python -m authz` is `gridlink run authz`."""
+"""``python -m authz``: the authz service (``gridlink run authz``)."""
 
 import sys
 
-from services.cli import main
+from authz.service import main
+from services.entry import run_component
 
-sys.exit(main(["run", "authz"]))
+sys.exit(run_component("authz", main))

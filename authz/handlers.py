@@ -10,17 +10,19 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 
 from authz.repository import AuthzRepository
-from services.bus import Reject, decode_json
+from services.bus import decode_json
 from services.envelope import ConnectBatch, ConnectDecisions, ConnectRequest
+from services.errors import Reject
 from services.ocpp16 import call, call_result, iso, utcnow
-from services.router import CallContext, EventSink, Router
+from services.router import CallContext, Router
 from services.runtime import ServiceRuntime
 from services.settings import Settings
 
 log = logging.getLogger("gridlink.authz")
 
 
-def build_router(repo: AuthzRepository, settings: Settings, events: EventSink) -> Router:
+def build_router(repo: AuthzRepository, settings: Settings) -> Router:
+    """Handlers; a boot emits ``station.booted`` (the commands service sends what waited)."""
     router = Router("authz")
     accepted_vendors = frozenset(settings.data_transfer_vendors)
 
@@ -30,8 +32,8 @@ def build_router(repo: AuthzRepository, settings: Settings, events: EventSink) -
         boot = {k: v for k, v in vars(request).items() if v is not None}
         status = await repo.record_boot(ctx.station, boot, ctx.received_at)
         log.info("boot", extra={"station": ctx.station, "registration": status})
-        await events("station.booted", {"station": ctx.station, "registration": status,
-                                        "at": ctx.received_at})
+        ctx.emit("station.booted", {"station": ctx.station, "registration": status,
+                                    "at": ctx.received_at})
         return call_result.BootNotification(
             current_time=iso(utcnow()), interval=settings.heartbeat_interval_s, status=status
         )
@@ -41,7 +43,7 @@ def build_router(repo: AuthzRepository, settings: Settings, events: EventSink) -
         await repo.record_seen(ctx.station, ctx.received_at)
         return call_result.Heartbeat(current_time=iso(utcnow()))
 
-    @router.on("Authorize")
+    @router.on("Authorize", lane="rpc")  # a question that changes nothing: the fast lane
     async def authorize(request: call.Authorize, ctx: CallContext) -> call_result.Authorize:
         info = await repo.id_tag_info(request.id_tag, ctx.received_at)
         return call_result.Authorize(id_tag_info=info)
@@ -58,25 +60,32 @@ def build_router(repo: AuthzRepository, settings: Settings, events: EventSink) -
     return router
 
 
-async def handle_connect(runtime: ServiceRuntime, message: AbstractIncomingMessage) -> None:
-    """Answer a gateway's handshake question (a :class:`ConnectBatch`; a single
-    :class:`ConnectRequest` from a gateway of the previous release is answered alike).
-    A slow database means no answer: the gateway gives up and refuses with 503."""
-    repo: AuthzRepository = runtime.state["repo"]
-    batch = _connect_batch(message)
-    try:
-        decisions = await asyncio.wait_for(
-            runtime.with_store(lambda: repo.admit_many(batch.requests, utcnow())),
-            runtime.settings.connect_timeout_s,
-        )
-    except TimeoutError:
-        return  # the gateway gave up already and refused with 503
-    if not message.reply_to:
-        return
-    body = (decisions[0].to_bytes() if batch.single
-            else ConnectDecisions(decisions=decisions).to_bytes())
-    await runtime.bus.publish("", message.reply_to, body,
-                              correlation_id=message.correlation_id, persistent=False)
+class Admission:
+    """Handshake admission (``rpc.connect`` on the fast lane): may these identities connect?"""
+
+    def __init__(self, runtime: ServiceRuntime, repo: AuthzRepository) -> None:
+        self.runtime = runtime
+        self.repo = repo
+
+    async def handle(self, message: AbstractIncomingMessage) -> None:
+        """Answer a gateway's handshake question (a :class:`ConnectBatch`; a single
+        :class:`ConnectRequest` from a gateway of the previous release is answered alike).
+        A slow database means no answer: the gateway gives up and refuses with 503."""
+        runtime, repo = self.runtime, self.repo
+        batch = _connect_batch(message)
+        try:
+            decisions = await asyncio.wait_for(
+                runtime.with_store(lambda: repo.admit_many(batch.requests, utcnow())),
+                runtime.settings.connect_timeout_s,
+            )
+        except TimeoutError:
+            return  # the gateway gave up already and refused with 503
+        if not message.reply_to:
+            return
+        body = (decisions[0].to_bytes() if batch.single
+                else ConnectDecisions(decisions=decisions).to_bytes())
+        await runtime.bus.publish("", message.reply_to, body,
+                                  correlation_id=message.correlation_id, persistent=False)
 
 
 class _Admission(ConnectBatch):

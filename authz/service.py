@@ -1,20 +1,27 @@
-"""The authz service as a ServiceSpec for the shared runtime."""
+"""The authz service: station registry, Authorize, DataTransfer, handshake admission."""
 
 from __future__ import annotations
 
-from authz.handlers import build_router, handle_connect
+from authz.handlers import Admission, build_router
 from authz.repository import INDEXES, AuthzRepository
-from services.router import Router
-from services.runtime import ServiceRuntime, ServiceSpec
+from services.runtime import Route, Service, ServiceRuntime, ServiceSpec, run_service
+from services.settings import Settings
+from services.topology import ADMISSION_KEY
 
 
-def _build(runtime: ServiceRuntime) -> Router:
+def build(runtime: ServiceRuntime) -> Service:
     settings = runtime.settings
     repo = AuthzRepository(runtime.store.db, accept_unknown=settings.accept_unknown_stations,
                            default_registration=settings.default_registration)
-    runtime.state["repo"] = repo
-    return build_router(repo, settings, runtime.publish_event)
+    admission = Admission(runtime, repo)
+    return Service(router=build_router(repo, settings),
+                   routes=(Route("calls", ADMISSION_KEY, admission.handle, lane="rpc"),),
+                   indexes=INDEXES)
 
 
-SPEC = ServiceSpec(name="authz", indexes=INDEXES, build=_build,
-                   handlers={"rpc.connect": handle_connect})
+SPEC = ServiceSpec(name="authz", build=build)
+
+
+async def main(settings: Settings) -> None:
+    """Run the authz service until SIGTERM."""
+    await run_service(SPEC, settings)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench import processes, results
 from bench.fleet_runner import FleetProcess
-from simulator.fleet import FleetPlan
+from simulator.plan import FleetPlan
 
 MIB = 1024 * 1024
 

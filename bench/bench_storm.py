@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import processes, results
 from bench.fleet_runner import FleetProcess
-from simulator.fleet import FleetPlan
+from simulator.plan import FleetPlan
 
 MIB = 1024 * 1024
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from bench import database_ceiling, processes, results
 from bench.fleet_runner import FleetProcess
-from simulator.fleet import FleetPlan
+from simulator.plan import FleetPlan
 
 LADDER = (100, 200, 300, 400, 600, 800, 1000, 1250, 1500, 2000)
 P99_LIMIT_MS = 50.0

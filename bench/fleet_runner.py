@@ -24,7 +24,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from simulator.fleet import Fleet, FleetPlan, Unreachable, split_plan
+from simulator.fleet import Fleet, Unreachable
+from simulator.plan import FleetPlan, split_plan
 from simulator.resources import raise_file_limit
 from simulator.stats import Stats
 

@@ -1,7 +1,8 @@
-"""`python -m commands` is `gridlink run commands`."""
+"""``python -m commands``: the commands service (``gridlink run commands``)."""
 
 import sys
 
-from services.cli import main
+from commands.service import main
+from services.entry import run_component
 
-sys.exit(main(["run", "commands"]))
+sys.exit(run_component("commands", main))

@@ -4,7 +4,7 @@
 ``queued -> sent -> accepted | rejected | callerror | timeout | offline`` (``invalid`` ones
 are answered but never stored) and a ``history`` of transitions with timestamps. Status
 changes are conditional on the current status, so a late or repeated outcome changes nothing.
-(Firmware and diagnostics jobs live in ``commands/features/firmware.py``.)
+(Each feature's own documents live in its package's ``repository.py``.)
 """
 
 from __future__ import annotations
@@ -31,9 +31,28 @@ INDEXES: IndexSpec = {
     ],
 }
 
+Document = dict[str, Any]
+
+
+def sent_times(command: Document) -> list[datetime]:
+    """When the command was sent, oldest first (several times if it waited for a boot)."""
+    return [h["at"] for h in command.get("history", []) if h["status"] == "sent"]
+
+
+def first_sent_at(command: Document) -> datetime:
+    """When the command first left GridLink (its creation if it never did)."""
+    sent = sent_times(command)
+    return sent[0] if sent else command["created_at"]  # type: ignore[no-any-return]
+
+
+def last_sent_at(command: Document) -> datetime:
+    """When the command last left GridLink (its creation if it never did)."""
+    sent = sent_times(command)
+    return sent[-1] if sent else command["created_at"]  # type: ignore[no-any-return]
+
 
 class CommandRepository:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.db = db
         self.reads = ReadBatcher(db)  # a boot storm asks for every station's queue at once
 
@@ -41,7 +60,7 @@ class CommandRepository:
         found = await self.db[stations.COLLECTION].find_one({"_id": station}, {"_id": 1})
         return found is not None
 
-    async def create(self, document: dict[str, Any]) -> dict[str, Any] | None:
+    async def create(self, document: Document) -> Document | None:
         """Insert a new command; None when the id exists (returns nothing new)."""
         try:
             await self.db[COMMANDS].insert_one(document)
@@ -49,8 +68,9 @@ class CommandRepository:
         except DuplicateKeyError:
             return None
 
-    async def get(self, command_id: str) -> dict[str, Any] | None:
-        return await self.db[COMMANDS].find_one({"_id": command_id})
+    async def get(self, command_id: str, fields: tuple[str, ...] = ()) -> Document | None:
+        projection = {field: 1 for field in fields} if fields else None
+        return await self.db[COMMANDS].find_one({"_id": command_id}, projection)
 
     async def add_waiter(self, command_id: str, reply_to: str) -> None:
         await self.db[COMMANDS].update_one(
@@ -58,8 +78,8 @@ class CommandRepository:
         )
 
     async def transition(self, command_id: str, status: str, at: datetime,
-                         fields: dict[str, Any] | None = None,
-                         from_statuses: list[str] | None = None) -> dict[str, Any] | None:
+                         fields: Document | None = None,
+                         from_statuses: list[str] | None = None) -> Document | None:
         """Move to ``status`` if the command is still in ``from_statuses``; the new document."""
         return await self.db[COMMANDS].find_one_and_update(
             {"_id": command_id, "status": {"$in": from_statuses or OPEN_STATUSES}},
@@ -75,7 +95,7 @@ class CommandRepository:
             {"$set": {"status": "queued"}, "$pop": {"history": 1}},
         )
 
-    async def overdue(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+    async def overdue(self, now: datetime, limit: int = 100) -> list[Document]:
         """Sent (or stuck queued, not waiting for a boot) past their deadline."""
         cursor = self.db[COMMANDS].find(
             {"$or": [{"status": "sent"},
@@ -84,14 +104,15 @@ class CommandRepository:
         )
         return await cursor.to_list()
 
-    async def expired(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+    async def expired(self, now: datetime, limit: int = 100) -> list[Document]:
         cursor = self.db[COMMANDS].find(
             {"status": "queued", "expires_at": {"$lt": now}}, limit=limit
         )
         return await cursor.to_list()
 
-    async def waiting_for(self, station: str) -> list[dict[str, Any]]:
+    async def waiting_for(self, station: str) -> list[Document]:
         """Commands queued until the station boots, oldest first."""
         found = await self.reads.find(COMMANDS, "station", station,
                                       where={"status": "queued", "queue_if_offline": True})
         return sorted(found, key=lambda document: document["created_at"])
+

@@ -1,37 +1,35 @@
-"""The commands service as a ServiceSpec for the shared runtime."""
+"""The commands service: the command path (:mod:`commands.lifecycle`) with its features."""
 
 from __future__ import annotations
 
 import logging
 
-from commands import lifecycle
-from commands.features import CommandHooks, load_features
+from commands.features import FEATURES
+from commands.hooks import CommandHooks
+from commands.lifecycle import Lifecycle
 from commands.repository import INDEXES, CommandRepository
 from services.router import Router
-from services.runtime import ServiceRuntime, ServiceSpec
+from services.runtime import Service, ServiceRuntime, ServiceSpec, run_service
+from services.settings import Settings
+from services.store import merge_indexes
 
 log = logging.getLogger("gridlink.commands")
 
 
-def _build(runtime: ServiceRuntime) -> Router:
-    runtime.state["repo"] = CommandRepository(runtime.store.db)
+def build(runtime: ServiceRuntime) -> Service:
     hooks = CommandHooks(runtime=runtime, router=Router("commands"))
-    runtime.state["hooks"] = hooks
-    features = load_features(hooks)
-    log.info("features loaded", extra={"features": features})
-    runtime.extra_indexes = hooks.indexes
-    for job in hooks.background:
-        runtime.spawn(job)
-    return hooks.router
+    lifecycle = Lifecycle(runtime, CommandRepository(runtime.store.db), hooks)
+    for _, register in FEATURES:
+        register(hooks, lifecycle)
+    log.info("features loaded", extra={"features": [name for name, _ in FEATURES]})
+    return Service(router=hooks.router, routes=lifecycle.routes(),
+                   background=(lifecycle.sweep, *hooks.background),
+                   indexes=merge_indexes(INDEXES, hooks.indexes))
 
 
-SPEC = ServiceSpec(
-    name="commands", indexes=INDEXES, build=_build,
-    handlers={
-        "command": lifecycle.handle_request,
-        "outcome.": lifecycle.handle_outcome,
-        "transaction.": lifecycle.handle_event,
-        "station.": lifecycle.handle_event,
-    },
-    background=[lifecycle.sweep],
-)
+SPEC = ServiceSpec(name="commands", build=build)
+
+
+async def main(settings: Settings) -> None:
+    """Run the commands service until SIGTERM."""
+    await run_service(SPEC, settings)

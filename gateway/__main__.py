@@ -1,7 +1,8 @@
-"""`python -m gateway` is `gridlink run gateway`."""
+"""``python -m gateway``: a gateway (``gridlink run gateway``)."""
 
 import sys
 
-from services.cli import main
+from gateway.server import run_gateway
+from services.entry import run_component
 
-sys.exit(main(["run", "gateway"]))
+sys.exit(run_component("gateway", run_gateway))

@@ -35,7 +35,7 @@ from services.envelope import (
 from services.errors import BusUnavailable, GridLinkError
 from services.metrics import ADMISSION_BATCH
 from services.ocpp16 import utcnow
-from services.topology import call_key, outcome_key
+from services.topology import ADMISSION_KEY, HEALTH_KEYS, call_key, outcome_key
 
 log = logging.getLogger("gridlink.gateway.bridge")
 
@@ -69,7 +69,7 @@ class GatewayBridge:
 
     async def start(self) -> None:
         self._queue = await self.bus.declare_private_queue(self.queue_name)
-        await self._queue.bind(self.topology.events, routing_key="health.*")
+        await self._queue.bind(self.topology.events, routing_key=HEALTH_KEYS)
         await self.bus.consume(self._queue, self._on_message, ack=False)
         self._bind_channels = await self.bus.open_channels(self.bind_channels)
         self.bus.on_lost.append(self._forget_bindings)
@@ -120,7 +120,7 @@ class GatewayBridge:
         wait_s = self.connect_timeout_s
         try:
             body = ConnectBatch(requests=[request for request, _ in batch]).to_bytes()
-            await self.bus.publish(self.topology.calls, "rpc.connect", body,
+            await self.bus.publish(self.topology.calls, ADMISSION_KEY, body,
                                    reply_to=self.queue_name, correlation_id=correlation,
                                    persistent=False, expiration=wait_s)
             await asyncio.wait(futures, timeout=wait_s)

@@ -1,9 +1,9 @@
-"""The gateway process: WebSocket server, handshake, probes, and the per-connection loop.
+"""The gateway process: the :class:`Gateway` (sessions by station, readiness, reactions to
+backend and broker health, start, drain, stop) and :func:`run_gateway`.
 
-Handshake (``process_request``): ``/healthz``, ``/readyz`` and ``/metrics`` are answered
-here; ``/ocpp/{id}`` is admitted when the gateway is ready (else 503), the identity is
-well-formed (else 400) and authz admits it (404 unknown, 401 bad password; no answer: 503).
-A client that does not offer ``ocpp1.6`` is closed right after the handshake (1002).
+What is decided before the WebSocket upgrade lives in :mod:`gateway.handshake`, each
+charger connection's loop in :mod:`gateway.connection`, the broker side in
+:mod:`gateway.bridge`.
 
 While RabbitMQ or the database behind the services is unreachable the gateway reports
 not-ready, refuses handshakes and closes connections with 1013 (try again later), so
@@ -14,60 +14,27 @@ On SIGTERM it drains: not-ready first, then closes chargers in batches with 1012
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
-import time
-from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
-from gateway import codec
 from gateway.bridge import GatewayBridge
-from gateway.session import Session
+from gateway.connection import CLOSE_SERVICE_RESTART, CLOSE_TRY_AGAIN_LATER, ConnectionHandler
+from gateway.handshake import SUBPROTOCOL, Handshake, select_subprotocol
+from gateway.registry import Registry
 from services.bus import Bus
-from services.envelope import (
-    CallOutcome,
-    CallReply,
-    ChargerCall,
-    ConnectRequest,
-    CsmsCall,
-    StationMessage,
-    Takeover,
-)
-from services.errors import BusUnavailable, OcppError
+from services.envelope import StationMessage
 from services.http_probe import ProbeServer
-from services.metrics import (
-    CALLERRORS,
-    CONNECTIONS,
-    CONNECTIONS_TOTAL,
-    CSMS_CALLS,
-    FRAMES,
-    HANDSHAKES_REFUSED,
-    READY,
-    ROUND_TRIP,
-)
-from services.ocpp16 import CHARGER_ACTIONS, iso, utcnow
-from services.runtime import install_signal_handlers
+from services.metrics import READY
 from services.settings import Settings
+from services.shutdown import drain, install_signal_handlers
 from services.topology import Topology
 
-log = logging.getLogger("gridlink.gateway")
+__all__ = ["Gateway", "run_gateway"]
 
-SUBPROTOCOL = "ocpp1.6"
-CLOSE_REPLACED = 1000  # a newer connection of the same station took over
-CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL = 1002
-CLOSE_SERVICE_RESTART = 1012
-CLOSE_TRY_AGAIN_LATER = 1013
-OCPP_PATH = "/ocpp/"
+log = logging.getLogger("gridlink.gateway")
 
 
 class Gateway:
@@ -84,15 +51,15 @@ class Gateway:
             on_station_message=self._on_station_message,
             on_backend_change=self._on_backend_change,
         )
-        self.sessions: dict[str, tuple[Session, ServerConnection]] = {}
+        self.registry = Registry()
+        self.connections = ConnectionHandler(settings, self.registry, self.bridge,
+                                             spawn=self._spawn)
+        self.handshake = Handshake(settings, readiness=self.readiness,
+                                   draining=lambda: self.draining,
+                                   ask_connect=self.bridge.ask_connect)
         self.draining = False
         self.server: Server | None = None
         self.probes: ProbeServer | None = None  # the separate metrics port, if configured
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._moved: dict[str, float] = {}  # station -> when another pod took it over
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def _spawn(self, work: Any) -> None:
@@ -100,6 +67,9 @@ class Gateway:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _on_station_message(self, message: StationMessage) -> None:
+        self.connections.on_station_message(message)
 
     # --- readiness ------------------------------------------------------------------------
 
@@ -132,273 +102,14 @@ class Gateway:
         self.close_all(CLOSE_TRY_AGAIN_LATER, "broker unavailable, try again later")
 
     def close_all(self, code: int, reason: str) -> None:
-        for _, connection in list(self.sessions.values()):
+        """Close every charger connection with ``code`` (in the background)."""
+        for connection in self.registry.connections():
             self._spawn(connection.close(code, reason))
-
-    # --- handshake ------------------------------------------------------------------------
-
-    async def process_request(self, connection: ServerConnection, request: Request
-                              ) -> Response | None:
-        path = urlsplit(request.path).path
-        if path == "/healthz":
-            return connection.respond(HTTPStatus.OK, "ok\n")
-        if path == "/readyz":
-            ok, why = self.readiness()
-            return connection.respond(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
-                                      why + "\n")
-        if path == "/metrics" and not self.settings.gateway_metrics_port:
-            body = generate_latest()
-            return Response(200, "OK", Headers([("Content-Type", CONTENT_TYPE_LATEST),
-                                                ("Content-Length", str(len(body)))]), body)
-        if not path.startswith(OCPP_PATH):
-            return self._refuse(connection, HTTPStatus.NOT_FOUND, "not_found", "not found")
-        ok, why = self.readiness()
-        if not ok:
-            return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE,
-                                "draining" if self.draining else "backend_unavailable", why)
-        station = self.station_id(path)
-        if station is None:
-            return self._refuse(connection, HTTPStatus.BAD_REQUEST, "bad_identity",
-                                "invalid charge point identity")
-        admission = ConnectRequest(station=station, password=_basic_password(request, station))
-        try:
-            decision = await self.bridge.ask_connect(admission, self.settings.connect_timeout_s)
-        except BusUnavailable:
-            return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE,
-                                "backend_unavailable", "try again later")
-        if not decision.accept:
-            response = self._refuse(connection, HTTPStatus(decision.status), decision.reason,
-                                    decision.reason)
-            if decision.status == HTTPStatus.UNAUTHORIZED:
-                response.headers["WWW-Authenticate"] = 'Basic realm="GridLink", charset="UTF-8"'
-            return response
-        return None
-
-    def station_id(self, path: str) -> str | None:
-        """The identity: the last path segment, percent-decoded; None if unusable."""
-        segment = path[len(OCPP_PATH):]
-        if not segment or "/" in segment:
-            return None
-        try:
-            station = unquote(segment, errors="strict")
-        except UnicodeDecodeError:
-            return None
-        if not station or len(station) > self.settings.max_station_id_length:
-            return None
-        if any(ord(ch) < 0x20 or ch in "/\\#" for ch in station):
-            return None
-        return station
-
-    def _refuse(self, connection: ServerConnection, status: HTTPStatus, reason: str,
-                text: str) -> Response:
-        HANDSHAKES_REFUSED.labels(reason).inc()
-        CONNECTIONS_TOTAL.labels("refused").inc()
-        return connection.respond(status, text + "\n")
-
-    # --- one connection -------------------------------------------------------------------
-
-    async def handle(self, connection: ServerConnection) -> None:
-        if connection.subprotocol != SUBPROTOCOL:
-            CONNECTIONS_TOTAL.labels("no_subprotocol").inc()
-            await connection.close(CLOSE_PROTOCOL, "subprotocol ocpp1.6 required")
-            return
-        station = self.station_id(urlsplit(connection.request.path).path)  # type: ignore[union-attr]
-        assert station is not None
-        session = Session(station)
-        previous = self.sessions.get(station)
-        self.sessions[station] = (session, connection)
-        self._moved.pop(station, None)
-        if previous is not None:
-            await previous[1].close(CLOSE_REPLACED, "replaced by a newer connection")
-        try:
-            await self.bridge.attach(station, session.session_id)
-        except BusUnavailable:
-            await connection.close(CLOSE_TRY_AGAIN_LATER, "broker unavailable")
-            self._forget(session)
-            return
-        CONNECTIONS.inc()
-        CONNECTIONS_TOTAL.labels("accepted").inc()
-        log.info("charger connected", extra={"station": station})
-        try:
-            async for frame in connection:
-                await self._on_frame(session, connection, frame)
-        except ConnectionClosed:
-            pass
-        finally:
-            CONNECTIONS.dec()
-            log.info("charger disconnected", extra={
-                "station": station, "code": connection.close_code})
-            await self._end_session(session)
-
-    async def _on_frame(self, session: Session, connection: ServerConnection,
-                        frame: str | bytes) -> None:
-        event = codec.decode(frame)
-        if event is None:
-            return
-        if isinstance(event, codec.Rejected):
-            await self._send_error(connection, event.unique_id, event.error, action="invalid")
-            return
-        if isinstance(event, codec.IncomingCall):
-            await self._on_call(session, connection, event)
-            return
-        outcome = session.answer(event, utcnow())
-        if outcome is None:
-            log.warning("answer to no outstanding call dropped",
-                        extra={"station": session.station})
-            return
-        self._cancel_timer(session)
-        CSMS_CALLS.labels(outcome.action, outcome.status).inc()
-        await self._publish_outcome(outcome)
-        await self._send_next(session, connection)
-
-    async def _on_call(self, session: Session, connection: ServerConnection,
-                       event: codec.IncomingCall) -> None:
-        try:
-            session.accept_call(event, time.perf_counter())
-        except OcppError as exc:
-            await self._send_error(connection, event.unique_id, exc, action=event.action)
-            return
-        answered = event.action == "Heartbeat" and self.settings.edge_heartbeat
-        call = ChargerCall(station=session.station, session=session.session_id,
-                           unique_id=event.unique_id, action=event.action,
-                           payload=event.payload, received_at=utcnow(), answered=answered)
-        if answered:
-            session.complete_call(event.unique_id, None)
-            FRAMES.labels(event.action, "edge").inc()
-            await connection.send(codec.encode_result(event.unique_id,
-                                                      {"currentTime": iso(call.received_at)}))
-        self._in_flight += 1
-        self._idle.clear()
-        try:
-            await self.bridge.publish_call(call)
-        except BusUnavailable:
-            if answered:
-                return  # last-seen is best effort
-            # Never answer an error the charger would count: let it resend later.
-            session.pending.pop(event.unique_id, None)
-            FRAMES.labels(event.action, "broker_unavailable").inc()
-            await connection.close(CLOSE_TRY_AGAIN_LATER, "broker unavailable, try again later")
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._idle.set()
-
-    async def _send_error(self, connection: ServerConnection, unique_id: str, error: OcppError,
-                          *, action: str) -> None:
-        CALLERRORS.labels(error.code).inc()
-        FRAMES.labels(action if action in CHARGER_ACTIONS else "invalid", error.code).inc()
-        with contextlib.suppress(ConnectionClosed):
-            await connection.send(codec.encode_error(unique_id, error.code, error.description))
-
-    # --- messages from the broker ---------------------------------------------------------
-
-    def _on_station_message(self, message: StationMessage) -> None:
-        entry = self.sessions.get(message.station)
-        if isinstance(message, Takeover):
-            if entry is not None and entry[0].session_id != message.session:
-                self._remember_moved(message.station)
-                self._spawn(entry[1].close(CLOSE_REPLACED,
-                                                     "replaced by a newer connection"))
-            return
-        if isinstance(message, CallReply):
-            if entry is not None and entry[0].session_id == message.session:
-                self._spawn(self._deliver_reply(entry[0], entry[1], message))
-            return
-        self._spawn(self._deliver_command(message, entry))
-
-    def _remember_moved(self, station: str) -> None:
-        """Note that another pod took ``station``; forget such notes after a minute."""
-        now = time.monotonic()
-        self._moved[station] = now
-        if len(self._moved) > 1000:
-            for key, at in list(self._moved.items()):
-                if now - at > 60:
-                    del self._moved[key]
-
-    async def _deliver_reply(self, session: Session, connection: ServerConnection,
-                             reply: CallReply) -> None:
-        pending = session.complete_call(reply.unique_id, reply.payload)
-        if pending is None:
-            return  # a reply to a call the charger gave up on
-        ROUND_TRIP.labels(pending.action).observe(time.perf_counter() - pending.started)
-        if reply.error_code:
-            CALLERRORS.labels(reply.error_code).inc()
-            FRAMES.labels(pending.action, reply.error_code).inc()
-            frame = codec.encode_error(reply.unique_id, reply.error_code,
-                                       reply.error_description or "")
-        else:
-            FRAMES.labels(pending.action, "ok").inc()
-            frame = codec.encode_result(reply.unique_id, reply.payload or {})
-        with contextlib.suppress(ConnectionClosed):
-            await connection.send(frame)
-
-    async def _deliver_command(self, command: CsmsCall,
-                               entry: tuple[Session, ServerConnection] | None) -> None:
-        if entry is None:
-            if command.station not in self._moved:  # it left this pod and went nowhere
-                await self._publish_outcome(CallOutcome(
-                    command_id=command.command_id, station=command.station,
-                    action=command.action, status="closed", at=utcnow()))
-            return
-        session, connection = entry
-        session.enqueue(command)
-        await self._send_next(session, connection)
-
-    async def _send_next(self, session: Session, connection: ServerConnection) -> None:
-        nxt = session.next_call()
-        if nxt is None:
-            return
-        unique_id, command = nxt
-        loop = asyncio.get_running_loop()
-        self._timers[session.session_id] = loop.call_later(
-            command.timeout_s, lambda: self._spawn(
-                self._on_timeout(session, connection, unique_id)))
-        try:
-            await connection.send(codec.encode_call(unique_id, command.action, command.payload))
-        except ConnectionClosed:
-            return  # _end_session reports it as closed
-
-    async def _on_timeout(self, session: Session, connection: ServerConnection,
-                          unique_id: str) -> None:
-        outcome = session.time_out(unique_id, utcnow())
-        if outcome is None:
-            return
-        self._timers.pop(session.session_id, None)
-        CSMS_CALLS.labels(outcome.action, "timeout").inc()
-        await self._publish_outcome(outcome)
-        await self._send_next(session, connection)
-
-    def _cancel_timer(self, session: Session) -> None:
-        timer = self._timers.pop(session.session_id, None)
-        if timer is not None:
-            timer.cancel()
-
-    async def _publish_outcome(self, outcome: CallOutcome) -> None:
-        try:
-            await self.bridge.publish_outcome(outcome)
-        except BusUnavailable:
-            log.warning("command outcome not published; the commands service will time it out",
-                        extra={"station": outcome.station, "command_id": outcome.command_id})
-
-    async def _end_session(self, session: Session) -> None:
-        self._cancel_timer(session)
-        for outcome in session.close(utcnow()):
-            CSMS_CALLS.labels(outcome.action, "closed").inc()
-            await self._publish_outcome(outcome)
-        if self._forget(session):
-            await self.bridge.detach(session.station)
-
-    def _forget(self, session: Session) -> bool:
-        """Drop the session if it is still the station's current one."""
-        entry = self.sessions.get(session.station)
-        if entry is not None and entry[0] is session:
-            del self.sessions[session.station]
-            return True
-        return False
 
     # --- running --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Probes (if on their own port), broker, bridge, then the WebSocket server."""
         if self.settings.gateway_metrics_port:
             self.probes = ProbeServer(self.settings.http_host, self.settings.gateway_metrics_port,
                                       self.readiness)
@@ -408,12 +119,12 @@ class Gateway:
         self.bus.on_restored.append(self._update_ready_gauge)
         await self.bridge.start()
         self.server = await serve(
-            self.handle,
+            self.connections.handle,
             self.settings.gateway_host,
             self.settings.gateway_port,
-            process_request=self.process_request,
-            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-            select_subprotocol=_select_subprotocol,
+            process_request=self.handshake.process_request,
+            subprotocols=[SUBPROTOCOL],
+            select_subprotocol=select_subprotocol,
             max_size=self.settings.max_frame_bytes,
             backlog=4096,  # reconnect storms: the default 100 overflows at once
             ping_interval=self.settings.ping_interval_s,
@@ -423,22 +134,23 @@ class Gateway:
         self._update_ready_gauge()
 
     async def drain(self) -> None:
-        """Not-ready first, then close chargers in batches (1012) so they move elsewhere."""
+        """Not-ready first, then close chargers in batches (1012) so they move elsewhere
+        without a reconnect storm, then wait for the calls still being published."""
         self.draining = True
         self._update_ready_gauge()
-        total = len(self.sessions)
-        log.info("draining", extra={"connections": total})
+        log.info("draining", extra={"connections": len(self.registry)})
+        await drain(stop_taking=self._close_in_batches, in_flight=self.connections.publishing,
+                    grace_s=self.settings.shutdown_grace_s, what="charger calls", logger=log)
+
+    async def _close_in_batches(self) -> None:
         batch = max(1, self.settings.drain_batch_size)
-        while self.sessions:
-            connections = [conn for _, conn in list(self.sessions.values())[:batch]]
+        while len(self.registry):
+            connections = self.registry.connections()[:batch]
             await asyncio.gather(*(c.close(CLOSE_SERVICE_RESTART, "gateway restarting")
                                    for c in connections), return_exceptions=True)
             await self._wait_gone(connections)
-            if self.sessions:
+            if len(self.registry):
                 await asyncio.sleep(self.settings.drain_batch_interval_s)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_grace_s)
-        log.info("drained", extra={"connections": total})
 
     async def _wait_gone(self, connections: list[ServerConnection]) -> None:
         """Wait until the handlers of these connections finished their clean-up."""
@@ -447,11 +159,12 @@ class Gateway:
                 *(c.wait_closed() for c in connections), return_exceptions=True), 10)
         closing = {id(c) for c in connections}
         for _ in range(200):
-            if not any(id(conn) in closing for _, conn in self.sessions.values()):
+            if not any(id(conn) in closing for conn in self.registry.connections()):
                 return
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
+        """Stop the probes and the server (closing what is left), then the broker."""
         if self.probes is not None:
             self.probes.stop()
         if self.server is not None:
@@ -461,23 +174,8 @@ class Gateway:
             await self.bus.close()
 
 
-def _select_subprotocol(connection: ServerConnection, offered: Any) -> Any:
-    return SUBPROTOCOL if SUBPROTOCOL in offered else None
-
-
-def _basic_password(request: Request, station: str) -> str | None:
-    """The password of an HTTP Basic header whose user is the station (security profile 1/2)."""
-    header = request.headers.get("Authorization")
-    if not header or not header.lower().startswith("basic "):
-        return None
-    try:
-        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return password if user == station else None
-
-
 async def run_gateway(settings: Settings) -> None:
+    """Run one gateway until SIGTERM or SIGINT, then drain and stop."""
     bus = Bus(settings.amqp_url, Topology.from_settings(settings),
               name=f"gridlink-gateway-{settings.instance}", component="gateway")
     gateway = Gateway(settings, bus)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 from aio_pika.abc import (
@@ -24,9 +24,9 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import DeliveryError
 
-from services.errors import BusUnavailable, GridLinkError
+from services.errors import BusUnavailable, Reject, Unroutable
 from services.metrics import BUS_PUBLISH_FAILURES
-from services.topology import QUESTION_TTL_MS, Topology
+from services.topology import QUESTION_TTL_MS, ServiceQueue, Topology
 
 log = logging.getLogger("gridlink.bus")
 
@@ -35,15 +35,30 @@ _PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
 _TRANSIENT = aio_pika.DeliveryMode.NOT_PERSISTENT
 
 
-class Unroutable(GridLinkError):
-    """A mandatory message reached no queue."""
-
-
-class Reject(GridLinkError):
-    """A consumed message is malformed: dead-letter it, never redeliver."""
-
-
 MessageHandler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+class MessageBus(Protocol):
+    """What a service needs from the broker: :class:`Bus` over RabbitMQ, or
+    :class:`services.memory.MemoryBus` in one process (unit tests)."""
+
+    topology: Topology
+    on_lost: list[Callable[[], None]]
+    on_restored: list[Callable[[], None]]
+
+    async def connect(self, *, prefetch: int = 64, attempts: int | None = None) -> None: ...
+    async def close(self) -> None: ...
+    @property
+    def connected(self) -> bool: ...
+    async def declare_queue(self, spec: ServiceQueue, *, durable: bool = True) -> Any: ...
+    async def declare_private_queue(self, name: str) -> Any: ...
+    async def publish(self, exchange: str, routing_key: str, body: bytes, *,
+                      mandatory: bool = False, reply_to: str | None = None,
+                      correlation_id: str | None = None, message_id: str | None = None,
+                      persistent: bool = True, expiration: float | None = None) -> None: ...
+    async def consume(self, queue: Any, handler: MessageHandler, *, ack: bool = True
+                      ) -> str: ...
+    async def cancel(self, queue: Any, tag: str) -> None: ...
 
 
 class Bus:
@@ -145,28 +160,20 @@ class Bus:
         )
         await dead.bind(t.dead_letter, routing_key="")
 
-    async def declare_service_queue(self, service: str) -> AbstractQueue:
-        """The durable work queue of a service, with its bindings."""
+    async def declare_queue(self, spec: ServiceQueue, *, durable: bool = True
+                            ) -> AbstractQueue:
+        """A service queue with its bindings (and without its retired ones): durable (a work
+        queue, quorum by default), or not (a fast lane shared by the replicas, for questions
+        with a deadline: their messages carry ``expiration``)."""
         assert self.channel is not None
-        spec = self.topology.service_queue(service)
-        queue = await self.channel.declare_queue(
-            spec.name, durable=True, arguments=self.topology.queue_arguments()
-        )
+        arguments = (self.topology.queue_arguments() if durable
+                     else {"x-message-ttl": QUESTION_TTL_MS})
+        queue = await self.channel.declare_queue(spec.name, durable=durable,
+                                                 arguments=arguments)
         for exchange, key in spec.bindings:
             await queue.bind(exchange, routing_key=key)
         for exchange, key in spec.retired:
             await queue.unbind(exchange, routing_key=key)
-        return queue
-
-    async def declare_rpc_queue(self, name: str, bindings: tuple[tuple[str, str], ...]
-                                ) -> AbstractQueue:
-        """A non-durable queue shared by a service's replicas, for questions with a
-        deadline (their messages carry ``expiration``)."""
-        assert self.channel is not None
-        queue = await self.channel.declare_queue(
-            name, durable=False, arguments={"x-message-ttl": QUESTION_TTL_MS})
-        for exchange, key in bindings:
-            await queue.bind(exchange, routing_key=key)
         return queue
 
     async def declare_private_queue(self, name: str) -> AbstractQueue:
@@ -219,27 +226,46 @@ class Bus:
 
     async def consume(self, queue: AbstractQueue, handler: MessageHandler, *, ack: bool = True
                       ) -> str:
-        """Consume ``queue`` with the ack discipline described in the module docstring."""
+        """Consume ``queue`` with the ack discipline of :func:`acknowledged`."""
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            if not ack:
-                await handler(message)
-                return
-            try:
-                await handler(message)
-            except Reject as exc:
-                log.warning("message dead-lettered", extra={"reason": str(exc)})
-                await _settle(message.reject(requeue=False))
-            except asyncio.CancelledError:
-                await _settle(message.nack(requeue=True))
-                raise
-            except Exception:
-                log.exception("handler failed; message requeued")
-                await _settle(message.nack(requeue=True))
+            if ack:
+                await acknowledged(handler, message)
             else:
-                await _settle(message.ack())
+                await handler(message)
 
         return await queue.consume(on_message, no_ack=not ack)
+
+    async def cancel(self, queue: AbstractQueue, tag: str) -> None:
+        """Stop consuming (messages in flight still finish and are settled)."""
+        await queue.cancel(tag)
+
+
+class Settleable(Protocol):
+    """A consumed message that can be acknowledged (aio-pika's, or the memory bus's)."""
+
+    def ack(self) -> Awaitable[Any]: ...
+    def nack(self, requeue: bool = True) -> Awaitable[Any]: ...
+    def reject(self, requeue: bool = False) -> Awaitable[Any]: ...
+
+
+async def acknowledged(handler: Callable[[Any], Awaitable[None]], message: Settleable) -> None:
+    """Run ``handler`` and settle the message: ack after the work (and its reply) is done;
+    dead-letter a malformed one (:class:`Reject`); requeue on any other failure or when
+    cancelled (quorum queues dead-letter it after ``DELIVERY_LIMIT`` deliveries)."""
+    try:
+        await handler(message)
+    except Reject as exc:
+        log.warning("message dead-lettered", extra={"reason": str(exc)})
+        await _settle(message.reject(requeue=False))
+    except asyncio.CancelledError:
+        await _settle(message.nack(requeue=True))
+        raise
+    except Exception:
+        log.exception("handler failed; message requeued")
+        await _settle(message.nack(requeue=True))
+    else:
+        await _settle(message.ack())
 
 
 async def _settle(operation: Awaitable[Any]) -> None:

@@ -11,7 +11,8 @@ Charger side (gateway <-> services), on the calls exchange and the stations exch
   handshakes a gateway received within a few milliseconds, asked and answered in one message
 - :class:`HealthReport`  service -> gateways (events, rk ``health.<service>``)
 
-Public contract for other teams: :class:`CommandRequest` in, :class:`CommandResult` out.
+Public contract for other teams: :class:`CommandRequest` in, :class:`CommandResult` out
+(re-exported by the ``gridlink`` package with :func:`gridlink.send_command`).
 """
 
 from __future__ import annotations
@@ -149,3 +150,21 @@ class CommandResult(_Message):
     error_code: str | None = None
     error_description: str | None = None
     at: datetime
+
+    def failure_text(self) -> str:
+        """One line saying why the command did not succeed (see :func:`failure_text`)."""
+        return failure_text(self.status, self.error_code, self.error_description)
+
+
+#: How a command that did not succeed is named in one line (the CLI prints these).
+FAILURE_REASONS = {"invalid": "invalid command", "offline": "station offline",
+                   "timeout": "timeout", "callerror": "CALLERROR"}
+
+
+def failure_text(status: str, error_code: str | None = None,
+                 error_description: str | None = None, *, reason: str | None = None) -> str:
+    """``station offline: …``, ``CALLERROR: NotSupported …``, ``invalid command: …``:
+    the reason for ``status`` (or ``reason``), then the error code and description."""
+    said = FAILURE_REASONS.get(status, status) if reason is None else reason
+    detail = " ".join(x for x in (error_code, error_description) if x)
+    return f"{said}: {detail}".rstrip(": ")

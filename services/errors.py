@@ -6,6 +6,14 @@
     ├── ConfigurationError          bad setting or command line (one line, exit 2)
     ├── StoreUnavailable            MongoDB unreachable: retry later, never answer the charger
     ├── BusUnavailable              RabbitMQ unreachable: retry later, never answer the charger
+    ├── Unroutable                  a mandatory publish reached no queue (station offline)
+    ├── Reject                      a consumed message is malformed: dead-letter, never redeliver
+    ├── ShuttingDown                stopping while MongoDB is away: the message goes back
+    ├── Refused                     refused before anything is recorded (code, description)
+    │   ├── CommandRefused          a command request: answered ``invalid``
+    │   └── SyncRefused             a local list sync cannot start (commands/local_list/rules.py)
+    ├── TransferRefused             an upload or download refused with an HTTP status
+    │                               (commands/files/http_server.py)
     └── OcppError                   answered to the peer as a CALLERROR with ``code``
         ├── NotImplementedError_    unknown action                      NotImplemented
         ├── NotSupported            known action this side does not do  NotSupported
@@ -18,8 +26,10 @@
         ├── TypeConstraintViolation a field has the wrong type          TypeConstraintViolation
         └── GenericError            anything else                       GenericError
 
-The codes are OCPP-J 1.6 §4.2.3 (with the spec's spelling, kept by the errata); the
-``ocpp`` library's 2.0 spellings (``FormatViolation``, ``RpcFrameworkError``) are never sent.
+Two leaves belong to a component and are defined there (named above with their module); all
+others are here. The codes are OCPP-J 1.6 §4.2.3 (with the spec's spelling, kept by the
+errata); the ``ocpp`` library's 2.0 spellings (``FormatViolation``, ``RpcFrameworkError``) are
+never sent. The simulator (``simulator/``) is an independent program with its own errors.
 """
 
 from __future__ import annotations
@@ -56,6 +66,35 @@ class StoreUnavailable(GridLinkError):
 
 class BusUnavailable(GridLinkError):
     """RabbitMQ cannot be reached right now."""
+
+
+class Unroutable(GridLinkError):
+    """A mandatory message reached no queue."""
+
+
+class Reject(GridLinkError):
+    """A consumed message is malformed: dead-letter it, never redeliver."""
+
+
+class ShuttingDown(GridLinkError):
+    """The service is stopping while a message waits for the database: requeue it."""
+
+
+#: What a rule found wrong with a request: (error code, description).
+Refusal = tuple[str, str]
+
+
+class Refused(GridLinkError):
+    """A request is refused before anything is recorded; ``code`` names the rule."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+class CommandRefused(Refused):
+    """A command request is refused before it is recorded (answered ``invalid``)."""
 
 
 class OcppError(GridLinkError):

@@ -2,8 +2,11 @@
 
 ``router.dispatch(call)``: look up the route, build the typed request (``ocpp.v16.call``),
 call ``handler(request, context)``, turn the typed response into a payload, validate it
-against the 1.6 response schema, return a :class:`CallReply`. An :class:`OcppError` becomes a
-CALLERROR; :class:`StoreUnavailable` propagates (the caller retries and never answers).
+against the 1.6 response schema, and return a :class:`Dispatched`: the :class:`CallReply`
+and the events the handler emitted (``context.emit(...)``), which the runtime publishes
+once the reply is confirmed. An :class:`OcppError` becomes a CALLERROR;
+:class:`StoreUnavailable` propagates (the caller retries, with a fresh context, and never
+answers).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,23 +22,45 @@ from services import ocpp16
 from services.envelope import CallReply, ChargerCall
 from services.errors import InternalError, NotSupported, OcppError
 from services.metrics import HANDLED, HANDLER_LATENCY
+from services.topology import Lane
 
 log = logging.getLogger("gridlink.router")
 
 
 @dataclass(frozen=True)
+class Event:
+    """Something that happened, for ``{ns}.events``: ``transaction.started`` and its body."""
+
+    routing_key: str
+    body: dict[str, Any]
+
+
+@dataclass
 class CallContext:
-    """What a handler knows about the call besides its payload."""
+    """What a handler knows about the call besides its payload, and the events it emits."""
 
     station: str
     unique_id: str
     received_at: datetime
     session: str
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, routing_key: str, body: dict[str, Any]) -> None:
+        """Publish an event once the reply is confirmed (so nobody reacts before the charger
+        has its answer); a retried call emits again (events are at least once)."""
+        self.events.append(Event(routing_key, body))
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """The outcome of one call: the reply (None when the gateway answered already) and the
+    events its handler emitted."""
+
+    reply: CallReply | None
+    events: tuple[Event, ...] = ()
 
 
 Handler = Callable[[Any, CallContext], Awaitable[Any]]
-#: Publishes an event on ``{ns}.events``: ``await events("transaction.started", {...})``.
-EventSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class Router:
@@ -44,14 +69,17 @@ class Router:
     def __init__(self, component: str) -> None:
         self.component = component
         self._routes: dict[str, Handler] = {}
+        self._lanes: dict[str, Lane] = {}
 
-    def on(self, action: str) -> Callable[[Handler], Handler]:
-        """Decorator: ``@router.on("Authorize")``."""
+    def on(self, action: str, *, lane: Lane = "work") -> Callable[[Handler], Handler]:
+        """Decorator: ``@router.on("Authorize")``. ``lane="rpc"``: a question someone waits
+        on and that changes nothing, taken from the service's fast lane."""
         if action not in ocpp16.CHARGER_ACTIONS:
             raise ValueError(f"{action} is not a charger-initiated OCPP 1.6 action")
 
         def register(handler: Handler) -> Handler:
             self._routes[action] = handler
+            self._lanes[action] = lane
             return handler
 
         return register
@@ -60,8 +88,13 @@ class Router:
     def actions(self) -> frozenset[str]:
         return frozenset(self._routes)
 
-    async def dispatch(self, message: ChargerCall) -> CallReply | None:
-        """Handle one call; ``None`` when the gateway already answered it."""
+    @property
+    def lanes(self) -> dict[str, Lane]:
+        """The lane each handled action is consumed from."""
+        return dict(self._lanes)
+
+    async def dispatch(self, message: ChargerCall) -> Dispatched:
+        """Handle one call."""
         started = time.perf_counter()
         context = CallContext(
             message.station, message.unique_id, message.received_at, message.session
@@ -100,4 +133,4 @@ class Router:
             HANDLER_LATENCY.labels(self.component, message.action).observe(
                 time.perf_counter() - started
             )
-        return None if message.answered else reply
+        return Dispatched(None if message.answered else reply, tuple(context.events))

@@ -1,15 +1,18 @@
 """Running a service: connections, probes, consumers, health reports, graceful shutdown.
 
-A service (authz, transactions, commands) describes itself with a :class:`ServiceSpec`:
-its router for charger calls, extra handlers by routing-key prefix, its indexes and a
-start-up hook. :func:`run_service` does the rest:
+A service (authz, transactions, commands) is a :class:`ServiceSpec`: its name and a
+``build`` function that, once MongoDB answers, makes its typed state and returns a
+:class:`Service` — the router for charger calls, the other messages it consumes
+(:class:`Route`), background jobs and indexes. :func:`run_service` does the rest:
 
-- connects to RabbitMQ and MongoDB, retrying until both answer, and declares the topology;
-- consumes the service queue; a message is acknowledged only after its reply is confirmed;
+- connects to RabbitMQ and MongoDB, retrying until both answer, and declares the service's
+  queues, bound to exactly what its router and routes consume (:mod:`services.topology`);
+- consumes them; a message is acknowledged only after its reply is confirmed, and the
+  events a handler emitted are published after that reply;
 - while MongoDB is unreachable, keeps retrying the message in hand (never answers the
   charger with an error), reports not-ready and tells the gateways (``health.<service>``);
 - on SIGTERM/SIGINT stops consuming, lets in-flight messages finish within the grace period,
-  then closes; a second signal exits at once.
+  then closes (:mod:`services.shutdown`); a second signal exits at once.
 """
 
 from __future__ import annotations
@@ -18,11 +21,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,67 +30,88 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from pymongo.errors import ConnectionFailure
 
-from services.bus import Bus, decode_json
+from services.bus import Bus, MessageBus, decode_json
 from services.envelope import ChargerCall, HealthReport
-from services.errors import GridLinkError, StoreUnavailable
+from services.errors import GridLinkError, ShuttingDown, StoreUnavailable
 from services.http_probe import ProbeServer
 from services.metrics import READY, STORE_ERRORS
 from services.ocpp16 import iso, utcnow
-from services.router import Router
+from services.router import Event, Router
 from services.settings import Settings, effective_mongo_url
-from services.store import IndexSpec, Store, merge_indexes
-from services.topology import Topology
+from services.shutdown import InFlight, drain, install_signal_handlers
+from services.store import IndexSpec, Store
+from services.topology import ExchangeRole, Lane, Subscription, Topology, call_key, topic_matches
 
 log = logging.getLogger("gridlink.runtime")
 
+MessageHandler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+#: A background job: runs until the service stops (restarted if it crashes).
+Job = Callable[["ServiceRuntime"], Awaitable[None]]
 
-class ShuttingDown(GridLinkError):
-    """The service is stopping while a message waits for the database: requeue it."""
 
+@dataclass(frozen=True)
+class Route:
+    """A message a service consumes besides charger calls, and who handles it."""
 
-MessageHandler = Callable[["ServiceRuntime", AbstractIncomingMessage], Awaitable[None]]
+    exchange: ExchangeRole
+    key: str  # the binding key (AMQP topic syntax on the topic exchanges)
+    handle: MessageHandler
+    lane: Lane = "work"
 
-# Events a charger call's handler published, held until its reply is confirmed.
-_DEFERRED_EVENTS: ContextVar[list[tuple[str, dict[str, Any]]] | None] = ContextVar(
-    "gridlink_deferred_events", default=None)
+    @property
+    def subscription(self) -> Subscription:
+        return Subscription(self.exchange, self.key, self.lane)
 
 
 @dataclass
-class ServiceSpec:
-    """A service: its name (= its queue), indexes, and how to build its router.
+class Service:
+    """What a service's ``build`` returns: everything it consumes and runs."""
 
-    ``build`` runs once MongoDB is up; it may keep objects in ``runtime.state`` for the
-    ``handlers`` (by routing-key prefix) and the ``background`` jobs.
-    """
+    router: Router
+    routes: tuple[Route, ...] = ()
+    background: tuple[Job, ...] = ()
+    indexes: IndexSpec = field(default_factory=dict)
+
+    def subscriptions(self) -> list[Subscription]:
+        """What its queues are bound to: each handled action, then each route."""
+        calls = [Subscription("calls", call_key(action), lane)
+                 for action, lane in sorted(self.router.lanes.items())]
+        return calls + [route.subscription for route in self.routes]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A service: its name (= its queues' name) and how to build it once MongoDB is up."""
 
     name: str
-    indexes: IndexSpec
-    build: Callable[[ServiceRuntime], Router]
-    handlers: dict[str, MessageHandler] = field(default_factory=dict)
-    background: list[Callable[[ServiceRuntime], Awaitable[None]]] = field(default_factory=list)
+    build: Callable[[ServiceRuntime], Service]
 
 
 class ServiceRuntime:
-    """What handlers of one service process share: settings, bus, store, health."""
+    """What the handlers of one service process share: settings, bus, store, health.
 
-    def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
+    ``bus`` and ``store`` default to RabbitMQ and MongoDB as the settings say; tests pass
+    in-memory ones (:mod:`services.memory`).
+    """
+
+    def __init__(self, spec: ServiceSpec, settings: Settings, *, bus: MessageBus | None = None,
+                 store: Store | None = None) -> None:
         self.spec = spec
         self.settings = settings
         self.topology = Topology.from_settings(settings)
-        self.bus = Bus(settings.amqp_url, self.topology,
-                       name=f"gridlink-{spec.name}-{settings.instance}", component=spec.name)
-        self.store = Store(effective_mongo_url(settings), settings.mongo_db, component=spec.name)
-        self.state: dict[str, Any] = {}  # per-service objects made by spec.build
-        self.router: Router | None = None
-        self.extra_indexes: IndexSpec = {}  # indexes added by spec.build (features)
+        self.bus: MessageBus = bus or Bus(
+            settings.amqp_url, self.topology, name=f"gridlink-{spec.name}-{settings.instance}",
+            component=spec.name)
+        self.store = store or Store(effective_mongo_url(settings), settings.mongo_db,
+                                    component=spec.name)
+        self.service: Service | None = None
+        self._dispatch: list[tuple[str, str, MessageHandler]] = []  # exchange, key, handler
         self._tasks: list[asyncio.Task[Any]] = []
         self.stopping = asyncio.Event()
         self.store_ok = True
         self._failing_since: float | None = None
         self.consuming = False  # ready only once the queue is consumed
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self.in_flight = InFlight()
         self._health_changed = asyncio.Event()
 
     # --- readiness ------------------------------------------------------------------------
@@ -142,63 +163,37 @@ class ServiceRuntime:
             self._set_store_ok(True)
             return result
 
-    async def publish_event(self, routing_key: str, body: dict[str, Any]) -> None:
-        """Publish a durable event on ``{ns}.events`` (at least once; consumers dedupe).
-
-        Inside a charger call's handler the event waits until the reply is confirmed, so
-        nobody reacts (e.g. with a TxProfile) before the charger has its answer.
-        """
-        deferred = _DEFERRED_EVENTS.get()
-        if deferred is not None:
-            deferred.append((routing_key, body))
-            return
-        await self.bus.publish(self.topology.events, routing_key,
-                               json.dumps(body, default=_event_default).encode())
+    async def publish_event(self, event: Event) -> None:
+        """Publish a durable event on ``{ns}.events`` (at least once; consumers dedupe)."""
+        await self.bus.publish(self.topology.events, event.routing_key,
+                               json.dumps(event.body, default=_event_default).encode())
 
     # --- consuming ------------------------------------------------------------------------
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        self._in_flight += 1
-        self._idle.clear()
-        try:
-            key = message.routing_key or ""
-            if key.startswith("call."):
-                await self._on_charger_call(message)
-                return
-            for prefix, handler in self.spec.handlers.items():
-                if key.startswith(prefix):
-                    await handler(self, message)
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        """Hand a consumed message to the router or the route whose binding it matches."""
+        with self.in_flight.track():
+            exchange, key = message.exchange or "", message.routing_key or ""
+            for bound_exchange, pattern, handle in self._dispatch:
+                if bound_exchange == exchange and topic_matches(pattern, key):
+                    await handle(message)
                     return
             log.warning("no handler for routing key", extra={"routing_key": key})
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
 
     async def _on_charger_call(self, message: AbstractIncomingMessage) -> None:
         call = decode_json(message, ChargerCall)
-        router = self.router
-        assert router is not None
-        deferred: list[tuple[str, dict[str, Any]]] = []
-
-        async def attempt() -> Any:
-            deferred.clear()  # a retried attempt publishes its own events only
-            return await router.dispatch(call)
-
-        token = _DEFERRED_EVENTS.set(deferred)
-        try:
-            reply = await self.with_store(attempt)
-        finally:
-            _DEFERRED_EVENTS.reset(token)
-        if reply is not None:
-            await self.bus.publish(self.topology.stations, call.station, reply.to_bytes(),
-                                   persistent=False)
-        for routing_key, body in deferred:
-            await self.publish_event(routing_key, body)
+        assert self.service is not None
+        router = self.service.router
+        dispatched = await self.with_store(lambda: router.dispatch(call))
+        if dispatched.reply is not None:
+            await self.bus.publish(self.topology.stations, call.station,
+                                   dispatched.reply.to_bytes(), persistent=False)
+        for event in dispatched.events:
+            await self.publish_event(event)
 
     # --- health reports to the gateways ---------------------------------------------------
 
-    async def _report_health(self) -> None:
+    async def _report_health(self, _: ServiceRuntime) -> None:
         interval = self.settings.health_report_interval_s
         while not self.stopping.is_set():
             self._set_store_ok(await self.store.ping())
@@ -214,7 +209,7 @@ class ServiceRuntime:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def spawn(self, job: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
+    def spawn(self, job: Job) -> None:
         """Run a background job until shutdown; if it crashes, log it and start it again."""
 
         async def supervised() -> None:
@@ -230,45 +225,63 @@ class ServiceRuntime:
 
         self._tasks.append(asyncio.create_task(supervised()))
 
+    async def start(self) -> list[tuple[Any, str]]:
+        """Connect, build the service, declare and consume its queues; the consumers."""
+        await self.bus.connect(prefetch=self.settings.prefetch)
+        await self.store.wait_until_up()
+        service = self.service = self.spec.build(self)
+        await self.store.ensure_indexes(service.indexes)
+        exchanges = {"calls": self.topology.calls, "commands_in": self.topology.commands_in,
+                     "events": self.topology.events}
+        self._dispatch = [(self.topology.calls, call_key(action), self._on_charger_call)
+                          for action in sorted(service.router.actions)]
+        self._dispatch += [(exchanges[r.exchange], r.key, r.handle) for r in service.routes]
+        work, rpc = self.topology.service_queues(self.spec.name, service.subscriptions())
+        consumers = []
+        queue = await self.bus.declare_queue(work)
+        consumers.append((queue, await self.bus.consume(queue, self.on_message)))
+        if rpc is not None:
+            rpc_queue = await self.bus.declare_queue(rpc, durable=False)
+            consumers.append((rpc_queue, await self.bus.consume(rpc_queue, self.on_message)))
+        self.consuming = True
+        READY.labels(self.spec.name).set(1)
+        log.info("service started", extra={"queue": work.name})
+        self.spawn(self._report_health)
+        for job in service.background:
+            self.spawn(job)
+        return consumers
+
+    async def stop(self, consumers: list[tuple[Any, str]]) -> None:
+        """Stop consuming, let messages in flight finish (within the grace period), stop the
+        background jobs."""
+        READY.labels(self.spec.name).set(0)
+
+        async def stop_consuming() -> None:
+            for consumed, tag in consumers:
+                with contextlib.suppress(Exception):
+                    await self.bus.cancel(consumed, tag)
+
+        await drain(stop_taking=stop_consuming, in_flight=self.in_flight,
+                    grace_s=self.settings.shutdown_grace_s, what="messages", logger=log)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.bus.close()
+        await self.store.close()
+
     async def run(self) -> None:
         probes = ProbeServer(self.settings.http_host, self.settings.http_port, self.readiness)
         probes.start()
         install_signal_handlers(self.stopping)
         try:
-            await self.bus.connect(prefetch=self.settings.prefetch)
-            await self.store.wait_until_up()
-            self.router = self.spec.build(self)
-            await self.store.ensure_indexes(merge_indexes(self.spec.indexes, self.extra_indexes))
-            queue = await self.bus.declare_service_queue(self.spec.name)
-            consumers = [(queue, await self.bus.consume(queue, self._on_message))]
-            rpc = self.topology.rpc_queue(self.spec.name)
-            if rpc is not None:
-                rpc_queue = await self.bus.declare_rpc_queue(rpc.name, rpc.bindings)
-                consumers.append((rpc_queue, await self.bus.consume(rpc_queue, self._on_message)))
-            self.consuming = True
-            READY.labels(self.spec.name).set(1)
-            log.info("service started", extra={"queue": queue.name})
-            self.spawn(ServiceRuntime._report_health)
-            for job in self.spec.background:
-                self.spawn(job)
+            consumers = await self.start()
             await self.stopping.wait()
-            READY.labels(self.spec.name).set(0)
-            log.info("stopping: no new messages", extra={"in_flight": self._in_flight})
-            for consumed, tag in consumers:
-                with contextlib.suppress(Exception):
-                    await consumed.cancel(tag)
-            try:
-                await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_grace_s)
-            except TimeoutError:
-                log.warning("grace period over; unfinished messages return to the queue",
-                            extra={"in_flight": self._in_flight})
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.stop(consumers)
         finally:
-            with contextlib.suppress(Exception):
-                await self.bus.close()
-            await self.store.close()
+            await self.close()
             probes.stop()
             log.info("stopped")
 
@@ -277,21 +290,6 @@ def _event_default(value: object) -> object:
     if isinstance(value, datetime):
         return iso(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def install_signal_handlers(stopping: asyncio.Event) -> None:
-    """First SIGTERM/SIGINT: graceful stop; second: exit immediately."""
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if stopping.is_set():
-            log.warning("second signal: exiting now")
-            os._exit(128 + signum)
-        log.info("signal received; shutting down", extra={"signal": signum})
-        stopping.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
 
 
 async def run_service(spec: ServiceSpec, settings: Settings) -> None:

@@ -13,7 +13,6 @@ import uuid
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services import embedded_db
 from services.errors import ConfigurationError
 
 
@@ -142,11 +141,19 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level.")
 
 
+def embedded_mongo_url(port: int) -> str:
+    """The URL of the embedded server on ``port`` (``gridlink run all`` starts it).
+
+    Retryable writes are off: the embedded server's bookkeeping for them slows every write
+    once thousands ran, and it is a single node anyway."""
+    return f"mongodb://127.0.0.1:{port}/?retryWrites=false&directConnection=true"
+
+
 def effective_mongo_url(settings: Settings) -> str:
     """GRIDLINK_MONGO_URL, or the embedded server's URL when it is unset."""
     if settings.mongo_url:
         return settings.mongo_url
-    return embedded_db.url(settings.embedded_mongo_port)
+    return embedded_mongo_url(settings.embedded_mongo_port)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -38,12 +38,21 @@ def client_for(url: str, *, app_name: str) -> AsyncMongoClient[dict[str, Any]]:
 
 
 class Store:
-    """One database; ``call`` turns connection failures into :class:`StoreUnavailable`."""
+    """One database of one client (its lifecycle: ping, wait, indexes, close)."""
 
     def __init__(self, url: str, database: str, *, component: str) -> None:
-        self.client = client_for(url, app_name=f"gridlink-{component}")
+        self.client: Any = client_for(url, app_name=f"gridlink-{component}")
         self.db: AsyncDatabase[dict[str, Any]] = self.client[database]
         self.component = component
+
+    @classmethod
+    def over(cls, client: Any, database: str, *, component: str) -> Store:
+        """A store over a client made elsewhere (:func:`services.memory.memory_store`)."""
+        store = cls.__new__(cls)
+        store.client = client
+        store.db = client[database]
+        store.component = component
+        return store
 
     async def ping(self) -> bool:
         try:

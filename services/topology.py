@@ -10,44 +10,39 @@ Every name starts with the namespace (``GRIDLINK_NAMESPACE``, default ``gridlink
                                               (binding per connected charger, exclusive queue)
     requesters ──rk "command"──> {ns}.commands.in (direct) ──> {ns}.commands
     services, gateways ──rk "health.*", "station.*", "transaction.*", "command.*"──>
-        {ns}.events (topic) ──"transaction.*", "station.*"──> {ns}.commands
+        {ns}.events (topic) ──the events a service listens to──> its queue
     rejected / over-delivered messages ──> {ns}.dead-letter (fanout) ──> {ns}.dead-letter
 
 Charger answers to CSMS calls travel on ``{ns}.calls`` with routing key ``outcome.<Action>``;
-the handshake asks authz with routing key ``rpc.connect`` and a ``reply_to`` of the pod queue;
-that question and Authorize go to their own non-durable queue ``{ns}.authz.rpc`` (never behind
-charger calls, no Raft write).
+the handshake asks authz with routing key ``rpc.connect`` and a ``reply_to`` of the pod queue.
+
+Which keys reach a service's queues is never written down here: each service declares what
+it consumes (:class:`Subscription` — its router's actions and its other routes), and
+:meth:`Topology.service_queues` derives the bindings from that, so the topology, the router
+and the runtime's dispatch (:func:`topic_matches`) cannot disagree. A service has a durable
+work queue and, when it answers questions someone waits on and that change nothing (authz:
+admission and Authorize), a non-durable ``{ns}.{service}.rpc`` fast lane, never behind
+charger calls and without a Raft write per message.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from services.settings import Settings
 
 DELIVERY_LIMIT = 10  # a message that failed this often is dead-lettered, never redelivered forever
+QUESTION_TTL_MS = 60_000  # nobody waits longer for an answer on a fast lane
 
-AUTHZ_KEYS = (
-    "call.BootNotification",
-    "call.Heartbeat",
-    "call.DataTransfer",
-)
-ADMISSION_KEY = "rpc.connect"  # handshake admission: its own queue, never behind charger calls
-# Questions someone waits on and that change nothing: authz's fast lane ({ns}.authz.rpc).
-AUTHZ_QUESTION_KEYS = (ADMISSION_KEY, "call.Authorize")
-QUESTION_TTL_MS = 60_000  # nobody waits longer for an answer
-TRANSACTION_KEYS = (
-    "call.StartTransaction",
-    "call.StopTransaction",
-    "call.MeterValues",
-    "call.StatusNotification",
-)
-COMMAND_KEYS = (
-    "call.FirmwareStatusNotification",
-    "call.DiagnosticsStatusNotification",
-    "outcome.*",
-)
-COMMAND_EVENT_KEYS = ("transaction.*", "station.*")  # on the events exchange
+ADMISSION_KEY = "rpc.connect"  # handshake admission, on the calls exchange
+COMMAND_KEY = "command"  # command requests, on the commands.in exchange
+HEALTH_KEYS = "health.*"  # services' database health, on the events exchange
+
+Lane = Literal["work", "rpc"]
+#: The exchanges a service may consume from, by role.
+ExchangeRole = Literal["calls", "commands_in", "events"]
 
 
 def call_key(action: str) -> str:
@@ -56,8 +51,34 @@ def call_key(action: str) -> str:
 
 
 def outcome_key(action: str) -> str:
-    """Routing key of a charger's answer to a CSMS call."""
+    """Routing key of a charger's answer to a CSMS call (``*``: any action)."""
     return f"outcome.{action}"
+
+
+def topic_matches(pattern: str, key: str) -> bool:
+    """Does routing key ``key`` match binding ``pattern`` (AMQP topic: ``*`` one word,
+    ``#`` zero or more)?"""
+    return _match(pattern.split("."), key.split("."))
+
+
+def _match(pattern: list[str], words: list[str]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_match(rest, words[i:]) for i in range(len(words) + 1))
+    if not words:
+        return False
+    return (head == "*" or head == words[0]) and _match(rest, words[1:])
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """Messages a service consumes: a binding key on one exchange, on one of its lanes."""
+
+    exchange: ExchangeRole
+    key: str
+    lane: Lane = "work"
 
 
 @dataclass(frozen=True)
@@ -91,29 +112,33 @@ class Topology:
     def from_settings(cls, settings: Settings) -> Topology:
         return cls(settings.namespace, settings.quorum_queues)
 
-    def service_queue(self, service: str) -> ServiceQueue:
-        """The durable work queue of ``authz``, ``transactions`` or ``commands``."""
-        keys = {"authz": AUTHZ_KEYS, "transactions": TRANSACTION_KEYS, "commands": COMMAND_KEYS}
-        bindings = tuple((self.calls, key) for key in keys[service])
-        if service == "commands":
-            bindings += ((self.commands_in, "command"),)
-            bindings += tuple((self.events, key) for key in COMMAND_EVENT_KEYS)
-        retired = (tuple((self.calls, key) for key in AUTHZ_QUESTION_KEYS)
-                   if service == "authz" else ())
-        return ServiceQueue(f"{self.namespace}.{service}", bindings, retired)
+    def exchange(self, role: ExchangeRole) -> str:
+        """The exchange a subscription's role names."""
+        return {"calls": self.calls, "commands_in": self.commands_in,
+                "events": self.events}[role]
 
-    def rpc_queue(self, service: str) -> ServiceQueue | None:
-        """A service's queue for questions someone waits on and that change nothing (authz:
-        handshake admission and Authorize).
+    def work_queue_name(self, service: str) -> str:
+        return f"{self.namespace}.{service}"
 
-        Separate from the work queue so a handshake never waits behind thousands of boots
-        in a storm; a plain non-durable queue shared by the replicas (no Raft log write per
-        message), because a question whose asker gave up is worth nothing after a broker
-        restart, and the charger simply asks again."""
-        if service != "authz":
-            return None
-        return ServiceQueue(f"{self.namespace}.authz.rpc",
-                            tuple((self.calls, key) for key in AUTHZ_QUESTION_KEYS))
+    def rpc_queue_name(self, service: str) -> str:
+        return f"{self.namespace}.{service}.rpc"
+
+    def service_queues(self, service: str, subscriptions: Iterable[Subscription]
+                       ) -> tuple[ServiceQueue, ServiceQueue | None]:
+        """The durable work queue of a service and its fast lane (None if it has none),
+        bound to exactly what it subscribes to. A key on the fast lane is retired from the
+        work queue (a queue of an earlier release may still have it)."""
+        work: list[tuple[str, str]] = []
+        rpc: list[tuple[str, str]] = []
+        for subscription in subscriptions:
+            binding = (self.exchange(subscription.exchange), subscription.key)
+            (rpc if subscription.lane == "rpc" else work).append(binding)
+        work_queue = ServiceQueue(self.work_queue_name(service), tuple(dict.fromkeys(work)),
+                                  retired=tuple(dict.fromkeys(rpc)))
+        if not rpc:
+            return work_queue, None
+        return work_queue, ServiceQueue(self.rpc_queue_name(service),
+                                        tuple(dict.fromkeys(rpc)))
 
     def gateway_queue(self, instance: str) -> str:
         return f"{self.namespace}.gateway.{instance}"
@@ -125,10 +150,10 @@ class Topology:
             args["x-delivery-limit"] = DELIVERY_LIMIT
         return args
 
-    def all_queues(self) -> list[str]:
-        services = ("authz", "transactions", "commands")
-        rpc = [q.name for q in map(self.rpc_queue, services) if q is not None]
-        return [self.service_queue(s).name for s in services] + rpc + [self.dead_letter]
+    def all_queues(self, services: Iterable[str]) -> list[str]:
+        """Every queue these services may have declared, and the dead-letter queue."""
+        names = [(self.work_queue_name(s), self.rpc_queue_name(s)) for s in services]
+        return [name for pair in names for name in pair] + [self.dead_letter]
 
     def all_exchanges(self) -> list[str]:
         return [self.calls, self.stations, self.commands_in, self.events, self.dead_letter]

@@ -1,4 +1,4 @@
-"""One simulated OCPP 1.6 charge point: protocol state without I/O.
+"""One simulated OCPP 1.6 charge point's protocol core: state without I/O.
 
 A :class:`Charger` is fed events by its driver (``simulator/fleet.py`` over a WebSocket, or a
 test directly) and answers with the text frames to send::
@@ -11,109 +11,37 @@ test directly) and answers with the text frames to send::
 
 State kept here: the registration status (boot, honouring Accepted/Pending/Rejected and the
 interval), at most one outstanding CALL (OCPP-J §4.1.1) with its deadline, a queue of CALLs
-waiting their turn, per-connector transactions and the configuration keys.  Every answered,
-failed or timed-out CALL is reported to a :class:`Recorder` with its latency.
+waiting their turn (only transaction messages survive a disconnect), the connectors and the
+configuration keys.  Every answered, failed or timed-out CALL is reported to a
+:class:`~simulator.recorder.Recorder` with its latency.
 
-The *script* that the pacer drives for each connector is a charging session::
-
-    Authorize -> StatusNotification(Preparing) -> StartTransaction -> StatusNotification(Charging)
-    -> MeterValues x M -> StopTransaction -> StatusNotification(Finishing/Available)
-
-Answers to CSMS-initiated calls live in ``simulator/csms_calls.py``.
+What the charger sends on the pacer's turns, and how the connectors move through a charging
+session, is its :class:`~simulator.session_script.SessionScript`; CALLs from the CSMS are
+dispatched to the answer functions in :mod:`simulator.csms_calls`, which see the charger
+through the :class:`~simulator.csms_calls.AnsweringCharger` protocol.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
-import random
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from ocpp.v16 import call, enums
-from ocpp.v16 import datatypes as dt
+from ocpp.v16 import call
 
 from simulator import csms_calls, frames
+from simulator.actions import TRANSACTION_ACTIONS
+from simulator.charger_config import ChargerConfig
 from simulator.configuration import Configuration, default_keys
 from simulator.connectors import Connector, PendingCall, Phase
-
-OK = "ok"
-TIMEOUT = "timeout"
-INVALID = "invalid"
-DISCONNECTED = "disconnected"
-
-#: Charger-initiated messages a real charger queues while offline and delivers later.
-TRANSACTION_ACTIONS = frozenset({"StartTransaction", "StopTransaction", "MeterValues"})
-
-
-class Recorder(Protocol):
-    """Where a charger reports what happened (``simulator.stats.Stats`` implements it)."""
-
-    def call_sent(self, action: str) -> None:
-        """A CALL was sent."""
-
-    def call_done(self, action: str, latency_s: float, outcome: str) -> None:
-        """A CALL ended: ``ok``, a CALLERROR code, ``timeout``, ``invalid`` or ``disconnected``."""
-
-    def boot_status(self, charger_id: str, status: str, now: float) -> None:
-        """A BootNotification was answered with ``status`` (or failed: ``error``)."""
-
-    def csms_call(self, action: str, outcome: str) -> None:
-        """A CSMS-initiated CALL was answered with ``outcome`` (a status or an error code)."""
-
-    def malformed(self, reason: str) -> None:
-        """A received frame was not OCPP-J or answered no outstanding call."""
-
-
-class NullRecorder:
-    """A :class:`Recorder` that records nothing."""
-
-    def call_sent(self, action: str) -> None:
-        """Ignore."""
-
-    def call_done(self, action: str, latency_s: float, outcome: str) -> None:
-        """Ignore."""
-
-    def boot_status(self, charger_id: str, status: str, now: float) -> None:
-        """Ignore."""
-
-    def csms_call(self, action: str, outcome: str) -> None:
-        """Ignore."""
-
-    def malformed(self, reason: str) -> None:
-        """Ignore."""
-
-
-class Validation:
-    """Which frames are checked against the 1.6 schemas, shared by a whole fleet.
-
-    ``all`` checks every CALL sent and every CALLRESULT received; ``first`` checks the first
-    few of each kind (cheap enough for thousands of chargers); ``off`` checks none.
-    CALLs from the CSMS are always checked, because the reply depends on it.
-    """
-
-    def __init__(self, mode: str = "all", first: int = 3) -> None:
-        if mode not in ("all", "first", "off"):
-            raise ValueError(f"validation mode must be all, first or off, not {mode!r}")
-        self.mode = mode
-        self._first = first
-        self._seen: dict[tuple[int, str], int] = {}
-
-    def wanted(self, message_type: int, action: str) -> bool:
-        """Whether this frame should be checked."""
-        if self.mode == "all":
-            return True
-        if self.mode == "off":
-            return False
-        key = (message_type, action)
-        seen = self._seen.get(key, 0)
-        if seen >= self._first:
-            return False
-        self._seen[key] = seen + 1
-        return True
+from simulator.errors import FrameError, PayloadError
+from simulator.recorder import DISCONNECTED, INVALID, OK, TIMEOUT, NullRecorder, Recorder
+from simulator.session_script import SessionScript
+from simulator.validation import Validation
 
 
 class Registration(enum.StrEnum):
@@ -124,26 +52,6 @@ class Registration(enum.StrEnum):
     PENDING = "Pending"
     REJECTED = "Rejected"
     ACCEPTED = "Accepted"
-
-
-@dataclass(frozen=True, slots=True)
-class ChargerConfig:
-    """How one simulated charger behaves."""
-
-    charger_id: str
-    connectors: int = 1
-    id_tag: str = "SIMTAG0001"
-    vendor: str = "GridLink"
-    model: str = "Simulator"
-    firmware: str = "sim-1.0"
-    meter_values_per_session: int = 8
-    meter_step_wh: int = 250
-    call_timeout_s: float = 30.0
-    retry_interval_s: float = 10.0
-    heartbeat_interval_s: float | None = None  # None: the interval from BootNotification.conf
-    meter_interval_s: int = 60  # MeterValueSampleInterval for autonomous transactions
-    script: str = "session"  # "session", "authorize" or "heartbeat"
-    jitter: bool = False  # random first-session delay and session lengths (desynchronises a fleet)
 
 
 @dataclass(slots=True)
@@ -187,11 +95,15 @@ class Charger:
         self._boot_at: float | None = None
         self._heartbeat_at: float | None = None
         self._reset_requested = False
-        self._next_connector = 0
-        self._random = random.Random(config.charger_id)
-        session_length = 7 + config.meter_values_per_session
-        self._idle_turns = self._random.randrange(session_length) if config.jitter else 0
         self._now = 0.0  # the time of the event being handled (result callbacks use it)
+        self.script = SessionScript(
+            config,
+            self.connectors,
+            self.configuration,
+            enqueue=self.enqueue,
+            now=lambda: self._now,
+            wall_clock=wall_clock,
+        )
 
     # --- driver events -------------------------------------------------------------------
 
@@ -228,7 +140,7 @@ class Charger:
         self._now = now
         try:
             frame = frames.decode(text)
-        except frames.FrameError as exc:
+        except FrameError as exc:
             self.recorder.malformed(str(exc))
             return []
         kind = frame[0]
@@ -260,11 +172,7 @@ class Charger:
                 self._heartbeat_at = self._heartbeat_due(now)
                 if not any(p.action == "Heartbeat" for p in self.queue):
                     self.queue.append(PendingCall("Heartbeat", call.Heartbeat))
-            for connector in self.connectors:
-                due = connector.next_sample_at
-                if due is not None and now >= due and connector.phase is Phase.CHARGING:
-                    connector.next_sample_at = now + self._meter_interval()
-                    self.queue.append(self._meter_values_call(connector))
+            self.script.queue_due_samples(now)
         self._pump(now, out)
         return out
 
@@ -279,7 +187,7 @@ class Charger:
             )
             if t is not None
         ]
-        times.extend(c.next_sample_at for c in self.connectors if c.next_sample_at is not None)
+        times.extend(self.script.sample_times())
         return min(times) if times else None
 
     @property
@@ -297,7 +205,7 @@ class Charger:
         self._now = now
         if self.busy:
             return []
-        pending = self._next_scripted()
+        pending = self.script.next_call()
         if pending is None:
             return []
         out: list[str] = []
@@ -365,15 +273,13 @@ class Charger:
         action, payload = frame[2], frame[3]
         handler = csms_calls.HANDLERS.get(action)
         if handler is None:
-            code = (
-                "NotSupported" if action in csms_calls.KNOWN_NOT_SUPPORTED else ("NotImplemented")
-            )
+            code = "NotSupported" if action in csms_calls.KNOWN_NOT_SUPPORTED else "NotImplemented"
             out.append(frames.encode_error(unique_id, code, f"{action} is not supported"))
             self.recorder.csms_call(action, code)
             return
         try:
             frames.check(frames.CALL, action, payload)
-        except frames.PayloadError as exc:
+        except PayloadError as exc:
             out.append(frames.encode_error(unique_id, exc.code, exc.description))
             self.recorder.csms_call(action, exc.code)
             return
@@ -413,13 +319,11 @@ class Charger:
             self._heartbeat_at = self._heartbeat_due(now)
             if first:
                 for connector_id in range(len(self.connectors) + 1):
-                    self.queue.append(self._status_call(connector_id))
+                    self.queue.append(self.script.status_call(connector_id))
             return
         self.registration = Registration.PENDING if status == "Pending" else Registration.REJECTED
         wait = (
-            interval
-            if isinstance(interval, int) and interval > 0
-            else (self.config.retry_interval_s)
+            interval if isinstance(interval, int) and interval > 0 else self.config.retry_interval_s
         )
         self._boot_at = now + wait
 
@@ -443,254 +347,31 @@ class Charger:
         if self.registration is Registration.ACCEPTED:
             self._heartbeat_at = self._heartbeat_due(now)
 
-    def _meter_interval(self) -> float:
-        return float(max(self.configuration.get_int("MeterValueSampleInterval", 60), 1))
-
-    # --- connectors and the session script ------------------------------------------------
+    # --- what the answer functions use (csms_calls.AnsweringCharger) ------------------------
 
     def connector(self, connector_id: int) -> Connector | None:
         """Connector ``connector_id`` (1-based), or None when there is no such connector."""
-        if 1 <= connector_id <= len(self.connectors):
-            return self.connectors[connector_id - 1]
-        return None
-
-    def _status_call(self, connector_id: int, status: str | None = None) -> PendingCall:
-        def build() -> call.StatusNotification:
-            connector = self.connector(connector_id)
-            if status is not None and connector is not None:
-                connector.status = status
-            if connector is None:
-                current = (
-                    "Available" if any(c.operative for c in self.connectors) else ("Unavailable")
-                )
-            else:
-                current = connector.status
-            return call.StatusNotification(
-                connector_id=connector_id,
-                error_code=enums.ChargePointErrorCode.no_error,
-                status=enums.ChargePointStatus(current),
-                timestamp=frames.timestamp(self.wall_clock()),
-            )
-
-        return PendingCall("StatusNotification", build)
+        return self.script.connector(connector_id)
 
     def status_call(self, connector_id: int, status: str | None = None) -> PendingCall:
         """A StatusNotification for ``connector_id`` (0: the whole charger), setting ``status``."""
-        return self._status_call(connector_id, status)
-
-    def _meter_values_call(self, connector: Connector) -> PendingCall:
-        def build() -> call.MeterValues:
-            connector.meter_wh += self.config.meter_step_wh
-            return call.MeterValues(
-                connector_id=connector.id,
-                transaction_id=connector.transaction_id,
-                meter_value=[
-                    dt.MeterValue(
-                        timestamp=frames.timestamp(self.wall_clock()),
-                        sampled_value=[
-                            dt.SampledValue(
-                                value=str(connector.meter_wh),
-                                context=enums.ReadingContext.sample_periodic,
-                                measurand=enums.Measurand.energy_active_import_register,
-                                unit=enums.UnitOfMeasure.wh,
-                            )
-                        ],
-                    )
-                ],
-            )
-
-        return PendingCall("MeterValues", build)
+        return self.script.status_call(connector_id, status)
 
     def meter_values_call(self, connector: Connector) -> PendingCall:
         """A MeterValues with the connector's Energy.Active.Import.Register."""
-        return self._meter_values_call(connector)
-
-    def _next_scripted(self) -> PendingCall | None:
-        script = self.config.script
-        if script == "authorize":
-            return PendingCall("Authorize", lambda: call.Authorize(id_tag=self.config.id_tag))
-        if script == "heartbeat":
-            return PendingCall("Heartbeat", call.Heartbeat)
-        if self._idle_turns > 0:  # not yet: this charger's first session starts later
-            self._idle_turns -= 1
-            return None
-        count = len(self.connectors)
-        for offset in range(count):
-            connector = self.connectors[(self._next_connector + offset) % count]
-            pending = self._session_call(connector)
-            if pending is not None:
-                self._next_connector = (connector.id) % count
-                return pending
-        return None
-
-    def _session_call(self, connector: Connector) -> PendingCall | None:
-        phase = connector.phase
-        if connector.autonomous and phase is not Phase.CHARGING:
-            return None
-        if phase is Phase.IDLE:
-            if not connector.operative or connector.reservation_id is not None:
-                return None
-            return self._authorize_call(connector, self.config.id_tag)
-        return self._phase_call(connector)
-
-    def _authorize_call(self, connector: Connector, id_tag: str) -> PendingCall:
-        def answered(payload: dict[str, Any]) -> None:
-            if payload.get("idTagInfo", {}).get("status") == "Accepted":
-                connector.id_tag = id_tag
-                self._advance(connector, Phase.AUTHORIZED)
-            else:
-                self._advance(connector, Phase.IDLE)
-
-        return PendingCall(
-            "Authorize",
-            lambda: call.Authorize(id_tag=id_tag),
-            on_result=answered,
-            on_failure=lambda _outcome: self._advance(connector, Phase.IDLE),
-        )
-
-    def _phase_call(self, connector: Connector) -> PendingCall | None:
-        phase = connector.phase
-        if phase is Phase.AUTHORIZED:
-            return self._status_step(connector, "Preparing", Phase.PREPARING)
-        if phase is Phase.PREPARING:
-            return self._start_call(connector)
-        if phase is Phase.STARTED:
-            return self._status_step(connector, "Charging", Phase.CHARGING)
-        if phase is Phase.CHARGING:
-            if connector.meter_sent >= self._meter_target(connector):
-                connector.stop_reason = "Local"
-                return self._stop_call(connector)
-            connector.meter_sent += 1
-            return self._meter_values_call(connector)
-        if phase is Phase.STOPPING:
-            return self._stop_call(connector)
-        if phase is Phase.FINISHING:
-            return self._status_step(connector, "Finishing", Phase.FINISHED)
-        if phase is Phase.FINISHED:
-            operative = connector.operative and not connector.pending_inoperative
-            status = "Available" if operative else "Unavailable"
-            if connector.reservation_id is not None:
-                status = "Reserved"
-            return self._status_step(connector, status, Phase.IDLE)
-        return None
-
-    def _meter_target(self, connector: Connector) -> int:
-        """MeterValues in this connector's session (random around M when jittering)."""
-        if connector.meter_target is None:
-            m = self.config.meter_values_per_session
-            connector.meter_target = (
-                self._random.randint(max(1, m // 2), m + m // 2) if self.config.jitter else m
-            )
-        return connector.meter_target
-
-    def _status_step(self, connector: Connector, status: str, then: Phase) -> PendingCall:
-        pending = self._status_call(connector.id, status)
-        pending.on_result = lambda _p: self._advance(connector, then)
-        pending.on_failure = lambda _o: self._advance(connector, then)
-        return pending
-
-    def _start_call(self, connector: Connector) -> PendingCall:
-        def build() -> call.StartTransaction:
-            return call.StartTransaction(
-                connector_id=connector.id,
-                id_tag=connector.id_tag or self.config.id_tag,
-                meter_start=connector.meter_wh,
-                timestamp=frames.timestamp(self.wall_clock()),
-                reservation_id=connector.reservation_id,
-            )
-
-        def answered(payload: dict[str, Any]) -> None:
-            connector.reservation_id = None
-            connector.transaction_id = payload.get("transactionId")
-            connector.meter_sent = 0
-            if payload.get("idTagInfo", {}).get("status") == "Accepted":
-                connector.next_sample_at = (
-                    self._now + self._meter_interval() if connector.autonomous else None
-                )
-                self._advance(connector, Phase.STARTED)
-            else:
-                connector.stop_reason = "DeAuthorized"
-                self._advance(connector, Phase.STOPPING)
-
-        return PendingCall(
-            "StartTransaction",
-            build,
-            on_result=answered,
-            on_failure=lambda _o: self._advance(connector, Phase.FINISHED),
-        )
-
-    def _stop_call(self, connector: Connector) -> PendingCall:
-        transaction_id = connector.transaction_id if connector.transaction_id is not None else -1
-        reason = connector.stop_reason or "Local"
-        id_tag = connector.id_tag
-        connector.phase = Phase.STOPPING
-        connector.next_sample_at = None
-
-        def build() -> call.StopTransaction:
-            return call.StopTransaction(
-                meter_stop=connector.meter_wh,
-                timestamp=frames.timestamp(self.wall_clock()),
-                transaction_id=transaction_id,
-                reason=enums.Reason(reason),
-                id_tag=id_tag,
-            )
-
-        def done(_result: object) -> None:
-            connector.transaction_id = None
-            connector.stop_reason = None
-            connector.id_tag = None
-            self._advance(connector, Phase.FINISHING)
-
-        return PendingCall("StopTransaction", build, on_result=done, on_failure=done)
-
-    def _advance(self, connector: Connector, phase: Phase) -> None:
-        connector.phase = phase
-        if phase is Phase.IDLE:
-            connector.autonomous = False
-            connector.meter_sent = 0
-            connector.meter_target = None
-            if connector.pending_inoperative:
-                connector.pending_inoperative = False
-                connector.operative = False
-            return
-        if connector.autonomous and phase is not Phase.CHARGING:
-            pending = self._phase_call(connector)
-            if pending is not None:
-                self.queue.append(pending)
-
-    # --- operations used by the CSMS-call handlers ------------------------------------------
+        return self.script.meter_values_call(connector)
 
     def remote_start(self, connector: Connector, id_tag: str) -> None:
         """Start a transaction on ``connector`` for ``id_tag`` without the pacer."""
-        connector.autonomous = True
-        connector.id_tag = id_tag
-        connector.meter_sent = 0
-        if self.configuration.get_bool("AuthorizeRemoteTxRequests"):
-            self.queue.append(self._authorize_call(connector, id_tag))
-        else:
-            self._advance(connector, Phase.AUTHORIZED)
+        self.script.remote_start(connector, id_tag)
 
     def stop_transaction(self, connector: Connector, reason: str) -> None:
         """Stop the running transaction on ``connector`` with ``reason``, without the pacer."""
-        connector.autonomous = True
-        connector.stop_reason = reason
-        self._advance(connector, Phase.STOPPING)
+        self.script.stop_transaction(connector, reason)
 
     def request_reset(self, reset_type: str) -> None:
         """Stop every transaction, then ask the driver to reconnect (a reboot)."""
-        reason = "HardReset" if reset_type == "Hard" else "SoftReset"
-        for connector in self.connectors:
-            if connector.transaction_id is not None and connector.phase in (
-                Phase.STARTED,
-                Phase.CHARGING,
-                Phase.STOPPING,
-            ):
-                connector.stop_reason = reason
-                self.queue.append(self._stop_call(connector))
-            connector.phase = Phase.IDLE
-            connector.autonomous = False
-            connector.next_sample_at = None
-            connector.status = "Available" if connector.operative else "Unavailable"
+        self.script.reset(reset_type)
         self._reset_requested = True
 
     @property
@@ -699,18 +380,4 @@ class Charger:
         return {c.id: c.transaction_id for c in self.connectors if c.transaction_id is not None}
 
 
-__all__ = [
-    "DISCONNECTED",
-    "INVALID",
-    "OK",
-    "TIMEOUT",
-    "Charger",
-    "ChargerConfig",
-    "Connector",
-    "NullRecorder",
-    "PendingCall",
-    "Phase",
-    "Recorder",
-    "Registration",
-    "Validation",
-]
+__all__ = ["Charger", "ChargerConfig", "Phase", "Registration", "Validation"]

@@ -18,7 +18,9 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from simulator.fleet import PROFILES, Fleet, FleetPlan, Unreachable, run_in_processes
+from simulator.errors import Unreachable
+from simulator.fleet import PROFILES, Fleet, run_in_processes
+from simulator.plan import FleetPlan
 from simulator.resources import raise_file_limit
 from simulator.stats import render_table
 

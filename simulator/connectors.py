@@ -1,7 +1,7 @@
 """A connector's state and the CALLs a charger queues: plain data, no behaviour.
 
 ``Phase`` is the connector's place in the charging-session script that
-``simulator/charger.py`` drives; ``PendingCall`` is a CALL waiting its turn (at most one
+``simulator/session_script.py`` drives; ``PendingCall`` is a CALL waiting its turn (at most one
 CALL is outstanding per connection, OCPP-J §4.1.1).
 """
 

@@ -2,43 +2,86 @@
 
 One function per action: ``handler(charger, payload, now) -> ocpp.v16.call_result.<Action>``.
 The payload has already passed the 1.6 schema; the handler changes the charger's state and
-may queue CALLs that follow from the answer (the StartTransaction of a
-RemoteStartTransaction, the message a TriggerMessage asks for, the status notifications of
-a firmware update), which the charger sends after the CALLRESULT.  Actions not in
+may queue CALLs that follow from the answer (a RemoteStartTransaction's StartTransaction,
+the message a TriggerMessage asks for, a firmware update's status notifications), which
+the charger sends after the CALLRESULT.  Actions not in
 :data:`HANDLERS` are answered with CALLERROR NotImplemented (NotSupported for the known
 actions of the other direction and the security extension).
+
+The handlers see a charger only through :class:`AnsweringCharger`, declared here:
+:class:`simulator.charger.Charger` implements it and imports this module, never the reverse.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ocpp.v16 import call, call_result, enums
 from ocpp.v16 import datatypes as dt
 
-from services.ocpp16 import CHARGER_ACTIONS, SECURITY_CSMS_ACTIONS
 from simulator import frames
-from simulator.connectors import PendingCall, Phase
+from simulator.actions import CHARGER_ACTIONS, SECURITY_CSMS_ACTIONS
+from simulator.charger_config import ChargerConfig
+from simulator.configuration import Configuration
+from simulator.connectors import Connector, PendingCall, Phase
 
-if TYPE_CHECKING:
-    from simulator.charger import Charger
 
-Handler = Callable[["Charger", dict[str, Any], float], Any]
+class AnsweringCharger(Protocol):
+    """What a charger offers the answer functions: its state and the CALLs it can queue."""
+
+    id: str
+    config: ChargerConfig
+    configuration: Configuration
+    connectors: list[Connector]
+    charging_profiles: dict[int, dict[str, Any]]
+    local_list: dict[str, dict[str, Any]]
+    local_list_version: int
+    wall_clock: Callable[[], float]
+
+    def connector(self, connector_id: int) -> Connector | None:
+        """Connector ``connector_id`` (1-based), or None when there is no such connector."""
+
+    def enqueue(self, pending: PendingCall) -> None:
+        """Queue a CALL, sent after the answer (and after the CALLs queued before it)."""
+
+    def boot_call(self) -> PendingCall:
+        """A BootNotification."""
+
+    def status_call(self, connector_id: int, status: str | None = None) -> PendingCall:
+        """A StatusNotification for ``connector_id`` (0: the whole charger), setting ``status``."""
+
+    def meter_values_call(self, connector: Connector) -> PendingCall:
+        """A MeterValues of ``connector``."""
+
+    def remote_start(self, connector: Connector, id_tag: str) -> None:
+        """Start a transaction on ``connector`` for ``id_tag``."""
+
+    def stop_transaction(self, connector: Connector, reason: str) -> None:
+        """Stop the transaction running on ``connector`` with ``reason``."""
+
+    def request_reset(self, reset_type: str) -> None:
+        """Stop every transaction, then reconnect and boot again."""
+
+    def heartbeat_interval_changed(self, now: float) -> None:
+        """HeartbeatInterval was changed: reschedule the heartbeat."""
+
+
+Handler = Callable[[AnsweringCharger, dict[str, Any], float], Any]
 
 #: Known 1.6 actions that a charge point does not accept from a CSMS: the charger-initiated
 #: ones (DataTransfer goes both ways) and the security extension, which the simulator lacks.
 KNOWN_NOT_SUPPORTED = (CHARGER_ACTIONS - {"DataTransfer"}) | SECURITY_CSMS_ACTIONS
 
 
-def reset(charger: Charger, payload: dict[str, Any], now: float) -> call_result.Reset:
+def reset(charger: AnsweringCharger, payload: dict[str, Any], now: float) -> call_result.Reset:
     """Accept; stop transactions (reason Hard/SoftReset), then reconnect and boot again."""
     charger.request_reset(payload["type"])
     return call_result.Reset(status=enums.ResetStatus.accepted)
 
 
 def change_configuration(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.ChangeConfiguration:
     """Set a writable key; Rejected for readonly or ill-typed values, NotSupported if unknown."""
     status = charger.configuration.change(payload["key"], payload["value"])
@@ -48,7 +91,7 @@ def change_configuration(
 
 
 def get_configuration(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.GetConfiguration:
     """All keys, or the requested ones plus ``unknownKey``."""
     known, unknown = charger.configuration.report(payload.get("key"))
@@ -62,7 +105,7 @@ def get_configuration(
 
 
 def remote_start_transaction(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.RemoteStartTransaction:
     """Start a transaction on the requested (or first free) connector."""
     wanted = payload.get("connectorId")
@@ -75,7 +118,7 @@ def remote_start_transaction(
         if (
             connector.phase is Phase.IDLE
             and connector.operative
-            and (connector.reservation_id is None)
+            and connector.reservation_id is None
         ):
             charger.remote_start(connector, payload["idTag"])
             return call_result.RemoteStartTransaction(status=enums.RemoteStartStopStatus.accepted)
@@ -83,7 +126,7 @@ def remote_start_transaction(
 
 
 def remote_stop_transaction(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.RemoteStopTransaction:
     """Stop the transaction with that id (reason Remote); Rejected when it is not running."""
     for connector in charger.connectors:
@@ -97,7 +140,7 @@ def remote_stop_transaction(
 
 
 def unlock_connector(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.UnlockConnector:
     """Unlock; a running transaction is stopped first (reason UnlockCommand)."""
     connector = charger.connector(payload["connectorId"])
@@ -109,7 +152,7 @@ def unlock_connector(
 
 
 def change_availability(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.ChangeAvailability:
     """Operative/Inoperative; Scheduled while a transaction runs; Rejected for no such connector."""
     connector_id = payload["connectorId"]
@@ -135,20 +178,12 @@ def change_availability(
                 charger.enqueue(charger.status_call(connector.id, status))
     if connector_id == 0:
         charger.enqueue(charger.status_call(0))
-    status = (
-        enums.AvailabilityStatus.scheduled if scheduled else (enums.AvailabilityStatus.accepted)
-    )
+    status = enums.AvailabilityStatus.scheduled if scheduled else enums.AvailabilityStatus.accepted
     return call_result.ChangeAvailability(status=status)
 
 
-def _trigger_status(charger: Charger, connector_id: int | None) -> None:
-    ids = [connector_id] if connector_id is not None else range(len(charger.connectors) + 1)
-    for each in ids:
-        charger.enqueue(charger.status_call(each))
-
-
 def trigger_message(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.TriggerMessage:
     """Accept and queue the requested message (sent right after this answer)."""
     requested = payload["requestedMessage"]
@@ -160,7 +195,9 @@ def trigger_message(
     elif requested == "Heartbeat":
         charger.enqueue(PendingCall("Heartbeat", call.Heartbeat))
     elif requested == "StatusNotification":
-        _trigger_status(charger, connector_id)
+        ids = [connector_id] if connector_id is not None else range(len(charger.connectors) + 1)
+        for each in ids:
+            charger.enqueue(charger.status_call(each))
     elif requested == "MeterValues":
         targets = [charger.connector(connector_id)] if connector_id else list(charger.connectors)
         for connector in targets:
@@ -175,13 +212,15 @@ def trigger_message(
     return call_result.TriggerMessage(status=enums.TriggerMessageStatus.accepted)
 
 
-def clear_cache(charger: Charger, payload: dict[str, Any], now: float) -> call_result.ClearCache:
+def clear_cache(
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
+) -> call_result.ClearCache:
     """Accepted (the simulator keeps no authorization cache)."""
     return call_result.ClearCache(status=enums.ClearCacheStatus.accepted)
 
 
 def data_transfer(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.DataTransfer:
     """Accepted (echoing ``data``) for the charger's own vendor id; UnknownVendorId otherwise."""
     if payload["vendorId"] != charger.config.vendor:
@@ -192,7 +231,7 @@ def data_transfer(
 
 
 def set_charging_profile(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.SetChargingProfile:
     """Store the profile by id; Rejected for no such connector."""
     connector_id = payload["connectorId"]
@@ -205,7 +244,7 @@ def set_charging_profile(
 
 
 def clear_charging_profile(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.ClearChargingProfile:
     """Remove matching profiles: Accepted if any matched, Unknown otherwise."""
     matches = [
@@ -218,16 +257,12 @@ def clear_charging_profile(
     ]
     for profile_id in matches:
         del charger.charging_profiles[profile_id]
-    status = (
-        enums.ClearChargingProfileStatus.accepted
-        if matches
-        else (enums.ClearChargingProfileStatus.unknown)
-    )
+    status = enums.ClearChargingProfileStatus("Accepted" if matches else "Unknown")
     return call_result.ClearChargingProfile(status=status)
 
 
 def get_composite_schedule(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.GetCompositeSchedule:
     """A flat 32 A (or 22 kW) schedule for ``duration``; Rejected for no such connector."""
     connector_id = payload["connectorId"]
@@ -248,7 +283,9 @@ def get_composite_schedule(
     )
 
 
-def reserve_now(charger: Charger, payload: dict[str, Any], now: float) -> call_result.ReserveNow:
+def reserve_now(
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
+) -> call_result.ReserveNow:
     """Reserve an idle connector (status Reserved); Occupied/Unavailable/Rejected otherwise."""
     connector = charger.connector(payload["connectorId"])
     if connector is None:
@@ -267,7 +304,7 @@ def reserve_now(charger: Charger, payload: dict[str, Any], now: float) -> call_r
 
 
 def cancel_reservation(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.CancelReservation:
     """Cancel a reservation this charger holds (status back to Available)."""
     for connector in charger.connectors:
@@ -281,14 +318,14 @@ def cancel_reservation(
 
 
 def get_local_list_version(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.GetLocalListVersion:
     """The version of the local authorization list (0: none installed)."""
     return call_result.GetLocalListVersion(list_version=charger.local_list_version)
 
 
 def send_local_list(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.SendLocalList:
     """Full replaces the list; Differential needs a newer version (else VersionMismatch)."""
     version = payload["listVersion"]
@@ -323,7 +360,7 @@ def _diagnostics_status(status: str) -> PendingCall:
 
 
 def update_firmware(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.UpdateFirmware:
     """Empty answer, then FirmwareStatusNotification Downloading..Installed."""
     for status in ("Downloading", "Downloaded", "Installing", "Installed"):
@@ -332,7 +369,7 @@ def update_firmware(
 
 
 def get_diagnostics(
-    charger: Charger, payload: dict[str, Any], now: float
+    charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.GetDiagnostics:
     """A file name, then DiagnosticsStatusNotification Uploading, Uploaded."""
     for status in ("Uploading", "Uploaded"):

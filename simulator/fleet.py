@@ -8,15 +8,21 @@ thousands of chargers:
   (a timer that fires early just re-arms);
 - time: ``time.monotonic()`` everywhere (uvloop's ``loop.time()`` only has millisecond
   resolution, too coarse for latencies);
-- the pacer (profile ``realistic``): one task hands out send slots at ``rate`` per second
-  across the fleet, round-robin over chargers that have no CALL outstanding; a slot no
-  charger could take is counted in ``pacer_skips`` (the offered load was not achieved);
+- the pacer (profile ``realistic``, :mod:`simulator.pacer`): one task hands out send slots
+  at ``rate`` per second across the fleet, round-robin over chargers that have no CALL
+  outstanding; a slot no charger could take is counted in ``pacer_skips`` (the offered load
+  was not achieved);
 - connects: staggered over ``ramp_s`` (``realistic``, ``idle``) or all at once (``storm``);
   failed or dropped connections are retried with capped exponential backoff and jitter.
 
 Profiles: ``realistic`` (ramp, sessions paced at ``rate`` msgs/s, heartbeats),
 ``storm`` (everyone connects at once and boots; the run ends when all are Accepted or at
-``duration_s``), ``idle`` (ramp, boot, heartbeats only).
+``duration_s``), ``idle`` (ramp, boot, heartbeats only).  Why a run ended is
+:attr:`Fleet.end_reason` (and ``end_reason`` in the report).
+
+What to run is a :class:`~simulator.plan.FleetPlan`; opening a WebSocket and naming why one
+failed or closed is :mod:`simulator.connections`; the live line is
+:mod:`simulator.progress`.
 """
 
 from __future__ import annotations
@@ -24,67 +30,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import random
-import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from time import monotonic as clock
 from typing import Any, TextIO
-from urllib.parse import quote
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.typing import Subprotocol
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from simulator.charger import Charger, ChargerConfig, Validation
-from simulator.stats import Stats, percentile
+from simulator.charger import Charger
+from simulator.connections import (
+    SUBPROTOCOL,
+    backoff,
+    close_reason,
+    connect_failure_reason,
+    is_definite,
+    open_connection,
+)
+from simulator.errors import Unreachable
+from simulator.pacer import Pacer
+from simulator.plan import FleetPlan, split_plan
+from simulator.progress import ProgressLine
+from simulator.resources import raise_file_limit
+from simulator.stats import Stats
+from simulator.validation import Validation
 
 PROFILES = ("realistic", "storm", "idle")
-SUBPROTOCOL = Subprotocol("ocpp1.6")
 
-
-@dataclass(frozen=True)
-class FleetPlan:
-    """What to run: the target, the fleet, the profile and its knobs."""
-
-    url: str
-    chargers: int
-    connectors: int = 1
-    profile: str = "realistic"
-    duration_s: float = 60.0
-    rate: float = 100.0
-    id_prefix: str = "SIM"
-    id_tag: str = "SIMTAG0001"
-    first_index: int = 1
-    id_width: int = 0  # digits in charger ids; 0: enough for first_index + chargers
-    ramp_s: float = 10.0
-    call_timeout_s: float = 30.0
-    connect_timeout_s: float = 30.0
-    close_grace_s: float = 5.0
-    validate: str = "first"
-    script: str = "session"
-    meter_values_per_session: int = 8
-    heartbeat_interval_s: float | None = None
-    source_addresses: tuple[str, ...] = ()
-    ping_interval_s: float | None = None
-    reconnect: bool = True
-    fail_fast: bool = True  # give up if nothing connects: refused/4xx, or all failed twice
-    jitter: bool = True  # desynchronise sessions (random first delay and session lengths)
-    start_at: float | None = None  # time.monotonic() to start at (aligns worker processes)
-
-    def charger_id(self, index: int) -> str:
-        """The identity of the ``index``-th charger (0-based within this plan)."""
-        width = self.id_width or len(str(self.first_index + self.chargers - 1))
-        return f"{self.id_prefix}{self.first_index + index:0{width}d}"
-
-    def id_tag_for(self, index: int) -> str:
-        """The idTag of the ``index``-th charger: ``id_tag`` with ``{n}`` replaced by its number."""
-        width = self.id_width or len(str(self.first_index + self.chargers - 1))
-        return self.id_tag.replace("{n}", f"{self.first_index + index:0{width}d}")
-
-    def charger_url(self, charger_id: str) -> str:
-        """``{url}/{id}`` with the id percent-encoded."""
-        return f"{self.url.rstrip('/')}/{quote(charger_id, safe='')}"
+#: Why a run ended (:attr:`Fleet.end_reason`).
+END_DURATION = "duration"  # duration_s ran out
+END_ALL_ACCEPTED = "all_accepted"  # storm: every charger was Accepted
+END_STOPPED = "stopped"  # Fleet.stop() (e.g. SIGINT)
 
 
 @dataclass(eq=False)
@@ -96,35 +72,6 @@ class _Slot:
     timer: asyncio.TimerHandle | None = None
     timer_at: float = math.inf
     connected_once: bool = False
-
-
-class Unreachable(Exception):
-    """No charger could connect at all (wrong URL, nothing listening, refused handshake)."""
-
-
-def connect_failure_reason(exc: BaseException) -> str:
-    """A short, stable reason for a failed connection attempt (the key in the report)."""
-    if isinstance(exc, InvalidStatus):
-        return f"HTTP {exc.response.status_code}"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, socket.gaierror):
-        return "name resolution failed"
-    if isinstance(exc, InvalidHandshake):
-        return f"handshake failed ({type(exc).__name__})"
-    if isinstance(exc, OSError):
-        return exc.strerror or type(exc).__name__
-    return type(exc).__name__
-
-
-@dataclass
-class _Progress:
-    stream: TextIO
-    last_at: float = 0.0
-    last_sent: int = 0
-    marks: dict[str, int] = field(default_factory=dict)
 
 
 class Fleet:
@@ -144,17 +91,24 @@ class Fleet:
         self.stats = stats or Stats()
         self.stats.expected_chargers = plan.chargers
         self.validation = Validation(plan.validate)
-        self._progress = _Progress(progress) if progress is not None else None
+        self._progress = ProgressLine(progress) if progress is not None else None
         self._on_all_accepted = on_all_accepted
         self._stopping = False
         self._stop = asyncio.Event()
         self._slots: list[_Slot] = []
         self._send_tasks: set[asyncio.Task[None]] = set()
-        self.rate = plan.rate  # the pacer reads it every tick: a benchmark may change it
-        self.paced_sent = 0
-        self.pacing_s = 0.0
+        self.pacer = Pacer(plan.rate, self.stats)
         self.elapsed_s = 0.0
-        self._measure_from = 0.0
+        self.end_reason: str | None = None  # END_*: set when the run ends (None: it raised)
+
+    @property
+    def rate(self) -> float:
+        """The paced rate (messages per second); a benchmark may change it during a run."""
+        return self.pacer.rate
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        self.pacer.rate = value
 
     def stop(self) -> None:
         """End the run early (e.g. on SIGINT): the fleet then drains and closes."""
@@ -167,29 +121,11 @@ class Fleet:
         plan = self.plan
         loop = asyncio.get_running_loop()
         self._loop = loop
-        config = ChargerConfig(
-            charger_id="",
-            connectors=plan.connectors,
-            id_tag=plan.id_tag,
-            call_timeout_s=plan.call_timeout_s,
-            meter_values_per_session=plan.meter_values_per_session,
-            heartbeat_interval_s=plan.heartbeat_interval_s,
-            script=plan.script if plan.profile == "realistic" else "session",
-            jitter=plan.jitter,
-        )
         for index in range(plan.chargers):
-            charger_id = plan.charger_id(index)
-            charger = Charger(
-                replace(config, charger_id=charger_id, id_tag=plan.id_tag_for(index)),
-                self.stats,
-                self.validation,
-            )
-            source = (
-                plan.source_addresses[index % len(plan.source_addresses)]
-                if plan.source_addresses
-                else None
-            )
-            self._slots.append(_Slot(charger, plan.charger_url(charger_id), source))
+            config = plan.charger_config(index)
+            charger = Charger(config, self.stats, self.validation)
+            url = plan.charger_url(config.charger_id)
+            self._slots.append(_Slot(charger, url, plan.source_address(index)))
         if plan.start_at is not None:
             await asyncio.sleep(max(plan.start_at - clock(), 0.0))
         start = clock()
@@ -200,14 +136,16 @@ class Fleet:
             loop.create_task(self._drive(slot, ramp * i / max(len(self._slots), 1)))
             for i, slot in enumerate(self._slots)
         ]
-        self._measure_from = start + ramp  # rate and skips count once the ramp is over
         pacer = (
-            loop.create_task(self._pace(end))
+            loop.create_task(
+                # the rate and skips count once the ramp is over
+                self.pacer.run(len(self._slots), self._turn, measure_from=start + ramp, end=end)
+            )
             if plan.profile == "realistic" and plan.rate > 0
             else None
         )
         try:
-            await self._watch(end)
+            self.end_reason = await self._watch(end)
         finally:
             self._stopping = True
             if pacer is not None:
@@ -224,29 +162,32 @@ class Fleet:
                 if slot.timer is not None:
                     slot.timer.cancel()
             if self._progress is not None:
-                self._print_progress(clock(), final=True)
+                self._progress.print(self.stats, clock(), final=True)
         return self.stats
 
-    async def _watch(self, end: float) -> None:
+    async def _watch(self, end: float) -> str:
+        """Wait for the end of the run; return why it ended (an ``END_*`` value)."""
         stats = self.stats
         notified = False
         while True:
             now = clock()
-            if now >= end or self._stop.is_set():
-                return
+            if now >= end:
+                return END_DURATION
+            if self._stop.is_set():
+                return END_STOPPED
             if stats.all_accepted_at is not None and not notified:
                 notified = True
                 if self._on_all_accepted is not None:
                     self._on_all_accepted()
                 if self.plan.profile == "storm":
-                    return
+                    return END_ALL_ACCEPTED
             if self.plan.fail_fast and stats.connects == 0 and stats.connect_failures:
                 reason, _ = stats.connect_failures.most_common(1)[0]
                 failures = sum(stats.connect_failures.values())
-                if _is_definite(reason) or failures >= max(10, 2 * self.plan.chargers):
+                if is_definite(reason) or failures >= max(10, 2 * self.plan.chargers):
                     raise Unreachable(f"cannot connect to {self.plan.url}: {reason}")
             if self._progress is not None and now - self._progress.last_at >= 1.0:
-                self._print_progress(now)
+                self._progress.print(stats, now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=min(0.05, max(end - now, 0)))
 
@@ -284,15 +225,11 @@ class Fleet:
         attempt = 0
         while not self._stopping:
             try:
-                ws = await connect(
+                ws = await open_connection(
                     slot.url,
-                    subprotocols=[SUBPROTOCOL],
                     open_timeout=plan.connect_timeout_s,
                     ping_interval=plan.ping_interval_s,
-                    close_timeout=2.0,
-                    compression=None,
-                    max_queue=4,
-                    local_addr=(slot.source, 0) if slot.source else None,
+                    source=slot.source,
                 )
             except asyncio.CancelledError:
                 raise
@@ -301,13 +238,13 @@ class Fleet:
                 if not plan.reconnect:
                     return
                 attempt += 1
-                await asyncio.sleep(_backoff(attempt))
+                await asyncio.sleep(backoff(attempt))
                 continue
             if ws.subprotocol != SUBPROTOCOL:
                 self.stats.connect_failed("no ocpp1.6 subprotocol")
                 await ws.close()
                 attempt += 1
-                await asyncio.sleep(_backoff(attempt))
+                await asyncio.sleep(backoff(attempt))
                 continue
             attempt = 0
             slot.ws = ws
@@ -326,9 +263,9 @@ class Fleet:
                         break
                     self._schedule(slot)
                 if not self._stopping and reason != "reset":
-                    reason = _close_reason(ws)
+                    reason = close_reason(ws)
             except ConnectionClosed:
-                reason = "closed by client" if self._stopping else _close_reason(ws)
+                reason = "closed by client" if self._stopping else close_reason(ws)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug in the simulator: count it, keep the fleet going
@@ -345,7 +282,7 @@ class Fleet:
                 self.stats.closed(reason)
             if self._stopping or not plan.reconnect:
                 return
-            await asyncio.sleep(0.5 if reason == "reset" else _backoff(1))
+            await asyncio.sleep(0.5 if reason == "reset" else backoff(1))
 
     def _send(self, slot: _Slot, frames: list[str]) -> None:
         """Send frames from outside the charger's reader task, in order."""
@@ -381,88 +318,27 @@ class Fleet:
         if slot.charger.wants_close and slot.ws is not None:
             self._loop.create_task(slot.ws.close())
 
-    # --- the pacer ------------------------------------------------------------------------
+    # --- the pacer's turns ---------------------------------------------------------------
 
-    async def _pace(self, end: float) -> None:
-        slots = self._slots
-        count = len(slots)
-        if count == 0:
-            return
-        tokens = 0.0
-        cursor = 0
-        last = clock()
-        measuring = False
+    def _turn(self, index: int, now: float) -> bool:
+        """Charger ``index``'s turn from the pacer: whether it sent its next scripted CALL."""
+        slot = self._slots[index]
+        if slot.ws is None:
+            return False
         try:
-            while True:
-                rate = max(self.rate, 1e-3)
-                tick = min(0.02, max(0.002, 1.0 / rate))
-                await asyncio.sleep(tick)
-                now = clock()
-                if now >= end:
-                    return
-                if not measuring and now >= self._measure_from:
-                    measuring = True
-                    self._measure_from = now
-                    self.paced_sent = 0
-                    self.stats.pacer_skips = 0
-                tokens = min(tokens + (now - last) * rate, max(2.0, rate * tick * 2))
-                last = now
-                scans = 0
-                scan_limit = min(count, int(tokens) * 4 + 64)
-                while tokens >= 1.0 and scans < scan_limit:
-                    slot = slots[cursor]
-                    cursor = cursor + 1 if cursor + 1 < count else 0
-                    scans += 1
-                    if slot.ws is None:
-                        continue
-                    try:
-                        out = slot.charger.step(now)
-                    except Exception as exc:
-                        self.stats.internal_errors[f"{type(exc).__name__}: {exc}"[:120]] += 1
-                        continue
-                    if out:
-                        self._send(slot, out)
-                        tokens -= 1.0
-                        self.paced_sent += 1
-                if tokens >= 1.0:
-                    skipped = int(tokens)
-                    self.stats.pacer_skips += skipped
-                    tokens -= skipped
-        finally:
-            self.pacing_s = max(clock() - self._measure_from, 0.0) if measuring else 0.0
-
-    # --- progress ------------------------------------------------------------------------
-
-    def _print_progress(self, now: float, final: bool = False) -> None:
-        progress = self._progress
-        assert progress is not None
-        stats = self.stats
-        totals = stats.totals()
-        interval = max(now - progress.last_at, 1e-9) if progress.last_at else 1.0
-        rate = (totals["sent"] - progress.last_sent) / interval
-        recent: list[float] = []
-        for name, action in stats.actions.items():
-            mark = progress.marks.get(name, 0)
-            recent.extend(action.latencies[mark:])
-            progress.marks[name] = len(action.latencies)
-        recent.sort()
-        p99 = f"{percentile(recent, 99) * 1000:.1f} ms" if recent else "-"
-        line = (
-            f"[{now - stats.started_at:6.1f}s]"
-            f" open {stats.open_connections}/{stats.expected_chargers}"
-            f" accepted {len(stats.accepted)} | sent {totals['sent']} ({rate:.0f}/s)"
-            f" ok {totals['ok']} err {totals['errors']} tmo {totals['timeouts']}"
-            f" conn-fail {sum(stats.connect_failures.values())} | p99 {p99}"
-        )
-        progress.stream.write("\r\x1b[2K" + line + ("\n" if final else ""))
-        progress.stream.flush()
-        progress.last_at = now
-        progress.last_sent = totals["sent"]
+            out = slot.charger.step(now)
+        except Exception as exc:
+            self.stats.internal_errors[f"{type(exc).__name__}: {exc}"[:120]] += 1
+            return False
+        if not out:
+            return False
+        self._send(slot, out)
+        return True
 
     def report(self) -> dict[str, Any]:
         """The stats report with this run's plan and achieved rate."""
         plan = self.plan
-        achieved = self.paced_sent / self.pacing_s if self.pacing_s > 0 else 0.0
+        achieved = self.pacer.achieved_rate()
         total = self.stats.totals()["sent"]
         return self.stats.report(
             profile=plan.profile,
@@ -472,6 +348,7 @@ class Fleet:
             target_rate=plan.rate if plan.profile == "realistic" else None,
             achieved_rate=round(achieved, 1),
             messages_per_s=round(total / self.elapsed_s, 1) if self.elapsed_s else 0.0,
+            end_reason=self.end_reason,
         )
 
 
@@ -481,52 +358,10 @@ async def _send_frames(ws: ClientConnection, frames: list[str]) -> None:
             await ws.send(frame)
 
 
-def _is_definite(reason: str) -> bool:
-    """A failure that retrying will not fix: nothing listens, no such host, refused by HTTP 4xx."""
-    return reason in ("connection refused", "name resolution failed") or reason.startswith("HTTP 4")
-
-
-def _backoff(attempt: int) -> float:
-    return min(30.0, 0.5 * 2 ** min(attempt, 6)) * random.uniform(0.5, 1.0)
-
-
-def _close_reason(ws: ClientConnection) -> str:
-    received = ws.close_rcvd
-    if received is not None:
-        return f"closed by server {received.code}"
-    return "connection lost"
-
-
 def _run_worker(plan: FleetPlan) -> Stats:
     """Run one plan in a fresh event loop (the body of a worker process)."""
-    from simulator.resources import raise_file_limit
-
     raise_file_limit()
     return asyncio.run(Fleet(plan).run())
-
-
-def split_plan(plan: FleetPlan, workers: int) -> list[FleetPlan]:
-    """Divide a plan's chargers (and rate) between ``workers`` processes."""
-    workers = max(1, min(workers, plan.chargers))
-    base, extra = divmod(plan.chargers, workers)
-    plans: list[FleetPlan] = []
-    first = plan.first_index
-    width = plan.id_width or len(str(plan.first_index + plan.chargers - 1))
-    for n in range(workers):
-        count = base + (1 if n < extra else 0)
-        addresses = plan.source_addresses[n::workers] or plan.source_addresses
-        plans.append(
-            replace(
-                plan,
-                chargers=count,
-                first_index=first,
-                id_width=width,
-                rate=plan.rate * count / plan.chargers,
-                source_addresses=addresses,
-            )
-        )
-        first += count
-    return plans
 
 
 async def run_in_processes(plan: FleetPlan, workers: int) -> Stats:
@@ -548,11 +383,12 @@ async def run_in_processes(plan: FleetPlan, workers: int) -> Stats:
 
 
 __all__ = [
+    "END_ALL_ACCEPTED",
+    "END_DURATION",
+    "END_STOPPED",
     "PROFILES",
     "Fleet",
-    "FleetPlan",
     "Unreachable",
     "connect_failure_reason",
     "run_in_processes",
-    "split_plan",
 ]

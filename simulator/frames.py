@@ -3,9 +3,41 @@
 Outgoing payloads are built from ``ocpp.v16.call`` / ``ocpp.v16.call_result`` dataclasses and
 turned into camelCase JSON objects by :func:`to_payload`, a cached field-name translation
 (the library's ``snake_to_camel_case`` rules, computed once per class) that is several times
-cheaper than ``dataclasses.asdict`` + key rewriting on every message.  Schema checks use the
-library's cached ``Draft4Validator`` instances and map failures to the 1.6 error codes
-(the library itself answers with 2.0 spellings).
+cheaper than ``dataclasses.asdict`` + key rewriting on every message.  Received texts are
+parsed strictly by :func:`decode` (NaN and Infinity are not JSON): :class:`FrameError`.
+
+Schema checks use the ``ocpp`` library's cached ``Draft4Validator`` instances; :func:`check`
+maps the first failed rule to an OCPP-J 1.6 error code (§4.2.3, table 7: "Valid Error Codes";
+the library itself answers with 2.0 spellings) and raises :class:`PayloadError`.  The reading
+is GridLink's own, so the simulator and the system it tests agree::
+
+    type, maxLength, format                   -> TypeConstraintViolation       (1)
+    required, minItems, maxItems              -> OccurenceConstraintViolation  (2)
+    additionalProperties; not a JSON object   -> FormationViolation            (3)
+    anything else: enum, minimum, maximum,    -> PropertyConstraintViolation   (4)
+    pattern, multipleOf, ...
+
+1. "at least one of the fields violates data type constraints": in 1.6 a field's data type
+   includes its length and form (a ``CiString20Type`` is a string of 20 characters, core
+   §7.15; a ``dateTime`` is in ISO 8601 notation, core §3.15), so a 21-character idTag or an
+   unparsable timestamp violates its type just as ``"somestring": 12`` does.  (The library's
+   validators have no format checker, so ``format`` does not fail here today; the rule is
+   mapped so that it is reported correctly when one is used.)
+2. "at least one of the fields violates occurence constraints" (the spec's spelling): a
+   field, or an array's elements, occur too few or too many times.
+3. "syntactically incorrect or not conform the PDU structure for Action": a field the PDU
+   does not have, or a payload that is not a JSON object.
+4. "syntactically correct but at least one field contains an invalid value": the value has
+   the right type but is not one the field allows.
+
+When several rules fail, the shallowest field is reported; on one field ``type`` comes before
+``required``, ``additionalProperties`` and the item counts, and those before the rest (a
+value of the wrong type also fails its enum or pattern: the type is the cause).
+
+The errorDescription of a CALLERROR the simulator sends is bounded at
+:data:`MAX_ERROR_DESCRIPTION` (512) characters: the spec sets no limit ("should be filled in
+if possible"), but a schema message quotes the offending value, which may be long; GridLink
+uses the same bound.
 """
 
 from __future__ import annotations
@@ -21,7 +53,12 @@ from jsonschema import Draft4Validator
 from ocpp.charge_point import snake_to_camel_case
 from ocpp.messages import get_validator
 
+from simulator.errors import FrameError, PayloadError
+
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
+
+#: The longest errorDescription sent in a CALLERROR (the spec sets no limit; GridLink's bound).
+MAX_ERROR_DESCRIPTION = 512
 
 #: Schemas that need exact decimals (``multipleOf: 0.1``), as the ``ocpp`` library notes.
 _DECIMAL_SCHEMAS = frozenset(
@@ -33,19 +70,6 @@ _DECIMAL_SCHEMAS = frozenset(
 )
 
 _field_names: dict[type, tuple[tuple[str, str], ...]] = {}
-
-
-class FrameError(ValueError):
-    """A received text is not an OCPP-J frame (bad JSON, not an array, wrong shape)."""
-
-
-class PayloadError(ValueError):
-    """A payload failed its 1.6 schema; ``code`` is the OCPP 1.6 CALLERROR code."""
-
-    def __init__(self, code: str, description: str) -> None:
-        super().__init__(description)
-        self.code = code
-        self.description = description
 
 
 def _names(cls: type) -> tuple[tuple[str, str], ...]:
@@ -99,8 +123,12 @@ def encode_result(unique_id: str, payload: dict[str, Any]) -> str:
 def encode_error(
     unique_id: str, code: str, description: str = "", details: dict[str, Any] | None = None
 ) -> str:
-    """``[4, id, code, description, details]`` as compact JSON text."""
-    return _dumps([CALLERROR, unique_id, code, description[:255], details or {}])
+    """``[4, id, code, description, details]`` as compact JSON text.
+
+    ``description`` is cut to :data:`MAX_ERROR_DESCRIPTION` characters.
+    """
+    description = description[:MAX_ERROR_DESCRIPTION]
+    return _dumps([CALLERROR, unique_id, code, description, details or {}])
 
 
 def _reject_constant(name: str) -> float:
@@ -125,8 +153,12 @@ def validator(message_type: int, action: str) -> Draft4Validator:
     return get_validator(message_type, action, "1.6")
 
 
+#: The 1.6 error code of each failed schema rule (the table in the module docstring);
+#: rules not listed give PropertyConstraintViolation.
 _CODES = {
     "type": "TypeConstraintViolation",
+    "maxLength": "TypeConstraintViolation",
+    "format": "TypeConstraintViolation",
     "required": "OccurenceConstraintViolation",
     "minItems": "OccurenceConstraintViolation",
     "maxItems": "OccurenceConstraintViolation",

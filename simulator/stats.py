@@ -1,6 +1,6 @@
 """What a simulator run measured: per-action latencies and outcomes, connections, boots.
 
-:class:`Stats` is the :class:`~simulator.charger.Recorder` of a whole fleet.  Latencies are
+:class:`Stats` is the :class:`~simulator.recorder.Recorder` of a whole fleet.  Latencies are
 kept exactly (an ``array('d')`` per action, 8 bytes a call) so percentiles are exact;
 :func:`percentile` uses the nearest-rank definition.  :meth:`Stats.report` turns the run into
 a plain dict (the ``--json`` output) and :func:`render_table` into the text table.
@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.charger import DISCONNECTED, INVALID, OK, TIMEOUT
+from simulator.recorder import DISCONNECTED, INVALID, OK, TIMEOUT
 
 
 def percentile(ordered: list[float] | array[float], q: float) -> float:
@@ -54,7 +54,7 @@ class ActionStats:
 
 @dataclass
 class Stats:
-    """Everything a fleet run records; implements :class:`~simulator.charger.Recorder`."""
+    """Everything a fleet run records; implements :class:`~simulator.recorder.Recorder`."""
 
     actions: dict[str, ActionStats] = field(default_factory=dict)
     boots: Counter[str] = field(default_factory=Counter)

@@ -15,7 +15,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from services import embedded_db
+from gridlink import components, embedded_db
 from services.topology import Topology
 from tests.processes import Stack, free_port
 
@@ -62,7 +62,7 @@ async def delete_namespace(amqp_url: str, namespace: str) -> None:
     topology = Topology(namespace)
     connection = await aio_pika.connect(amqp_url)
     async with connection:
-        for name in topology.all_queues():
+        for name in topology.all_queues(components.SERVICES):
             channel = await connection.channel()
             try:
                 await channel.queue_delete(name)

@@ -111,7 +111,7 @@ class Stack:
             changes.setdefault("files_port", self.files_port if first else free_port())
         log = self.logs / f"{component}-{port}.log"
         popen = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", component],
+            [sys.executable, "-m", component],
             env=self.env(**{port_key: port, "instance": f"{component}-{port}"}, **changes),
             stdout=open(log, "ab"), stderr=subprocess.STDOUT,
         )
@@ -149,12 +149,12 @@ class Stack:
 
     def cli_command(self, *args: str) -> list[str]:
         """The command line of ``gridlink ARGS`` (run with ``env=self.env()``)."""
-        return [sys.executable, "-m", "services.cli", *args]
+        return [sys.executable, "-m", "gridlink", *args]
 
     async def cli(self, *args: str, timeout: float = 60) -> tuple[int, str, str]:
         """Run ``gridlink ARGS`` with this stack's environment; (exit code, stdout, stderr)."""
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", *args, env=self.env(),
+            sys.executable, "-m", "gridlink", *args, env=self.env(),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(process.communicate(), timeout)

@@ -1,7 +1,8 @@
-"""`python -m transactions` is `gridlink run transactions`."""
+"""``python -m transactions``: the transactions service (``gridlink run transactions``)."""
 
 import sys
 
-from services.cli import main
+from services.entry import run_component
+from transactions.service import main
 
-sys.exit(main(["run", "transactions"]))
+sys.exit(run_component("transactions", main))

@@ -9,15 +9,15 @@ import logging
 from typing import Any
 
 from services.ocpp16 import call, call_result, parse_time
-from services.router import CallContext, EventSink, Router
+from services.router import CallContext, Router
 from transactions.repository import TransactionRepository, sample_documents, start_key
 
 log = logging.getLogger("gridlink.transactions")
 
 
-def build_router(repo: TransactionRepository, events: EventSink) -> Router:
+def build_router(repo: TransactionRepository) -> Router:
     """Handlers; after each write an event (``transaction.started``, ``transaction.stopped``,
-    ``station.status``) is published, again on a retransmission: at least once."""
+    ``station.status``) is emitted, again on a retransmission: at least once."""
     router = Router("transactions")
 
     @router.on("StartTransaction")
@@ -49,7 +49,7 @@ def build_router(repo: TransactionRepository, events: EventSink) -> Router:
             log.info("transaction started", extra={
                 "station": ctx.station, "transaction_id": existing["_id"],
                 "connector": request.connector_id, "status": existing["id_tag_info"]["status"]})
-        await events("transaction.started", {
+        ctx.emit("transaction.started", {
             "station": ctx.station, "connector": existing["connector"],
             "transaction_id": existing["_id"], "id_tag": existing["id_tag"],
             "status": existing["id_tag_info"]["status"],
@@ -84,7 +84,7 @@ def build_router(repo: TransactionRepository, events: EventSink) -> Router:
                     "station": ctx.station, "transaction_id": request.transaction_id,
                     "energy_wh": energy})
             connector = int(transaction["connector"])
-            await events("transaction.stopped", {
+            ctx.emit("transaction.stopped", {
                 "station": ctx.station, "connector": connector,
                 "transaction_id": request.transaction_id, "at": stop_time,
                 "energy_wh": energy})
@@ -116,7 +116,7 @@ def build_router(repo: TransactionRepository, events: EventSink) -> Router:
             "received_at": ctx.received_at,
         }
         await repo.record_status(ctx.station, request.connector_id, status)
-        await events("station.status", {
+        ctx.emit("station.status", {
             "station": ctx.station, "connector": request.connector_id,
             "status": request.status, "error_code": request.error_code,
             "at": status["timestamp"], "received_at": ctx.received_at})

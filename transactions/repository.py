@@ -7,6 +7,7 @@
 - ``meter_values``: one document per sampled value, ``_id`` derived from what identifies the
   sample, so a redelivered or resent MeterValues inserts nothing new.
 - ``connector_status``: the latest status per connector; an older timestamp never wins.
+  (Both names, and the reads other components make, are in :mod:`services.transaction_records`.)
 - ``status_events``: every StatusNotification, for history.
 """
 
@@ -22,17 +23,16 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services import id_tags
+from services import counters, id_tags
 from services.ocpp16 import iso, parse_time
 from services.read_batcher import ReadBatcher
 from services.store import IndexSpec, merge_indexes
+from services.transaction_records import CONNECTOR_STATUS, TRANSACTIONS, connector_key
 from services.write_batcher import WriteBatcher, raise_unexpected
-from transactions.transaction_ids import COUNTERS, TransactionIds
+from transactions.transaction_ids import TransactionIds
 
-TRANSACTIONS = "transactions"
 ORPHAN_STOPS = "orphan_stops"
 METER_VALUES = "meter_values"
-CONNECTOR_STATUS = "connector_status"
 STATUS_EVENTS = "status_events"
 
 INDEXES: IndexSpec = merge_indexes(
@@ -49,7 +49,7 @@ INDEXES: IndexSpec = merge_indexes(
         ],
         STATUS_EVENTS: [IndexModel([("station", ASCENDING), ("timestamp", DESCENDING)])],
         ORPHAN_STOPS: [IndexModel("station")],
-        COUNTERS: [],
+        counters.COLLECTION: [],
     },
 )
 
@@ -168,7 +168,7 @@ class TransactionRepository:
             {"$setOnInsert": {"station": station, "connector": connector, **status}},
             upsert=True)
         latest = UpdateOne(
-            {"_id": f"{station}/{connector}", "timestamp": {"$lte": timestamp}},
+            {"_id": connector_key(station, connector), "timestamp": {"$lte": timestamp}},
             {"$set": {"station": station, "connector": connector, **status}},
             upsert=True)
         history_result, latest_result = await asyncio.gather(

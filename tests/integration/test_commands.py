@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 async def run_command(stack: Stack, *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "command", *args, env=stack.env(),
+        sys.executable, "-m", "gridlink", "command", *args, env=stack.env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 

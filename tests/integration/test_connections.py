@@ -62,7 +62,7 @@ async def test_newest_connection_wins_across_gateways(stack: Stack) -> None:
 def _cli(stack: Stack, *args: str) -> list[str]:
     import sys
 
-    return [sys.executable, "-m", "services.cli", *args]
+    return [sys.executable, "-m", "gridlink", *args]
 
 
 async def test_probes_and_metrics(stack: Stack) -> None:

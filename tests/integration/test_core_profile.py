@@ -120,7 +120,7 @@ async def test_remote_start_and_stop_by_connector(stack: Stack) -> None:
 def _gridlink(*args: str) -> list[str]:
     import sys
 
-    return [sys.executable, "-m", "services.cli", *args]
+    return [sys.executable, "-m", "gridlink", *args]
 
 
 async def test_unlock_connector_zero_is_refused(stack: Stack) -> None:

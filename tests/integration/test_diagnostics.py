@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services import files
+from commands.files import repository
 from tests.charger import Charger
 from tests.integration.test_core_messages import add_station, new_id
 from tests.integration.test_firmware import (
@@ -48,7 +48,7 @@ async def upload(url: str, data: bytes, *, method: str = "PUT",
 
 
 async def job(stack: Stack, command_id: str) -> dict[str, Any]:
-    found = await stack.db()[files.DIAGNOSTICS_JOBS].find_one({"_id": command_id})
+    found = await stack.db()[repository.DIAGNOSTICS_JOBS].find_one({"_id": command_id})
     assert found is not None
     return found
 
@@ -140,7 +140,7 @@ async def test_upload_failed_is_final_and_too_large_is_refused(stack: Stack,
     found = await job(stack, json.loads(out)["commandId"])
     assert found["status"] == "UploadFailed" and "file_id" not in found
     db = stack.db()
-    assert await db[f"{files.DIAGNOSTICS_BUCKET}.files"].count_documents(
+    assert await db[f"{repository.DIAGNOSTICS_BUCKET}.files"].count_documents(
         {"metadata.station": station}) == 0
 
 
@@ -199,4 +199,4 @@ async def test_charger_errors_fail_the_request_and_start_no_job(
     assert message in err and len(err.strip().splitlines()) == 1
     command = await stack.db().commands.find_one({"station": station})
     assert command["status"] == "callerror"
-    assert await stack.db()[files.DIAGNOSTICS_JOBS].count_documents({"station": station}) == 0
+    assert await stack.db()[repository.DIAGNOSTICS_JOBS].count_documents({"station": station}) == 0

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from services import files
+from commands.files import repository, rules
 from tests.charger import Charger
 from tests.integration.test_core_messages import add_station, new_id
 from tests.processes import Stack, free_port, http_status, wait_for
@@ -83,7 +83,7 @@ async def add_image(stack: Stack, base: str, tmp_path: Path, size: int = 300_000
     (tmp_path / name).write_bytes(image)
     code, out, err = await run(stack, base, "firmware", "add", str(tmp_path / name))
     assert code == 0, err
-    assert files.firmware_url(base, name) in out
+    assert rules.firmware_url(base, name) in out
     return name, image
 
 
@@ -93,7 +93,7 @@ async def download(url: str, **headers: str) -> tuple[int, bytes]:
 
 
 async def job(stack: Stack, command_id: str) -> dict[str, Any]:
-    found = await stack.db()[files.FIRMWARE_JOBS].find_one({"_id": command_id})
+    found = await stack.db()[repository.FIRMWARE_JOBS].find_one({"_id": command_id})
     assert found is not None
     return found
 
@@ -108,7 +108,7 @@ async def test_images_are_stored_listed_and_served(stack: Stack, files_base: str
     assert code == 2 and "invalid firmware name" in err
     code, out, _ = await run(stack, files_base, "firmware", "list", "--json")
     row = next(r for r in json.loads(out) if r["name"] == name)
-    assert row["size"] == len(image) and row["url"] == files.firmware_url(files_base, name)
+    assert row["size"] == len(image) and row["url"] == rules.firmware_url(files_base, name)
     assert await download(row["url"]) == (200, image)
     assert await download(row["url"], Range="bytes=1000-1999") == (206, image[1000:2000])
     assert (await download(f"{files_base}/firmware/missing.bin"))[0] == 404
@@ -126,7 +126,7 @@ async def test_update_firmware_job_follows_the_notifications(stack: Stack, files
                                  "--retry-interval", "30")
         frame = await charger.next_csms_call(timeout=20)
         assert frame[2] == "UpdateFirmware"
-        assert frame[3] == {"location": files.firmware_url(files_base, name),
+        assert frame[3] == {"location": rules.firmware_url(files_base, name),
                             "retrieveDate": "2026-11-23T22:00:00.000Z", "retries": 2,
                             "retryInterval": 30}
         # The charger reports before its UpdateFirmware.conf is even processed.
@@ -152,7 +152,7 @@ async def test_update_firmware_job_follows_the_notifications(stack: Stack, files
     assert row["history"] == ["Accepted", "Downloading", "Downloaded", "Installing",
                               "Installed"]
     # The station document keeps the latest notification received, whatever its job did.
-    station_status = await stack.db()[files.FIRMWARE_STATUS].find_one({"_id": station})
+    station_status = await stack.db()[repository.FIRMWARE_STATUS].find_one({"_id": station})
     assert station_status["status"] == "Downloading"
     assert len(station_status["history"]) == 5
 
@@ -224,4 +224,4 @@ async def test_charger_errors_fail_the_command_and_start_no_job(
     assert message in err and len(err.strip().splitlines()) == 1
     command = await stack.db().commands.find_one({"station": station})
     assert command["status"] == "callerror" and command["error_code"]
-    assert await stack.db()[files.FIRMWARE_JOBS].count_documents({"station": station}) == 0
+    assert await stack.db()[repository.FIRMWARE_JOBS].count_documents({"station": station}) == 0

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from commands import load_management as lm
-from services import charging
+from commands.load_management import allocation as lm
+from commands.load_management import repository as group_store
+from commands.load_management import rules as member_rules
 from services.errors import ConfigurationError, GridLinkError
 from tests.charger import Charger
 from tests.integration.test_core_messages import new_id
@@ -160,12 +161,12 @@ async def group_row(stack: Stack, name: str) -> dict[str, Any]:
 async def new_group(stack: Stack, unit: str, limit: float, **options: Any) -> str:
     """A group made the way the CLI makes it, without a process (faster)."""
     name = f"site-{uuid.uuid4().hex[:8]}"
-    assert await charging.save_group(stack.db(), name, unit=unit, limit=limit, **options)
+    assert await group_store.save_group(stack.db(), name, unit=unit, limit=limit, **options)
     return name
 
 
 async def members(stack: Stack, name: str, stations: list[str], **limits: Any) -> None:
-    await charging.assign(stack.db(), name, [charging.parse_member(s) for s in stations],
+    await group_store.assign(stack.db(), name, [member_rules.parse_member(s) for s in stations],
                           **limits)
 
 
@@ -278,7 +279,7 @@ async def test_minimums_that_do_not_fit_pause_the_latest(stack: Stack) -> None:
         await site.until(lambda: site.shares() == {c: 16}, "C alone")
         await site.stop(f.chargers[2], tx3)
         assert site.violations == []
-    await charging.remove_group(stack.db(), name)
+    await group_store.remove_group(stack.db(), name)
 
 
 def current_only(frame: list[Any]) -> Any:
@@ -317,7 +318,7 @@ async def test_power_limit_units_and_a_lowered_limit(stack: Stack) -> None:
         await site.stop(f.chargers[0], tx1)
         await site.stop(f.chargers[1], tx2)
         assert site.violations == []
-    await charging.remove_group(stack.db(), name)
+    await group_store.remove_group(stack.db(), name)
 
 
 @pytest.mark.parametrize("failure", [("GenericError", "busy"), '[3, "UID", {"status": 7}]',
@@ -344,7 +345,7 @@ async def test_charger_refusing_its_profile_is_recorded_and_blocks_no_one(
             return bool(doc and doc.get("failed"))
 
         await wait_for(failed, what="B's failure recorded")
-        row = next(r for r in await charging.list_groups(stack.db()) if r["group"] == name)
+        row = next(r for r in await group_store.list_groups(stack.db()) if r["group"] == name)
         states = {t["transactionId"]: t for t in row["transactions"]}
         assert states[tx2]["accepted"] is None and states[tx2]["failed"] in (
             "callerror", "rejected")
@@ -355,7 +356,7 @@ async def test_charger_refusing_its_profile_is_recorded_and_blocks_no_one(
         await site.stop(f.chargers[0], tx1)
         assert site.received == {a: [16, 10, 16], b: [10]}
         assert site.violations == []
-    await charging.remove_group(stack.db(), name)
+    await group_store.remove_group(stack.db(), name)
 
 
 async def test_groups_cli_refuses_bad_input(stack: Stack) -> None:
@@ -381,23 +382,23 @@ async def test_groups_cli_refuses_bad_input(stack: Stack) -> None:
     # The same rules, without a process each.
     db = stack.db()
     with pytest.raises(GridLinkError, match="no group"):
-        await charging.assign(db, "no-such-group", [(station, None)])
+        await group_store.assign(db, "no-such-group", [(station, None)])
     with pytest.raises(GridLinkError, match="in this group already"):
-        await charging.assign(db, name, [(station, None)])
+        await group_store.assign(db, name, [(station, None)])
     with pytest.raises(ConfigurationError, match="must be positive"):
-        await charging.save_group(db, "x", unit="W", limit=-1)
+        await group_store.save_group(db, "x", unit="W", limit=-1)
     with pytest.raises(ConfigurationError, match="phases"):
-        await charging.save_group(db, "x", unit="A", limit=10, phases=4)
+        await group_store.save_group(db, "x", unit="A", limit=10, phases=4)
     with pytest.raises(ConfigurationError, match="must not be negative"):
-        await charging.assign(db, name, [(station, 2)], min_current=-1)
-    assert await charging.unassign(db, name, [(station, 2)]) == 0
-    await charging.assign(db, name, [(station, 2)], max_current=32, min_current=6, phases=1)
-    assert await charging.unassign(db, name, [(station, 1)]) == 1
+        await group_store.assign(db, name, [(station, 2)], min_current=-1)
+    assert await group_store.unassign(db, name, [(station, 2)]) == 0
+    await group_store.assign(db, name, [(station, 2)], max_current=32, min_current=6, phases=1)
+    assert await group_store.unassign(db, name, [(station, 1)]) == 1
     group = await db.station_groups.find_one({"_id": name})
     assert group["members"] == [{"station": station, "connector": 2, "max_current": 32,
                                  "min_current": 6, "phases": 1}]
     code, _, err = await stack.cli("groups", "remove", name)
     assert code == 0, err
-    await charging.remove_group(db, other)
+    await group_store.remove_group(db, other)
     with pytest.raises(GridLinkError, match="no group"):
-        await charging.remove_group(db, other)
+        await group_store.remove_group(db, other)

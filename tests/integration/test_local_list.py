@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from services import local_list
+from commands.local_list import repository, rules
 from services.ocpp16 import utcnow
 from tests.charger import Charger
 from tests.integration.test_core_messages import new_id
@@ -66,7 +66,7 @@ class ListCharger:
                 await self.charger.answer([4, frame[1], answer[0], answer[1], {}])
                 continue
             if answer.get("status") == "Accepted":
-                self.entries = local_list.apply_update(self.entries, payload)
+                self.entries = rules.apply_update(self.entries, payload)
                 self.version = payload["listVersion"]
             await self.charger.answer([3, frame[1], answer])
 
@@ -94,7 +94,7 @@ async def list_charger(stack: Stack, station: str, *, version: int = 0
 
 
 async def desired(stack: Stack) -> dict[str, dict[str, Any]]:
-    return await local_list.desired_from_store(stack.db(), utcnow())
+    return await repository.desired_from_store(stack.db(), utcnow())
 
 
 async def stored(stack: Stack, station: str) -> dict[str, Any]:
@@ -127,7 +127,7 @@ async def test_full_then_differential(stack: Stack) -> None:
         assert {keep, block, drop} <= charger.entries.keys()
         state = await stored(stack, station)
         assert state["version"] == 1
-        assert local_list.entries_from_stored(state["entries"]) == charger.entries
+        assert rules.entries_from_stored(state["entries"]) == charger.entries
 
         new = new_tag()
         await add_tag(stack, new)
@@ -338,7 +338,7 @@ async def test_one_sync_at_a_time_per_station(stack: Stack) -> None:
     await add_station(stack, station)
     async with list_charger(stack, station) as charger:
         # Another sync is running (planned, its first message not answered yet).
-        await local_list.begin_job(stack.db(), station, [{"listVersion": 1, "updateType":
+        await repository.begin_job(stack.db(), station, [{"listVersion": 1, "updateType":
                                                           "Full"}], timeout_s=30, now=utcnow())
         code, out, err = await sync(stack, station)
         assert code == 1 and out == ""

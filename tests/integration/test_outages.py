@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from services import embedded_db
+from gridlink import embedded_db
 from tests.charger import Charger, now
 from tests.conftest import delete_namespace
 from tests.processes import Stack, free_port, http_status, wait_for

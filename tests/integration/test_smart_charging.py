@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from commands.features.smart_charging import clear_problem, set_profile_problem
+from commands.smart_charging.rules import ChargerCaps, clear_problem, set_profile_problem
+from gridlink import send_command
 from services import id_tags, stations
-from services.charging import ChargerCaps
-from services.command_client import send_command
 from services.envelope import CommandResult
 from services.ocpp16 import iso, utcnow
 from services.settings import Settings

@@ -52,64 +52,6 @@ def test_pending_and_rejected_retry_after_the_interval() -> None:
     assert bench.stats.boots == {"Pending": 1, "Rejected": 1}
 
 
-def test_session_script_runs_a_whole_transaction() -> None:
-    bench = Bench(meter_values_per_session=3)
-    bench.boot()
-    actions = []
-    for _ in range(12):
-        frame = bench.step()
-        assert frame is not None
-        assert bench.step() is None  # one outstanding CALL at a time
-        actions.append((frame[2], frame[3].get("status")))
-        if frame[2] == "MeterValues":
-            assert frame[3]["transactionId"] == 42
-            sample = frame[3]["meterValue"][0]["sampledValue"][0]
-            assert sample["measurand"] == "Energy.Active.Import.Register"
-        if frame[2] == "StopTransaction":
-            assert frame[3]["transactionId"] == 42 and frame[3]["meterStop"] == 750
-        bench.reply(frame)
-    assert actions == [
-        ("Authorize", None),
-        ("StatusNotification", "Preparing"),
-        ("StartTransaction", None),
-        ("StatusNotification", "Charging"),
-        ("MeterValues", None),
-        ("MeterValues", None),
-        ("MeterValues", None),
-        ("StopTransaction", None),
-        ("StatusNotification", "Finishing"),
-        ("StatusNotification", "Available"),
-        ("Authorize", None),
-        ("StatusNotification", "Preparing"),
-    ]
-
-
-def test_rejected_id_tag_does_not_start() -> None:
-    bench = Bench()
-    bench.boot()
-    frame = bench.step()
-    assert frame is not None
-    bench.reply(frame, {"idTagInfo": {"status": "Invalid"}})
-    assert bench.charger.connectors[0].phase is Phase.IDLE
-    again = bench.step()
-    assert again is not None and again[2] == "Authorize"
-
-
-def test_deauthorized_start_is_stopped() -> None:
-    bench = Bench()
-    bench.boot()
-    for _ in range(2):
-        frame = bench.step()
-        assert frame is not None
-        bench.reply(frame)
-    start = bench.step()
-    assert start is not None and start[2] == "StartTransaction"
-    bench.reply(start, {"transactionId": 9, "idTagInfo": {"status": "Blocked"}})
-    stop = bench.step()
-    assert stop is not None and stop[2] == "StopTransaction"
-    assert stop[3]["reason"] == "DeAuthorized" and stop[3]["transactionId"] == 9
-
-
 def test_timeout_and_callerror_are_recorded_and_the_charger_moves_on() -> None:
     bench = Bench(call_timeout_s=5.0)
     bench.boot()
@@ -153,19 +95,6 @@ def test_disconnect_keeps_transaction_messages_for_the_next_connection() -> None
     calls = bench.boot()
     assert [c[2] for c in calls][:2] == ["MeterValues", "StatusNotification"]
     assert calls[0][3]["transactionId"] == 42
-
-
-def test_authorize_and_heartbeat_scripts() -> None:
-    bench = Bench(script="authorize")
-    bench.boot()
-    for _ in range(3):
-        frame = bench.step()
-        assert frame is not None and frame[2] == "Authorize"
-        bench.reply(frame)
-    bench = Bench(script="heartbeat")
-    bench.boot()
-    frame = bench.step()
-    assert frame is not None and frame[2] == "Heartbeat"
 
 
 def test_outgoing_frames_are_schema_valid() -> None:

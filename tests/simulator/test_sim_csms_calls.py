@@ -8,6 +8,7 @@ import pytest
 from sim_helpers import Bench
 
 from simulator.charger import Phase
+from simulator.csms_calls import AnsweringCharger
 from simulator.frames import CALL, CALLERROR, CALLRESULT, check
 
 #: Every CSMS action with a valid request and the status the simulator should answer.
@@ -97,6 +98,9 @@ def test_unknown_action_is_not_implemented_and_bad_payload_is_typed() -> None:
     assert error[2] == "FormationViolation"
     (error,) = bench.csms("Reset", {"type": "Gentle"})
     assert error[2] == "PropertyConstraintViolation"
+    # A CiString20Type of 21 characters violates the field's data type (OCPP-J 1.6 §4.2.3).
+    (error,) = bench.csms("RemoteStartTransaction", {"idTag": "X" * 21})
+    assert error[2] == "TypeConstraintViolation"
 
 
 def test_remote_start_then_remote_stop_run_a_real_transaction() -> None:
@@ -240,3 +244,11 @@ def test_configuration_changes_take_effect() -> None:
         "unknownKey": ["Nope"],
     }
     assert bench.stats.csms_calls[("ChangeConfiguration", "Accepted")] == 1
+
+
+def test_a_charger_offers_everything_the_answers_use() -> None:
+    charger = Bench().charger
+    members = set(AnsweringCharger.__annotations__) | {
+        name for name in vars(AnsweringCharger) if not name.startswith("_")
+    }
+    assert members and not [m for m in sorted(members) if not hasattr(charger, m)]

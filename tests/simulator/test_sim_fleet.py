@@ -13,7 +13,8 @@ from ocpp.v16 import call
 from sim_csms import Csms, CsmsChargePoint
 
 from simulator import cli
-from simulator.fleet import Fleet, FleetPlan, Unreachable
+from simulator.fleet import END_ALL_ACCEPTED, END_DURATION, END_STOPPED, Fleet, Unreachable
+from simulator.plan import FleetPlan
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -63,7 +64,10 @@ async def test_realistic_run_reports_what_the_server_received(
     assert csms.received["BootNotification"] == 6
     assert csms.received["StatusNotification"] >= 6 * 3  # connectors 0, 1, 2 after boot
     assert csms.received["StopTransaction"] >= 6  # every charger finished a session
-    assert report["target_rate"] == 60 and report["achieved_rate"] > 45
+    # Paced, and never faster than the target (the bucket holds at most ~2 tokens of burst);
+    # how close to the target a machine gets is a benchmark's question, not this test's.
+    assert report["target_rate"] == 60 and 0 < report["achieved_rate"] <= 60 * 1.1
+    assert report["end_reason"] == END_DURATION
 
 
 async def test_storm_waits_until_all_are_accepted_through_pending() -> None:
@@ -84,8 +88,10 @@ async def test_storm_waits_until_all_are_accepted_through_pending() -> None:
         report = fleet.report()
     assert report["boot"]["chargers_accepted"] == 30
     assert report["boot"]["answers"] == {"Accepted": 30, "Pending": 10}
-    assert 1.0 <= report["boot"]["all_accepted_s"] < 10
-    assert report["duration_s"] < 10  # the storm ends once everyone is Accepted
+    # The Pending ones were Accepted on their retry 1 s later, before the run ended ...
+    assert 1.0 <= report["boot"]["all_accepted_s"] <= report["duration_s"]
+    # ... and the storm ended because everyone was Accepted, not because duration_s ran out.
+    assert report["end_reason"] == END_ALL_ACCEPTED and fleet.end_reason == END_ALL_ACCEPTED
     assert csms.received["BootNotification"] == 40
     assert report["connections"]["connect_failures"] == {}
 
@@ -162,6 +168,7 @@ async def test_answers_csms_initiated_calls_and_acts_on_them() -> None:
     assert report["connections"]["disconnects"].get("reset") == 1
     assert report["csms_calls"]["RemoteStartTransaction"] == {"Accepted": 1}
     assert report["overall"]["errors"] == 0
+    assert report["end_reason"] == END_STOPPED
 
 
 def _closed_port() -> int:

@@ -1,10 +1,8 @@
-"""Fleet plans: identities, id tags, URLs, splitting over processes; the jittered script."""
+"""Fleet plans: identities, id tags, URLs, per-charger configs, splitting over processes."""
 
 from __future__ import annotations
 
-from sim_helpers import Bench
-
-from simulator.fleet import FleetPlan, split_plan
+from simulator.plan import FleetPlan, split_plan
 
 
 def test_ids_tags_and_urls() -> None:
@@ -24,22 +22,13 @@ def test_split_keeps_ids_unique_and_rate_proportional() -> None:
     assert [p.source_addresses for p in parts] == [("a",), ("b",), ("a", "b")]
 
 
-def test_jitter_delays_first_sessions_and_varies_their_length() -> None:
-    lengths = set()
-    delays = set()
-    for n in range(12):
-        bench = Bench(charger_id=f"J{n}", jitter=True, meter_values_per_session=4)
-        bench.boot()
-        skipped = 0
-        while (frame := bench.step()) is None:
-            skipped += 1
-        delays.add(skipped)
-        meter_values = 0
-        while frame[2] != "StopTransaction":
-            meter_values += frame[2] == "MeterValues"
-            bench.reply(frame)
-            frame = bench.step()
-            assert frame is not None
-        lengths.add(meter_values)
-    assert len(delays) > 3 and len(lengths) > 1
-    assert all(2 <= m <= 6 for m in lengths)
+def test_charger_configs_follow_the_plan() -> None:
+    plan = FleetPlan(url="ws://x/ocpp", chargers=3, connectors=2, id_tag="T{n}", script="heartbeat")
+    config = plan.charger_config(1)
+    assert (config.charger_id, config.id_tag, config.connectors) == ("SIM2", "T2", 2)
+    assert config.script == "heartbeat" and config.jitter
+    storm = FleetPlan(url="ws://x/ocpp", chargers=3, profile="storm", script="heartbeat")
+    assert storm.charger_config(0).script == "session"  # only realistic paces another mix
+    assert plan.source_address(0) is None
+    spread = FleetPlan(url="ws://x/ocpp", chargers=3, source_addresses=("a", "b"))
+    assert [spread.source_address(i) for i in range(3)] == ["a", "b", "a"]

@@ -11,7 +11,7 @@ import pytest
 def gridlink(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     import os
 
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "gridlink", *args], capture_output=True,
                           text=True, timeout=60, env={**os.environ, **env})
 
 

@@ -19,16 +19,10 @@ import aiohttp
 import pytest
 from pymongo import AsyncMongoClient
 
-from commands.features.firmware import (
-    ACCEPTED,
-    DIAGNOSTICS,
-    FIRMWARE,
-    JobBook,
-    get_diagnostics_problem,
-    update_firmware_problem,
-)
-from commands.file_server import FileServer, parse_range
-from services import files
+from commands.files import repository, rules
+from commands.files.http_server import FileServer, parse_range
+from commands.files.jobs import ACCEPTED, DIAGNOSTICS, FIRMWARE, JobBook
+from commands.files.rules import get_diagnostics_problem, update_firmware_problem
 from services.ocpp16 import utcnow
 
 LIMIT = 64 * 1024
@@ -36,14 +30,14 @@ TOKEN_A = "a" * 32
 
 
 @pytest.fixture
-async def db(mongo_url: str) -> AsyncIterator[files.Db]:
+async def db(mongo_url: str) -> AsyncIterator[repository.Db]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     yield client[f"unit_files_{uuid.uuid4().hex[:8]}"]
     await client.close()
 
 
 @pytest.fixture
-async def base(db: files.Db) -> AsyncIterator[str]:
+async def base(db: repository.Db) -> AsyncIterator[str]:
     server = FileServer(db, max_upload_bytes=LIMIT)
     port = await server.start("127.0.0.1", 0)
     yield f"http://127.0.0.1:{port}"
@@ -56,28 +50,28 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def slot(db: files.Db, station: str = "CP/1", *, token: str = TOKEN_A,
+async def slot(db: repository.Db, station: str = "CP/1", *, token: str = TOKEN_A,
                expires_in: timedelta = timedelta(hours=1)) -> str:
     """Register an upload token and an open diagnostics job; the command id."""
     command_id = uuid.uuid4().hex
-    assert await files.register_upload_token(db, token, station, command_id,
+    assert await repository.register_upload_token(db, token, station, command_id,
                                              utcnow() + expires_in)
     now = utcnow()
-    await db[files.DIAGNOSTICS_JOBS].insert_one({
+    await db[repository.DIAGNOSTICS_JOBS].insert_one({
         "_id": command_id, "station": station, "status": ACCEPTED, "since": now,
         "status_at": now, "updated_at": now, "history": []})
     return command_id
 
 
 def upload_url(base: str, station: str = "CP/1", token: str = TOKEN_A, name: str = "") -> str:
-    location = files.diagnostics_location(base, station, token)
+    location = rules.diagnostics_location(base, station, token)
     return f"{location}/{name}" if name else location
 
 
-async def stored(db: files.Db, command_id: str) -> tuple[dict[str, Any], bytes]:
-    document = await files.latest_upload(db, command_id)
+async def stored(db: repository.Db, command_id: str) -> tuple[dict[str, Any], bytes]:
+    document = await repository.latest_upload(db, command_id)
     assert document is not None
-    data = b"".join([chunk async for chunk in files.read_diagnostics(db, document["_id"])])
+    data = b"".join([chunk async for chunk in repository.read_diagnostics(db, document["_id"])])
     return document, data
 
 
@@ -85,7 +79,7 @@ async def stored(db: files.Db, command_id: str) -> tuple[dict[str, Any], bytes]:
 
 
 async def test_raw_put_is_stored_with_metadata_and_linked_to_its_job(
-        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+        db: repository.Db, base: str, http: aiohttp.ClientSession) -> None:
     command_id = await slot(db)
     body = os.urandom(40_000)
     async with http.put(upload_url(base, name="diag 1.log"), data=body) as response:
@@ -98,14 +92,14 @@ async def test_raw_put_is_stored_with_metadata_and_linked_to_its_job(
     assert metadata["station"] == "CP/1" and metadata["command_id"] == command_id
     assert metadata["filename"] == "diag 1.log" and metadata["size"] == len(body)
     assert isinstance(metadata["uploaded_at"], datetime)
-    job = await db[files.DIAGNOSTICS_JOBS].find_one({"_id": command_id})
+    job = await db[repository.DIAGNOSTICS_JOBS].find_one({"_id": command_id})
     assert job["file_id"] == document["_id"] and job["uploaded_size"] == len(body)
-    token = await files.upload_token(db, TOKEN_A)
+    token = await repository.upload_token(db, TOKEN_A)
     assert token is not None and token["uploads"] == 1
 
 
 async def test_multipart_post_stores_the_file_part(
-        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+        db: repository.Db, base: str, http: aiohttp.ClientSession) -> None:
     command_id = await slot(db)
     form = aiohttp.FormData()
     form.add_field("note", "not the file")
@@ -120,7 +114,7 @@ async def test_multipart_post_stores_the_file_part(
 
 
 async def test_raw_body_without_a_name_gets_one(
-        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+        db: repository.Db, base: str, http: aiohttp.ClientSession) -> None:
     command_id = await slot(db, "CP2")
     async with http.post(upload_url(base, "CP2"), data=b"x") as response:
         assert response.status == 200
@@ -134,21 +128,21 @@ async def test_raw_body_without_a_name_gets_one(
     ("CP/1", "short", 404),     # not even a token
 ])
 async def test_uploads_need_the_stations_token(
-        db: files.Db, base: str, http: aiohttp.ClientSession, station: str, token: str,
+        db: repository.Db, base: str, http: aiohttp.ClientSession, station: str, token: str,
         status: int) -> None:
     await slot(db)
     async with http.put(upload_url(base, station, token), data=b"data") as response:
         assert response.status == status
-    assert await db[f"{files.DIAGNOSTICS_BUCKET}.files"].count_documents({}) == 0
+    assert await db[f"{repository.DIAGNOSTICS_BUCKET}.files"].count_documents({}) == 0
 
 
 async def test_expired_and_exhausted_tokens_are_refused(
-        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+        db: repository.Db, base: str, http: aiohttp.ClientSession) -> None:
     await slot(db, token="e" * 32, expires_in=timedelta(seconds=-1))
     async with http.put(upload_url(base, token="e" * 32), data=b"data") as response:
         assert response.status == 403
     await slot(db)
-    for _ in range(files.MAX_UPLOADS_PER_TOKEN):
+    for _ in range(rules.MAX_UPLOADS_PER_TOKEN):
         async with http.put(upload_url(base), data=b"data") as response:
             assert response.status == 200
     async with http.put(upload_url(base), data=b"data") as response:
@@ -156,15 +150,15 @@ async def test_expired_and_exhausted_tokens_are_refused(
 
 
 async def test_too_large_by_content_length(
-        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+        db: repository.Db, base: str, http: aiohttp.ClientSession) -> None:
     await slot(db)
     async with http.put(upload_url(base), data=b"x" * (LIMIT + 1)) as response:
         assert response.status == 413
-    assert await db[f"{files.DIAGNOSTICS_BUCKET}.files"].count_documents({}) == 0
+    assert await db[f"{repository.DIAGNOSTICS_BUCKET}.files"].count_documents({}) == 0
 
 
 async def test_too_large_while_streaming_leaves_nothing_behind(
-        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+        db: repository.Db, base: str, http: aiohttp.ClientSession) -> None:
     await slot(db)
 
     async def chunks() -> AsyncIterator[bytes]:  # chunked: no Content-Length to check
@@ -173,8 +167,8 @@ async def test_too_large_while_streaming_leaves_nothing_behind(
 
     async with http.put(upload_url(base), data=chunks()) as response:
         assert response.status == 413
-    assert await db[f"{files.DIAGNOSTICS_BUCKET}.files"].count_documents({}) == 0
-    assert await db[f"{files.DIAGNOSTICS_BUCKET}.chunks"].count_documents({}) == 0
+    assert await db[f"{repository.DIAGNOSTICS_BUCKET}.files"].count_documents({}) == 0
+    assert await db[f"{repository.DIAGNOSTICS_BUCKET}.chunks"].count_documents({}) == 0
 
 
 async def raw_request(base: str, head: str) -> bytes:
@@ -190,7 +184,7 @@ async def raw_request(base: str, head: str) -> bytes:
 
 
 async def test_expect_100_continue_is_refused_before_the_body(
-        db: files.Db, base: str) -> None:
+        db: repository.Db, base: str) -> None:
     await slot(db)
     path = upload_url(base).removeprefix(base)
     too_big = (f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {LIMIT + 1}\r\n"
@@ -203,7 +197,7 @@ async def test_expect_100_continue_is_refused_before_the_body(
 
 
 async def test_malformed_multipart_is_a_bad_request(
-        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+        db: repository.Db, base: str, http: aiohttp.ClientSession) -> None:
     await slot(db)
     headers = {"Content-Type": "multipart/form-data; boundary=zzz"}
     async with http.post(upload_url(base), data=b"no parts here", headers=headers) as response:
@@ -231,10 +225,10 @@ async def test_database_outage_answers_503_so_the_charger_retries(
 
 
 async def test_firmware_download_head_and_ranges(
-        db: files.Db, base: str, http: aiohttp.ClientSession) -> None:
+        db: repository.Db, base: str, http: aiohttp.ClientSession) -> None:
     image = os.urandom(300_000)  # more than one GridFS chunk
-    await files.add_firmware(db, "cp-1.2.bin", io.BytesIO(image))
-    url = files.firmware_url(base, "cp-1.2.bin")
+    await repository.add_firmware(db, "cp-1.2.bin", io.BytesIO(image))
+    url = rules.firmware_url(base, "cp-1.2.bin")
     async with http.get(url) as response:
         assert response.status == 200 and await response.read() == image
         etag = response.headers["ETag"]
@@ -256,16 +250,16 @@ async def test_firmware_download_head_and_ranges(
     async with http.get(url, headers={"Range": f"bytes={len(image)}-"}) as response:
         assert response.status == 416
         assert response.headers["Content-Range"] == f"bytes */{len(image)}"
-    async with http.get(files.firmware_url(base, "nope.bin")) as response:
+    async with http.get(rules.firmware_url(base, "nope.bin")) as response:
         assert response.status == 404
 
 
-async def test_firmware_names_are_unique(db: files.Db) -> None:
-    await files.add_firmware(db, "fw.bin", io.BytesIO(b"1"))
+async def test_firmware_names_are_unique(db: repository.Db) -> None:
+    await repository.add_firmware(db, "fw.bin", io.BytesIO(b"1"))
     with pytest.raises(ValueError, match="exists already"):
-        await files.add_firmware(db, "fw.bin", io.BytesIO(b"2"))
+        await repository.add_firmware(db, "fw.bin", io.BytesIO(b"2"))
     with pytest.raises(ValueError, match="invalid firmware name"):
-        await files.add_firmware(db, "../fw.bin", io.BytesIO(b"2"))
+        await repository.add_firmware(db, "../fw.bin", io.BytesIO(b"2"))
 
 
 @pytest.mark.parametrize(("header", "expected"), [
@@ -294,18 +288,18 @@ def test_unsatisfiable_ranges(header: str) -> None:
 
 
 def test_upload_locations_are_recognised_by_path() -> None:
-    location = files.diagnostics_location("https://gl.example/files/", "CP 1/a", TOKEN_A)
+    location = rules.diagnostics_location("https://gl.example/files/", "CP 1/a", TOKEN_A)
     assert location == f"https://gl.example/files/diagnostics/CP%201%2Fa/{TOKEN_A}"
-    assert files.parse_upload_location(location) == files.UploadLocation("CP 1/a", TOKEN_A)
-    assert files.parse_upload_location(f"ftp://other/diagnostics/CP1/{TOKEN_A}/") is not None
-    assert files.parse_upload_location("ftp://other/diagnostics/CP1/logs") is None
-    assert files.parse_upload_location("http://other/upload") is None
+    assert rules.parse_upload_location(location) == rules.UploadLocation("CP 1/a", TOKEN_A)
+    assert rules.parse_upload_location(f"ftp://other/diagnostics/CP1/{TOKEN_A}/") is not None
+    assert rules.parse_upload_location("ftp://other/diagnostics/CP1/logs") is None
+    assert rules.parse_upload_location("http://other/upload") is None
 
 
 def test_firmware_urls_of_this_server() -> None:
     base = "http://gl:9180"
-    assert files.firmware_name_in(files.firmware_url(base, "a.bin"), base) == "a.bin"
-    assert files.firmware_name_in("http://elsewhere/firmware/a.bin", base) is None
+    assert rules.firmware_name_in(rules.firmware_url(base, "a.bin"), base) == "a.bin"
+    assert rules.firmware_name_in("http://elsewhere/firmware/a.bin", base) is None
 
 
 @pytest.mark.parametrize(("payload", "problem"), [
@@ -343,7 +337,7 @@ def test_status_steps() -> None:
     assert DIAGNOSTICS.may_follow("UploadFailed") == [ACCEPTED, "Uploading"]
 
 
-async def test_late_and_repeated_notifications_never_move_a_job_back(db: files.Db) -> None:
+async def test_late_and_repeated_notifications_never_move_a_job_back(db: repository.Db) -> None:
     book = JobBook(db, FIRMWARE)
     t0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
     await book.open({"_id": "job1", "station": "CP1", "status": ACCEPTED, "since": t0,
@@ -351,20 +345,21 @@ async def test_late_and_repeated_notifications_never_move_a_job_back(db: files.D
     at = [t0 + timedelta(seconds=i) for i in range(1, 6)]
     await book.notify("CP1", "Downloaded", at[1], "m2")
     await book.notify("CP1", "Downloading", at[0], "m1")           # processed late
-    assert (await db[files.FIRMWARE_JOBS].find_one({"_id": "job1"}))["status"] == "Downloaded"
+    assert (await db[repository.FIRMWARE_JOBS].find_one({"_id": "job1"}))["status"] == "Downloaded"
     await book.notify("CP1", "Installed", at[3], "m4")
     await book.notify("CP1", "InstallationFailed", at[2], "m3")    # older than the final one
     await book.notify("CP1", "Installed", at[3], "m4")             # redelivered
-    job = await db[files.FIRMWARE_JOBS].find_one({"_id": "job1"})
+    job = await db[repository.FIRMWARE_JOBS].find_one({"_id": "job1"})
     assert job["status"] == "Installed"
     assert [(h["status"], h["applied"]) for h in job["history"]] == [
         ("Downloaded", True), ("Downloading", False), ("Installed", True),
         ("InstallationFailed", False)]
-    station = await db[files.FIRMWARE_STATUS].find_one({"_id": "CP1"})
+    station = await db[repository.FIRMWARE_STATUS].find_one({"_id": "CP1"})
     assert station["status"] == "Installed" and len(station["history"]) == 4
 
 
-async def test_a_job_replays_notifications_that_came_first_and_supersedes(db: files.Db) -> None:
+async def test_a_job_replays_notifications_that_came_first_and_supersedes(
+        db: repository.Db) -> None:
     book = JobBook(db, DIAGNOSTICS)
     t0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -376,7 +371,7 @@ async def test_a_job_replays_notifications_that_came_first_and_supersedes(db: fi
     await book.notify("CP1", "Uploading", t0 + timedelta(seconds=5), "n1")   # the old job's
     await book.notify("CP1", "Uploading", t0 + timedelta(seconds=11), "n2")  # before "new"
     await book.open(job("new", t0 + timedelta(seconds=10)))                  # exists
-    jobs = db[files.DIAGNOSTICS_JOBS]
+    jobs = db[repository.DIAGNOSTICS_JOBS]
     assert (await jobs.find_one({"_id": "old"}))["status"] == "Superseded"
     new = await jobs.find_one({"_id": "new"})
     assert new["status"] == "Uploading"

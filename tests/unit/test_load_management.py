@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from commands import load_management as lm
-from commands.features.load_management_feature import Pacer, controlled, retry_after
-from services import charging
+from commands.load_management import allocation as lm
+from commands.load_management import rules as member_rules
+from commands.load_management.rules import Pacer, controlled, retry_after
+from commands.smart_charging import rules as charging_rules
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -438,7 +439,7 @@ async def test_pacer_spaces_sends() -> None:
     ("urn:x", ("urn:x", None)),
 ])
 def test_parse_member(text: str, member: tuple[str, int | None]) -> None:
-    assert charging.parse_member(text) == member
+    assert member_rules.parse_member(text) == member
 
 
 @pytest.mark.parametrize("text", ["", ":3", "CP1:0"])
@@ -446,16 +447,16 @@ def test_parse_member_refuses(text: str) -> None:
     from services.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError):
-        charging.parse_member(text)
+        member_rules.parse_member(text)
 
 
 def test_member_for_prefers_the_connector_entry() -> None:
     group = {"members": [{"station": "A", "connector": None, "max_current": 16},
                          {"station": "A", "connector": 2, "max_current": 32},
                          {"station": "B", "connector": 1}]}
-    assert charging.member_for(group, "A", 2)["max_current"] == 32
-    assert charging.member_for(group, "A", 1)["max_current"] == 16
-    assert charging.member_for(group, "B", 2) is None
+    assert member_rules.member_for(group, "A", 2)["max_current"] == 32
+    assert member_rules.member_for(group, "A", 1)["max_current"] == 16
+    assert member_rules.member_for(group, "B", 2) is None
 
 
 @pytest.mark.parametrize(("criteria", "matches"), [
@@ -468,7 +469,7 @@ def test_member_for_prefers_the_connector_entry() -> None:
     ({"chargingProfilePurpose": "TxDefaultProfile"}, False),
 ])
 def test_clear_matches(criteria: dict, matches: bool) -> None:
-    assert charging.clear_matches(criteria, charging_profile_id=7, connector=1,
+    assert charging_rules.clear_matches(criteria, charging_profile_id=7, connector=1,
                                   purpose="TxProfile", stack_level=1) is matches
 
 
@@ -479,13 +480,13 @@ def test_caps_from_configuration_snapshot() -> None:
         {"key": "ChargingScheduleAllowedChargingRateUnit", "value": "Current"},
         {"key": "ChargingScheduleMaxPeriods", "value": "24"},
         {"key": "MaxChargingProfilesInstalled", "value": "not a number"}]}
-    caps = charging.caps_from(snapshot)
-    assert caps == charging.ChargerCaps(connectors=2, max_stack_level=8,
+    caps = charging_rules.caps_from(snapshot)
+    assert caps == charging_rules.ChargerCaps(connectors=2, max_stack_level=8,
                                         units=frozenset({"A"}), max_periods=24)
     assert caps.unit_for("W") == "A" and caps.unit_for("A") == "A"
-    assert charging.caps_from(None) == charging.ChargerCaps()
-    assert charging.caps_from(None).unit_for("W") == "W"
-    both = charging.caps_from({"keys": [
+    assert charging_rules.caps_from(None) == charging_rules.ChargerCaps()
+    assert charging_rules.caps_from(None).unit_for("W") == "W"
+    both = charging_rules.caps_from({"keys": [
         {"key": "ChargingScheduleAllowedChargingRateUnit", "value": "Current,Power"}]})
     assert both.units == frozenset({"A", "W"})
 

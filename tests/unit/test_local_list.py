@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services import local_list
-from services.local_list import ListLimits
+from commands.local_list import rules as local_list
+from commands.local_list.rules import ListLimits
 
 NOW = datetime(2026, 11, 23, 20, 0, tzinfo=UTC)
 ACCEPTED = {"status": "Accepted"}

@@ -70,7 +70,7 @@ def test_id_tag_info() -> None:
 
 
 def test_every_csms_action_has_a_valid_example() -> None:
-    from services.command_examples import EXAMPLES, epilog
+    from gridlink.command_examples import EXAMPLES, epilog
 
     assert set(EXAMPLES) == set(ocpp16.CSMS_ACTIONS)
     for action, payload in EXAMPLES.items():

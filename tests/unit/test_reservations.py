@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services import reservations
-from services.reservations import StationFacts
+from commands.reservations import rules as reservations
+from commands.reservations.rules import StationFacts
 
 
 @pytest.mark.parametrize(("tag", "parent", "matches"), [

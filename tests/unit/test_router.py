@@ -27,7 +27,7 @@ async def test_dispatch_builds_typed_request_and_validated_reply() -> None:
         seen.append((request, ctx))
         return call_result.Authorize(id_tag_info={"status": "Accepted"})
 
-    reply = await router.dispatch(message("Authorize", {"idTag": "T"}))
+    reply = (await router.dispatch(message("Authorize", {"idTag": "T"}))).reply
     assert reply is not None and reply.payload == {"idTagInfo": {"status": "Accepted"}}
     assert (reply.station, reply.session, reply.unique_id) == ("S", "s1", "u1")
     assert seen[0][0].id_tag == "T" and seen[0][1].station == "S"
@@ -44,12 +44,13 @@ async def test_ocpp_errors_become_callerrors_and_bad_responses_internal_errors()
     async def broken(request: call.Heartbeat, ctx: CallContext) -> dict:
         return {"currentTime": 12}
 
-    reply = await router.dispatch(message("Authorize", {"idTag": "T"}))
+    reply = (await router.dispatch(message("Authorize", {"idTag": "T"}))).reply
     assert reply is not None
     assert (reply.error_code, reply.error_description) == ("PropertyConstraintViolation", "nope")
-    reply = await router.dispatch(message("Heartbeat", {}))
+    reply = (await router.dispatch(message("Heartbeat", {}))).reply
     assert reply is not None and reply.error_code == "InternalError"
-    reply = await router.dispatch(message("MeterValues", {"connectorId": 1, "meterValue": []}))
+    reply = (await router.dispatch(message("MeterValues", {"connectorId": 1,
+                                                           "meterValue": []}))).reply
     assert reply is not None and reply.error_code == "NotSupported"
 
 
@@ -62,10 +63,42 @@ async def test_answered_calls_get_no_reply_but_run() -> None:
         ran.append(ctx.station)
         return call_result.Heartbeat(current_time="2026-01-01T00:00:00Z")
 
-    assert await router.dispatch(message("Heartbeat", {}, answered=True)) is None
+    assert (await router.dispatch(message("Heartbeat", {}, answered=True))).reply is None
     assert ran == ["S"]
 
 
 def test_only_charger_actions_can_be_routed() -> None:
     with pytest.raises(ValueError):
         Router("test").on("Reset")
+
+
+async def test_events_travel_with_the_reply_and_a_retry_starts_afresh() -> None:
+    router = Router("test")
+    attempts: list[int] = []
+
+    @router.on("Heartbeat")
+    async def beat(request: call.Heartbeat, ctx: CallContext) -> call_result.Heartbeat:
+        attempts.append(len(attempts))
+        ctx.emit("station.seen", {"station": ctx.station, "attempt": len(attempts)})
+        return call_result.Heartbeat(current_time="2026-01-01T00:00:00Z")
+
+    first = await router.dispatch(message("Heartbeat", {}))
+    second = await router.dispatch(message("Heartbeat", {}))
+    assert [e.routing_key for e in first.events] == ["station.seen"]
+    assert first.events[0].body == {"station": "S", "attempt": 1}
+    assert [e.body["attempt"] for e in second.events] == [2]  # its own events only
+
+
+def test_actions_know_their_lane() -> None:
+    router = Router("test")
+
+    @router.on("Authorize", lane="rpc")
+    async def authorize(request: call.Authorize, ctx: CallContext) -> None:
+        return None
+
+    @router.on("Heartbeat")
+    async def beat(request: call.Heartbeat, ctx: CallContext) -> None:
+        return None
+
+    assert router.lanes == {"Authorize": "rpc", "Heartbeat": "work"}
+    assert router.actions == {"Authorize", "Heartbeat"}

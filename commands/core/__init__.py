@@ -1,0 +1,1 @@
+"""Core profile commands: availability, configuration snapshots, remote start/stop checks."""

@@ -1,0 +1,1 @@
+"""Firmware and diagnostics: jobs, notifications, and the file server chargers use."""

@@ -1,0 +1,147 @@
+"""Firmware Management (OCPP 1.6 §5.9, §5.19, §4.4, §4.5): jobs, notifications, file server.
+
+- **UpdateFirmware** is checked before it is recorded: a location GridLink can hand to a
+  charger (http, https, ftp, ftps — SupportedFileTransferProtocols) and no negative retries
+  or retryInterval; a URL of GridLink's own file server must name an image it holds.
+  When the charger accepts it, a **firmware job** (``firmware_jobs``, ``_id`` = command id)
+  starts in ``Accepted`` and follows FirmwareStatusNotification: Downloading → Downloaded →
+  Installing → Installed, or DownloadFailed / InstallationFailed.
+- **GetDiagnostics** likewise (retries, retryInterval ≥ 0, startTime ≤ stopTime). A location
+  on GridLink's upload endpoint (``…/diagnostics/{station}/{token}``) registers its token
+  for that station and command before anything is sent, so the charger's upload is
+  accepted however fast it comes. When the charger accepts, a **diagnostics job** starts in
+  ``Accepted`` (``NoDiagnostics`` when the answer has no fileName) and follows
+  DiagnosticsStatusNotification: Uploading → Uploaded / UploadFailed; the uploaded file is
+  linked to it (``file_id``).
+
+How notifications find their job: :mod:`commands.files.jobs`. The file server
+(:mod:`commands.files.http_server`) runs as a background job unless ``GRIDLINK_FILES_PORT``
+is 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from commands.files import repository, rules
+from commands.files.http_server import FileServer
+from commands.files.jobs import ACCEPTED, DIAGNOSTICS, FIRMWARE, NO_DIAGNOSTICS, JobBook, new_job
+from commands.hooks import CommandHooks, refuse
+from commands.lifecycle import Lifecycle
+from services.envelope import CommandRequest
+from services.errors import CommandRefused
+from services.ocpp16 import call, call_result, parse_time, utcnow
+from services.router import CallContext
+from services.runtime import ServiceRuntime
+
+log = logging.getLogger("gridlink.commands.firmware")
+
+
+def register(hooks: CommandHooks, commands: Lifecycle) -> None:
+    runtime = hooks.runtime
+    db = runtime.store.db
+    router = hooks.router
+    firmware_jobs = JobBook(db, FIRMWARE)
+    diagnostics_jobs = JobBook(db, DIAGNOSTICS)
+    base = rules.public_base_url(runtime.settings)
+    hooks.add_indexes(repository.INDEXES)
+
+    @router.on("FirmwareStatusNotification")
+    async def firmware_status(request: call.FirmwareStatusNotification, ctx: CallContext
+                              ) -> call_result.FirmwareStatusNotification:
+        await firmware_jobs.notify(ctx.station, request.status, ctx.received_at,
+                                   f"{ctx.session}/{ctx.unique_id}")
+        return call_result.FirmwareStatusNotification()
+
+    @router.on("DiagnosticsStatusNotification")
+    async def diagnostics_status(request: call.DiagnosticsStatusNotification, ctx: CallContext
+                                 ) -> call_result.DiagnosticsStatusNotification:
+        await diagnostics_jobs.notify(ctx.station, request.status, ctx.received_at,
+                                      f"{ctx.session}/{ctx.unique_id}")
+        return call_result.DiagnosticsStatusNotification()
+
+    # --- UpdateFirmware ---------------------------------------------------------------------
+
+    @hooks.validate("UpdateFirmware")
+    async def update_firmware_rules(rt: ServiceRuntime, request: CommandRequest) -> None:
+        problem = rules.update_firmware_problem(request.payload)
+        if problem is not None:
+            refuse(("PropertyConstraintViolation", problem))
+        name = rules.firmware_name_in(request.payload["location"], base)
+        if name is not None and not await rt.with_store(
+                lambda: repository.firmware_exists(db, name)):
+            raise CommandRefused("UnknownFirmware", f"no firmware {name!r} on this file server")
+
+    @hooks.after("UpdateFirmware")
+    async def firmware_job(rt: ServiceRuntime, command: dict[str, Any]) -> None:
+        if command["status"] != "accepted":
+            return  # the command's own record says why
+        payload = command["payload"]
+        job = new_job(command, ACCEPTED, location=payload["location"],
+                      firmware=rules.firmware_name_in(payload["location"], base),
+                      retrieve_date=parse_time(payload["retrieveDate"]),
+                      retries=payload.get("retries"), retry_interval=payload.get("retryInterval"))
+        await rt.with_store(lambda: firmware_jobs.open(job))
+
+    # --- GetDiagnostics ---------------------------------------------------------------------
+
+    @hooks.validate("GetDiagnostics")
+    async def get_diagnostics_rules(rt: ServiceRuntime, request: CommandRequest) -> None:
+        problem = rules.get_diagnostics_problem(request.payload, request.station)
+        if problem is not None:
+            refuse(("PropertyConstraintViolation", problem))
+        slot = rules.parse_upload_location(request.payload["location"])
+        if slot is None:
+            return  # somebody else's server
+        expires_at = rules.token_expiry(request.payload, utcnow())
+        if not await rt.with_store(lambda: repository.register_upload_token(
+                db, slot.token, request.station, request.command_id, expires_at)):
+            raise CommandRefused("PropertyConstraintViolation",
+                                 "location: this upload token belongs to another command")
+
+    @hooks.after("GetDiagnostics")
+    async def diagnostics_job(rt: ServiceRuntime, command: dict[str, Any]) -> None:
+        if command["status"] != "accepted":
+            return
+        payload = command["payload"]
+        file_name = (command.get("response") or {}).get("fileName")
+        times = {key: parse_time(payload[name]) if name in payload else None
+                 for key, name in (("start_time", "startTime"), ("stop_time", "stopTime"))}
+        job = new_job(command, ACCEPTED if file_name else NO_DIAGNOSTICS,
+                      location=payload["location"], file_name=file_name, **times)
+        await rt.with_store(lambda: diagnostics_jobs.open(job))
+        upload = await rt.with_store(lambda: repository.latest_upload(db, command["_id"]))
+        if upload is not None:  # the charger was quicker than this answer
+            await rt.with_store(lambda: repository.link_diagnostics_file(
+                db, command["_id"], upload))
+
+    # --- the file server ----------------------------------------------------------------------
+
+    if runtime.settings.files_port != 0:
+        hooks.background.append(serve_files)
+
+
+async def serve_files(runtime: ServiceRuntime) -> None:
+    """Serve uploads and downloads until the service stops (retrying a busy port)."""
+    settings = runtime.settings
+    while not runtime.stopping.is_set():
+        server = FileServer(runtime.store.db, max_upload_bytes=settings.max_upload_bytes,
+                            shutdown_timeout_s=min(settings.shutdown_grace_s, 10.0))
+        try:
+            port = await server.start(settings.files_host, settings.files_port)
+        except OSError as exc:
+            log.error("file server cannot listen; retrying", extra={
+                "port": settings.files_port, "error": str(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stopping.wait(), 5.0)
+            continue
+        log.info("file server listening", extra={
+            "port": port, "url": rules.public_base_url(settings)})
+        try:
+            await runtime.stopping.wait()
+        finally:
+            await server.stop()
+        return

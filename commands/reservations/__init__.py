@@ -1,0 +1,1 @@
+"""Reservations: ReserveNow and CancelReservation with stored reservations."""

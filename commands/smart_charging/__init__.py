@@ -1,0 +1,1 @@
+"""Smart Charging: charging profiles, what each charger holds, composite schedules."""

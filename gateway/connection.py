@@ -1,0 +1,273 @@
+"""The charger connections of a gateway pod: each one's loop and what is delivered to it.
+
+:meth:`ConnectionHandler.handle` runs once per connection: it refuses a client without the
+``ocpp1.6`` subprotocol (1002), registers the session (closing an older connection of the
+station here with 1000) and attaches the station on the broker (a pod holding an older one
+closes it), then feeds each frame through the codec and the session: charger calls are
+published through the bridge (Heartbeat answered at the edge when configured), answers to
+CSMS calls end them. When the connection ends, unanswered CSMS calls end ``closed``.
+
+:meth:`ConnectionHandler.on_station_message` takes what the broker sends for a station:
+replies to charger calls, CSMS calls (sent one at a time, each with its timer) and
+takeovers by another pod (closed with 1000). While the broker is unreachable a connection
+is closed with 1013 (try again later) rather than answering an error the charger would
+count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from gateway import codec
+from gateway.handshake import SUBPROTOCOL, station_id
+from gateway.registry import Attached, Registry
+from gateway.session import Session
+from services.envelope import (
+    CallOutcome,
+    CallReply,
+    ChargerCall,
+    CsmsCall,
+    StationMessage,
+    Takeover,
+)
+from services.errors import BusUnavailable, OcppError
+from services.metrics import (
+    CALLERRORS,
+    CONNECTIONS,
+    CONNECTIONS_TOTAL,
+    CSMS_CALLS,
+    FRAMES,
+    ROUND_TRIP,
+)
+from services.ocpp16 import CHARGER_ACTIONS, iso, utcnow
+from services.settings import Settings
+from services.shutdown import InFlight
+
+log = logging.getLogger("gridlink.gateway")
+
+CLOSE_REPLACED = 1000  # a newer connection of the same station took over
+CLOSE_PROTOCOL = 1002  # no ocpp1.6 subprotocol
+CLOSE_SERVICE_RESTART = 1012  # the gateway drains
+CLOSE_TRY_AGAIN_LATER = 1013  # broker or database unreachable
+
+
+class Bridge(Protocol):
+    """What a connection needs of the broker side (:class:`gateway.bridge.GatewayBridge`)."""
+
+    async def attach(self, station: str, session_id: str) -> None: ...
+
+    async def detach(self, station: str) -> None: ...
+
+    async def publish_call(self, call: ChargerCall) -> None: ...
+
+    async def publish_outcome(self, outcome: CallOutcome) -> None: ...
+
+
+class ConnectionHandler:
+    """Runs every charger connection of the pod against ``registry`` and ``bridge``.
+
+    ``spawn`` runs a coroutine in the background and keeps it until done. ``publishing``
+    counts the charger calls being published (the drain waits for them).
+    """
+
+    def __init__(self, settings: Settings, registry: Registry, bridge: Bridge, *,
+                 spawn: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.bridge = bridge
+        self._spawn = spawn
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # session id -> CSMS call deadline
+        self.publishing = InFlight()
+
+    # --- one connection -------------------------------------------------------------------
+
+    async def handle(self, connection: ServerConnection) -> None:
+        """The websockets handler: one connection, from after the handshake to its end."""
+        if connection.subprotocol != SUBPROTOCOL:
+            CONNECTIONS_TOTAL.labels("no_subprotocol").inc()
+            await connection.close(CLOSE_PROTOCOL, "subprotocol ocpp1.6 required")
+            return
+        station = station_id(urlsplit(connection.request.path).path,  # type: ignore[union-attr]
+                             self.settings.max_station_id_length)
+        assert station is not None
+        session = Session(station)
+        previous = self.registry.register(session, connection)
+        if previous is not None:
+            await previous.connection.close(CLOSE_REPLACED, "replaced by a newer connection")
+        try:
+            await self.bridge.attach(station, session.session_id)
+        except BusUnavailable:
+            await connection.close(CLOSE_TRY_AGAIN_LATER, "broker unavailable")
+            self.registry.forget(session)
+            return
+        CONNECTIONS.inc()
+        CONNECTIONS_TOTAL.labels("accepted").inc()
+        log.info("charger connected", extra={"station": station})
+        try:
+            async for frame in connection:
+                await self._on_frame(session, connection, frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            CONNECTIONS.dec()
+            log.info("charger disconnected", extra={
+                "station": station, "code": connection.close_code})
+            await self._end_session(session)
+
+    async def _on_frame(self, session: Session, connection: ServerConnection,
+                        frame: str | bytes) -> None:
+        event = codec.decode(frame)
+        if event is None:
+            return
+        if isinstance(event, codec.Rejected):
+            await self._send_error(connection, event.unique_id, event.error, action="invalid")
+            return
+        if isinstance(event, codec.IncomingCall):
+            await self._on_call(session, connection, event)
+            return
+        outcome = session.answer(event, utcnow())
+        if outcome is None:
+            log.warning("answer to no outstanding call dropped",
+                        extra={"station": session.station})
+            return
+        self._cancel_timer(session)
+        CSMS_CALLS.labels(outcome.action, outcome.status).inc()
+        await self._publish_outcome(outcome)
+        await self._send_next(session, connection)
+
+    async def _on_call(self, session: Session, connection: ServerConnection,
+                       event: codec.IncomingCall) -> None:
+        try:
+            session.accept_call(event, time.perf_counter())
+        except OcppError as exc:
+            await self._send_error(connection, event.unique_id, exc, action=event.action)
+            return
+        answered = event.action == "Heartbeat" and self.settings.edge_heartbeat
+        call = ChargerCall(station=session.station, session=session.session_id,
+                           unique_id=event.unique_id, action=event.action,
+                           payload=event.payload, received_at=utcnow(), answered=answered)
+        if answered:
+            session.complete_call(event.unique_id, None)
+            FRAMES.labels(event.action, "edge").inc()
+            await connection.send(codec.encode_result(event.unique_id,
+                                                      {"currentTime": iso(call.received_at)}))
+        with self.publishing.track():
+            try:
+                await self.bridge.publish_call(call)
+            except BusUnavailable:
+                if answered:
+                    return  # last-seen is best effort
+                # Never answer an error the charger would count: let it resend later.
+                session.pending.pop(event.unique_id, None)
+                FRAMES.labels(event.action, "broker_unavailable").inc()
+                await connection.close(CLOSE_TRY_AGAIN_LATER,
+                                       "broker unavailable, try again later")
+
+    async def _send_error(self, connection: ServerConnection, unique_id: str, error: OcppError,
+                          *, action: str) -> None:
+        CALLERRORS.labels(error.code).inc()
+        FRAMES.labels(action if action in CHARGER_ACTIONS else "invalid", error.code).inc()
+        with contextlib.suppress(ConnectionClosed):
+            await connection.send(codec.encode_error(unique_id, error.code, error.description))
+
+    # --- messages from the broker ---------------------------------------------------------
+
+    def on_station_message(self, message: StationMessage) -> None:
+        """The bridge's callback: a reply, a CSMS call or a takeover for one station."""
+        attached = self.registry.get(message.station)
+        if isinstance(message, Takeover):
+            if attached is not None and attached.session.session_id != message.session:
+                self.registry.remember_moved(message.station)
+                self._spawn(attached.connection.close(CLOSE_REPLACED,
+                                                      "replaced by a newer connection"))
+            return
+        if isinstance(message, CallReply):
+            if attached is not None and attached.session.session_id == message.session:
+                self._spawn(self._deliver_reply(attached.session, attached.connection, message))
+            return
+        self._spawn(self._deliver_command(message, attached))
+
+    async def _deliver_reply(self, session: Session, connection: ServerConnection,
+                             reply: CallReply) -> None:
+        pending = session.complete_call(reply.unique_id, reply.payload)
+        if pending is None:
+            return  # a reply to a call the charger gave up on
+        ROUND_TRIP.labels(pending.action).observe(time.perf_counter() - pending.started)
+        if reply.error_code:
+            CALLERRORS.labels(reply.error_code).inc()
+            FRAMES.labels(pending.action, reply.error_code).inc()
+            frame = codec.encode_error(reply.unique_id, reply.error_code,
+                                       reply.error_description or "")
+        else:
+            FRAMES.labels(pending.action, "ok").inc()
+            frame = codec.encode_result(reply.unique_id, reply.payload or {})
+        with contextlib.suppress(ConnectionClosed):
+            await connection.send(frame)
+
+    async def _deliver_command(self, command: CsmsCall, attached: Attached | None) -> None:
+        if attached is None:
+            if not self.registry.moved(command.station):  # it left this pod and went nowhere
+                await self._publish_outcome(CallOutcome(
+                    command_id=command.command_id, station=command.station,
+                    action=command.action, status="closed", at=utcnow()))
+            return
+        session, connection = attached
+        session.enqueue(command)
+        await self._send_next(session, connection)
+
+    # --- CSMS calls, one at a time --------------------------------------------------------
+
+    async def _send_next(self, session: Session, connection: ServerConnection) -> None:
+        nxt = session.next_call()
+        if nxt is None:
+            return
+        unique_id, command = nxt
+        loop = asyncio.get_running_loop()
+        self._timers[session.session_id] = loop.call_later(
+            command.timeout_s, lambda: self._spawn(
+                self._on_timeout(session, connection, unique_id)))
+        try:
+            await connection.send(codec.encode_call(unique_id, command.action, command.payload))
+        except ConnectionClosed:
+            return  # _end_session reports it as closed
+
+    async def _on_timeout(self, session: Session, connection: ServerConnection,
+                          unique_id: str) -> None:
+        outcome = session.time_out(unique_id, utcnow())
+        if outcome is None:
+            return
+        self._timers.pop(session.session_id, None)
+        CSMS_CALLS.labels(outcome.action, "timeout").inc()
+        await self._publish_outcome(outcome)
+        await self._send_next(session, connection)
+
+    def _cancel_timer(self, session: Session) -> None:
+        timer = self._timers.pop(session.session_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def _publish_outcome(self, outcome: CallOutcome) -> None:
+        try:
+            await self.bridge.publish_outcome(outcome)
+        except BusUnavailable:
+            log.warning("command outcome not published; the commands service will time it out",
+                        extra={"station": outcome.station, "command_id": outcome.command_id})
+
+    # --- the end --------------------------------------------------------------------------
+
+    async def _end_session(self, session: Session) -> None:
+        self._cancel_timer(session)
+        for outcome in session.close(utcnow()):
+            CSMS_CALLS.labels(outcome.action, "closed").inc()
+            await self._publish_outcome(outcome)
+        if self.registry.forget(session):
+            await self.bridge.detach(session.station)

@@ -1,0 +1,7 @@
+"""``python -m gridlink``: the ``gridlink`` command."""
+
+import sys
+
+from gridlink.cli import main
+
+sys.exit(main())

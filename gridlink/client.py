@@ -1,0 +1,52 @@
+"""Publish one command message and wait for its result: ``gridlink command``, and the public
+client face for other Python services (``from gridlink import send_command``).
+
+Other services do the same with their own AMQP client: see docs/commands.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from services.bus import Bus
+from services.envelope import CommandRequest, CommandResult
+from services.ocpp16 import utcnow
+from services.settings import Settings
+from services.topology import Topology
+
+
+async def send_command(settings: Settings, station: str, action: str, payload: dict[str, Any],
+                       *, timeout_s: float, command_id: str | None = None, wait: bool = True,
+                       queue_if_offline: bool = False, expires_in_s: float | None = None,
+                       ) -> CommandResult | None:
+    """Send, and wait for the result unless ``wait`` is false (then None).
+
+    Raises TimeoutError when no result comes in time: ``timeout_s`` (+ ``expires_in_s`` for a
+    command that may wait for its station) + 5 s.
+    """
+    bus = Bus(settings.amqp_url, Topology.from_settings(settings),
+              name=f"gridlink-cli-{uuid.uuid4().hex[:8]}", component="cli")
+    await bus.connect(attempts=1)
+    try:
+        reply_queue = await bus.declare_private_queue(f"{settings.namespace}.cli.{uuid.uuid4()}")
+        result: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        expires_at = utcnow() + timedelta(seconds=expires_in_s) if expires_in_s else None
+        request = CommandRequest(command_id=command_id or str(uuid.uuid4()), station=station,
+                                 action=action, payload=payload, timeout_s=timeout_s,
+                                 queue_if_offline=queue_if_offline, expires_at=expires_at)
+
+        async def on_result(message: Any) -> None:
+            if message.correlation_id == request.command_id and not result.done():
+                result.set_result(CommandResult.model_validate_json(message.body))
+
+        await bus.consume(reply_queue, on_result, ack=False)
+        await bus.publish(bus.topology.commands_in, "command", request.to_bytes(),
+                          reply_to=reply_queue.name, correlation_id=request.command_id)
+        if not wait:
+            return None
+        return await asyncio.wait_for(result, timeout_s + (expires_in_s or 0) + 5)
+    finally:
+        await bus.close()

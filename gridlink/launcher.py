@@ -1,0 +1,89 @@
+"""``gridlink run all``: the embedded database (if no GRIDLINK_MONGO_URL) and the four
+components as child processes, exactly as they run in production, one per process.
+
+SIGTERM/SIGINT is passed on to every child (each drains gracefully), and the launcher waits
+for all of them (:func:`services.shutdown.drain`); a second signal is passed on too (the
+children then exit at once). If one child dies the others are stopped and the exit code
+says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from gridlink import components, embedded_db
+from services.entry import run_loop
+from services.settings import Settings, environment_with
+from services.shutdown import InFlight, drain, install_signal_handlers
+
+log = logging.getLogger("gridlink.launcher")
+
+
+def run_all(settings: Settings) -> int:
+    """Run everything until a signal (or a child's failure) stops it; the exit code."""
+    data = Path(settings.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    database = None
+    mongo_url = settings.mongo_url
+    if not mongo_url:
+        database = embedded_db.start(settings.embedded_mongo_port, str(data / "db"),
+                                     log_file=data / "secantusd.log")
+        mongo_url = embedded_db.url(settings.embedded_mongo_port)
+        log.info("embedded database", extra={"url": mongo_url, "data": str(data / "db")})
+    code = [0]
+    try:
+        run_loop(_supervise(settings, mongo_url, code))
+    finally:
+        if database is not None:
+            database.terminate()
+            database.wait(10)
+    return code[0]
+
+
+async def _supervise(settings: Settings, mongo_url: str, code: list[int]) -> None:
+    children: dict[str, asyncio.subprocess.Process] = {}
+    for offset, component in enumerate(components.NAMES, start=1):
+        env = environment_with(mongo_url=mongo_url, http_port=settings.http_port + offset,
+                               instance=f"{settings.instance}-{component}")
+        children[component] = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", component, env=env)
+    url = settings.public_url or f"ws://127.0.0.1:{settings.gateway_port}/ocpp"
+    print(f"GridLink is starting. Chargers connect to {url}/<chargePointId>", flush=True)
+    print(f"Probes: http://127.0.0.1:{settings.gateway_port}/readyz  (Ctrl-C stops)", flush=True)
+
+    stopping = asyncio.Event()
+    received = [signal.SIGTERM]  # the signal to pass on
+
+    def forward(signum: int) -> None:
+        for child in children.values():
+            if child.returncode is None:
+                child.send_signal(signum)
+
+    def on_first(signum: int) -> None:
+        received[0] = signal.Signals(signum)
+
+    install_signal_handlers(stopping, on_first=on_first, on_second=forward)
+    running = InFlight()
+
+    async def watch(name: str, child: asyncio.subprocess.Process) -> None:
+        with running.track():
+            returncode = await child.wait()
+        if returncode != 0 and not stopping.is_set():
+            log.error("component exited; stopping the others",
+                      extra={"component_name": name, "code": returncode})
+            code[0] = 1
+            stopping.set()
+
+    watchers = [asyncio.create_task(watch(name, child)) for name, child in children.items()]
+
+    async def stop_children() -> None:
+        forward(received[0])
+
+    await stopping.wait()
+    await drain(stop_taking=stop_children, in_flight=running, grace_s=None,
+                what="components", logger=log)
+    await asyncio.gather(*watchers)

@@ -1,0 +1,257 @@
+"""What the handshake decides before the upgrade: identity, password, subprotocol, refusals.
+
+The pure functions are fed strings; ``Handshake.process_request`` is fed a request and a
+stand-in connection whose ``respond`` is websockets' own sans-I/O ``reject``.
+"""
+
+from __future__ import annotations
+
+import base64
+from http import HTTPStatus
+
+import pytest
+from prometheus_client import REGISTRY
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
+
+from gateway.handshake import (
+    Handshake,
+    basic_password,
+    choose_subprotocol,
+    station_id,
+)
+from services.envelope import ConnectDecision, ConnectRequest
+from services.errors import BusUnavailable
+from services.settings import Settings
+
+
+def basic(user_password: bytes) -> str:
+    return "Basic " + base64.b64encode(user_password).decode()
+
+
+# --- identity from the path -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/ocpp/CP-1", "CP-1"),
+    ("/ocpp/CP%201", "CP 1"),
+    ("/ocpp/%C3%A9tienne", "étienne"),
+    ("/ocpp/CP%3A1", "CP:1"),
+])
+def test_identity_is_the_percent_decoded_last_segment(path: str, expected: str) -> None:
+    assert station_id(path, 48) == expected
+
+
+def test_identity_length_limit_counts_decoded_characters() -> None:
+    assert station_id("/ocpp/" + "a" * 10, 10) == "a" * 10
+    assert station_id("/ocpp/" + "a" * 11, 10) is None
+    assert station_id("/ocpp/" + "%C3%A9" * 10, 10) == "é" * 10  # 60 characters encoded
+
+
+@pytest.mark.parametrize("path", [
+    "/ocpp/",  # empty
+    "/ocpp/a/b",  # nested
+    "/ocpp/a/",
+    "/other/CP-1",  # not under /ocpp/
+    "/ocppCP-1",
+])
+def test_identity_missing_or_nested_is_refused(path: str) -> None:
+    assert station_id(path, 48) is None
+
+
+@pytest.mark.parametrize("segment", [
+    "CP%00", "CP%0A1", "%1F", "CP%091",  # control characters
+    "CP%2F1",  # an encoded '/'
+    "CP%5C1", "CP\\1",  # '\'
+    "CP%231",  # '#'
+])
+def test_identity_with_forbidden_characters_is_refused(segment: str) -> None:
+    assert station_id("/ocpp/" + segment, 48) is None
+
+
+@pytest.mark.parametrize("segment", ["%FF", "CP%C3", "%C3%28", "%80abc"])
+def test_identity_with_escapes_that_are_not_utf8_is_refused(segment: str) -> None:
+    assert station_id("/ocpp/" + segment, 48) is None
+
+
+# --- HTTP Basic password --------------------------------------------------------------------
+
+def test_password_of_the_station() -> None:
+    assert basic_password(basic(b"CP-1:s3cret"), "CP-1") == "s3cret"
+
+
+def test_scheme_is_case_insensitive() -> None:
+    assert basic_password("basic " + base64.b64encode(b"CP-1:pw").decode(), "CP-1") == "pw"
+    assert basic_password("BASIC " + base64.b64encode(b"CP-1:pw").decode(), "CP-1") == "pw"
+
+
+def test_password_may_hold_colons() -> None:
+    assert basic_password(basic(b"CP-1:a:b::c"), "CP-1") == "a:b::c"
+
+
+def test_password_of_another_user_is_ignored() -> None:
+    assert basic_password(basic(b"CP-2:s3cret"), "CP-1") is None
+    assert basic_password(basic(b"cp-1:s3cret"), "CP-1") is None  # user is case-sensitive
+
+
+@pytest.mark.parametrize("header", [
+    None, "", "Bearer abc", "Digest username=CP-1", "Basic",
+    "Basic" + base64.b64encode(b"CP-1:pw").decode(),  # no space after the scheme
+])
+def test_no_basic_header_no_password(header: str | None) -> None:
+    assert basic_password(header, "CP-1") is None
+
+
+@pytest.mark.parametrize("header", [
+    "Basic abc",  # bad padding
+    "Basic " + base64.b64encode(b"CP-1:\xff\xfe").decode(),  # not UTF-8
+])
+def test_undecodable_basic_header_no_password(header: str) -> None:
+    assert basic_password(header, "CP-1") is None
+
+
+def test_utf8_identity_and_password() -> None:
+    assert basic_password(basic("étienne:mot de passé".encode()), "étienne") == "mot de passé"
+
+
+# --- subprotocol ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("offered", "expected"), [
+    (["ocpp1.6"], "ocpp1.6"),
+    (["ocpp2.0.1", "ocpp1.6"], "ocpp1.6"),
+    (["ocpp2.0.1"], None),
+    (["OCPP1.6"], None),
+    ([], None),
+])
+def test_subprotocol_is_ocpp16_when_offered(offered: list[str], expected: str | None) -> None:
+    assert choose_subprotocol(offered) == expected
+
+
+# --- process_request ------------------------------------------------------------------------
+
+class StandIn:
+    """The part of a ServerConnection that process_request uses."""
+
+    def __init__(self) -> None:
+        self.protocol = ServerProtocol()
+
+    def respond(self, status: HTTPStatus, text: str) -> Response:
+        return self.protocol.reject(status, text)
+
+
+class Authz:
+    """Answers admission questions with ``decision``, or raises ``error``."""
+
+    def __init__(self, decision: ConnectDecision | None = None,
+                 error: Exception | None = None) -> None:
+        self.decision = decision or ConnectDecision(accept=True)
+        self.error = error
+        self.asked: list[tuple[ConnectRequest, float]] = []
+
+    async def ask_connect(self, request: ConnectRequest, wait_s: float) -> ConnectDecision:
+        self.asked.append((request, wait_s))
+        if self.error is not None:
+            raise self.error
+        return self.decision
+
+
+def handshake(authz: Authz, *, ready: tuple[bool, str] = (True, "ready"),
+              draining: bool = False, metrics_port: int = 0) -> Handshake:
+    settings = Settings(gateway_metrics_port=metrics_port, max_station_id_length=48,
+                        connect_timeout_s=1.5)
+    return Handshake(settings, readiness=lambda: ready, draining=lambda: draining,
+                     ask_connect=authz.ask_connect)
+
+
+async def answer(hs: Handshake, path: str, *headers: tuple[str, str]) -> Response | None:
+    return await hs.process_request(StandIn(), Request(path, Headers(list(headers))))  # type: ignore[arg-type]
+
+
+def refused(reason: str) -> float:
+    return REGISTRY.get_sample_value("gridlink_gateway_handshakes_refused_total",
+                                     {"reason": reason}) or 0.0
+
+
+async def test_probes_are_answered_without_asking_authz() -> None:
+    authz = Authz()
+    hs = handshake(authz, ready=(False, "draining"))
+    healthz = await answer(hs, "/healthz")
+    readyz = await answer(hs, "/readyz?verbose=1")
+    assert healthz is not None and (healthz.status_code, healthz.body) == (200, b"ok\n")
+    assert readyz is not None and (readyz.status_code, readyz.body) == (503, b"draining\n")
+    assert authz.asked == []
+
+
+async def test_metrics_on_the_ocpp_port_only_without_a_metrics_port() -> None:
+    here = await answer(handshake(Authz()), "/metrics")
+    assert here is not None and here.status_code == 200
+    assert b"gridlink_gateway_handshakes_refused_total" in here.body
+    elsewhere = await answer(handshake(Authz(), metrics_port=9464), "/metrics")
+    assert elsewhere is not None and elsewhere.status_code == 404
+
+
+async def test_path_outside_ocpp_is_404_and_counted() -> None:
+    before = refused("not_found")
+    response = await answer(handshake(Authz()), "/chargers/CP-1")
+    assert response is not None and (response.status_code, response.body) == (404,
+                                                                               b"not found\n")
+    assert refused("not_found") == before + 1
+
+
+@pytest.mark.parametrize(("draining", "reason"), [(True, "draining"),
+                                                   (False, "backend_unavailable")])
+async def test_not_ready_is_503_with_the_reason(draining: bool, reason: str) -> None:
+    authz = Authz()
+    before = refused(reason)
+    response = await answer(handshake(authz, ready=(False, "why not"), draining=draining),
+                            "/ocpp/CP-1")
+    assert response is not None and (response.status_code, response.body) == (503,
+                                                                               b"why not\n")
+    assert refused(reason) == before + 1
+    assert authz.asked == []
+
+
+async def test_bad_identity_is_400() -> None:
+    authz = Authz()
+    before = refused("bad_identity")
+    response = await answer(handshake(authz), "/ocpp/CP%2F1")
+    assert response is not None and response.status_code == 400
+    assert response.body == b"invalid charge point identity\n"
+    assert refused("bad_identity") == before + 1
+    assert authz.asked == []
+
+
+async def test_admitted_station_goes_on_with_its_password() -> None:
+    authz = Authz()
+    response = await answer(handshake(authz), "/ocpp/CP%201?x=y",
+                            ("Authorization", basic(b"CP 1:pw")))
+    assert response is None
+    assert authz.asked == [(ConnectRequest(station="CP 1", password="pw"), 1.5)]
+
+
+async def test_unauthorized_is_401_with_www_authenticate() -> None:
+    authz = Authz(ConnectDecision(accept=False, status=401, reason="bad_password"))
+    before = refused("bad_password")
+    response = await answer(handshake(authz), "/ocpp/CP-1")
+    assert response is not None and response.status_code == 401
+    assert response.body == b"bad_password\n"
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="GridLink", charset="UTF-8"'
+    assert refused("bad_password") == before + 1
+
+
+async def test_unknown_station_is_404_without_www_authenticate() -> None:
+    authz = Authz(ConnectDecision(accept=False, status=404, reason="unknown_station"))
+    response = await answer(handshake(authz), "/ocpp/CP-1")
+    assert response is not None and response.status_code == 404
+    assert response.body == b"unknown_station\n"
+    assert "WWW-Authenticate" not in response.headers
+
+
+async def test_authz_not_answering_is_503() -> None:
+    authz = Authz(error=BusUnavailable("nobody answered"))
+    before = refused("backend_unavailable")
+    response = await answer(handshake(authz), "/ocpp/CP-1")
+    assert response is not None and (response.status_code, response.body) == (
+        503, b"try again later\n")
+    assert refused("backend_unavailable") == before + 1
+
