@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import processes, results
+from bench import processes, results, systems
 from bench.fleet_runner import FleetProcess
 from simulator.plan import FleetPlan
 
@@ -83,13 +83,13 @@ def run(
     """Run the benchmark; write bench/results/connections.md."""
     logs = processes.logs_dir()
     rows: dict[str, dict[str, Any]] = {}
-    with processes.bare_server(logs) as bare:
+    with systems.bare_server(logs) as bare:
         rows["bare websockets"] = _hold(
             bare.process, bare.url, chargers, workers, ramp_s, timeout_s
         )
     database = "none (bare server)"
-    if processes.gridlink_available():
-        with processes.database(logs) as db, processes.gridlink(db, logs) as stack:
+    if systems.gridlink_available():
+        with systems.database(logs) as db, systems.gridlink(db, logs) as stack:
             database = db.description
             rows["GridLink gateway"] = _hold(
                 stack.gateway, stack.url, chargers, workers, ramp_s, timeout_s
@@ -98,7 +98,7 @@ def run(
             # It could not take the connects that fast: measure memory per connection at a
             # connect rate it can take, on a fresh gateway (no leftovers of failed handshakes).
             gentle = min(chargers, GENTLE_CHARGERS)
-            with processes.database(logs) as db, processes.gridlink(db, logs) as stack:
+            with systems.database(logs) as db, systems.gridlink(db, logs) as stack:
                 rows[f"GridLink gateway, {GENTLE_RATE:.0f} connects/s"] = _hold(
                     stack.gateway,
                     stack.url,

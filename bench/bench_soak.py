@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench import processes, results
+from bench import processes, results, systems
 from bench.fleet_runner import FleetProcess
 from simulator.plan import FleetPlan
 
@@ -40,10 +40,10 @@ def run(
 ) -> Path:
     """Run the benchmark; write bench/results/soak.md."""
     logs = processes.logs_dir()
-    if not processes.gridlink_available():
+    if not systems.gridlink_available():
         return results.write("soak", "Soak", "GridLink is not there yet: skipped.", database="none")
     series: dict[str, list[tuple[float, int, int]]] = {}
-    with processes.database(logs) as db, processes.gridlink(db, logs) as stack:
+    with systems.database(logs) as db, systems.gridlink(db, logs) as stack:
         plan = FleetPlan(
             fail_fast=False,
             url=stack.url,
@@ -58,7 +58,7 @@ def run(
             heartbeat_interval_s=60,
             validate="first",
         )
-        processes.seed_id_tags(db, stack.db_name, [plan.id_tag_for(i) for i in range(chargers)])
+        systems.seed_id_tags(db, stack.db_name, [plan.id_tag_for(i) for i in range(chargers)])
         with FleetProcess(plan) as fleet:
             fleet.wait_accepted(120)
             started = time.monotonic()

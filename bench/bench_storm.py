@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import processes, results
+from bench import processes, results, systems
 from bench.fleet_runner import FleetProcess
 from simulator.plan import FleetPlan
 
@@ -89,9 +89,9 @@ def run(chargers: int = 10000, workers: int = 2, timeout_s: float = 60.0) -> Pat
     """Run the benchmark; write bench/results/storm.md."""
     logs = processes.logs_dir()
     rows: list[tuple[str, dict[str, Any]]] = []
-    with processes.database(logs) as db:
-        if processes.gridlink_available():
-            with processes.gridlink(db, logs) as stack:
+    with systems.database(logs) as db:
+        if systems.gridlink_available():
+            with systems.gridlink(db, logs) as stack:
                 procs = dict(stack.processes)
                 rows.append(
                     (
@@ -106,7 +106,7 @@ def run(chargers: int = 10000, workers: int = 2, timeout_s: float = 60.0) -> Pat
                         _storm(stack.url, procs, chargers, workers, timeout_s, "STORM"),
                     )
                 )
-        with processes.baseline(db, logs) as server:
+        with systems.baseline(db, logs) as server:
             rows.append(
                 (
                     "baseline",

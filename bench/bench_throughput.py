@@ -20,25 +20,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import database_ceiling, processes, results
+from bench import database_ceiling, processes, results, systems, throughput_report
 from bench.fleet_runner import FleetProcess
 from simulator.plan import FleetPlan
 
 LADDER = (100, 200, 300, 400, 600, 800, 1000, 1250, 1500, 2000)
-P99_LIMIT_MS = 50.0
-LIGHT_RATE = 20.0  # Authorize alone at this rate: the pipeline's latency with no queueing
+P99_LIMIT_MS = throughput_report.P99_LIMIT_MS
+LIGHT_RATE = throughput_report.LIGHT_RATE
 
 
 @contextlib.contextmanager
 def _system(
-    name: str, db: processes.Database, logs: Path
+    name: str, db: systems.Database, logs: Path
 ) -> Iterator[tuple[str, list[processes.Process], str]]:
     """Start GridLink or the baseline; yield (url, processes to sample, database name)."""
     if name == "GridLink":
-        with processes.gridlink(db, logs) as stack:
+        with systems.gridlink(db, logs) as stack:
             yield stack.url, list(stack.processes.values()), stack.db_name
     else:
-        with processes.baseline(db, logs) as server:
+        with systems.baseline(db, logs) as server:
             yield server.url, [server.process], server.db_name
 
 
@@ -53,7 +53,7 @@ def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
 
 
 def _window(
-    fleet: FleetProcess, seconds: float, procs: list[processes.Process], db: processes.Database
+    fleet: FleetProcess, seconds: float, procs: list[processes.Process], db: systems.Database
 ) -> dict[str, Any]:
     """Measure ``seconds`` of the running load: latencies, CPU per component, DB operations."""
     pids = {
@@ -94,7 +94,7 @@ def _profiled_window(
     fleet: FleetProcess,
     seconds: float,
     procs: list[processes.Process],
-    db: processes.Database,
+    db: systems.Database,
     profile_into: dict[str, str] | None,
 ) -> dict[str, Any]:
     """A window; with ``profile_into``, py-spy samples every process meanwhile."""
@@ -122,7 +122,7 @@ def _profiled_window(
 
 def _measure(
     name: str,
-    db: processes.Database,
+    db: systems.Database,
     logs: Path,
     chargers: int,
     step_s: float,
@@ -148,7 +148,7 @@ def _measure(
             meter_values_per_session=8,
             validate="first",
         )
-        processes.seed_id_tags(db, db_name, [plan.id_tag_for(i) for i in range(chargers)])
+        systems.seed_id_tags(db, db_name, [plan.id_tag_for(i) for i in range(chargers)])
         with FleetProcess(plan) as fleet:
             fleet.wait_accepted(120)
             fleet.set_rate(ladder[0])
@@ -195,22 +195,6 @@ def _measure(
     return out
 
 
-def sustained(ladder: list[dict[str, Any]]) -> float:
-    """The highest offered rate met with p99 < 50 ms, >= 95 % achieved, no errors/timeouts."""
-    best = 0.0
-    for window in ladder:
-        overall = window["overall"]
-        if (
-            overall["p99_ms"] is not None
-            and overall["p99_ms"] < P99_LIMIT_MS
-            and window["achieved"] >= 0.95 * window["rate"]
-            and overall["errors"] == 0
-            and overall["timeouts"] == 0
-        ):
-            best = max(best, float(window["rate"]))
-    return best
-
-
 def run(
     chargers: int = 500,
     step_s: float = 4.0,
@@ -222,10 +206,10 @@ def run(
     """Run the benchmark; write bench/results/throughput.md (and profile.md with ``profile``)."""
     logs = processes.logs_dir()
     measured: dict[str, dict[str, Any]] = {}
-    systems = ["GridLink", "baseline"] if processes.gridlink_available() else ["baseline"]
-    with processes.database(logs) as db:
+    names = ["GridLink", "baseline"] if systems.gridlink_available() else ["baseline"]
+    with systems.database(logs) as db:
         ceiling = database_ceiling.measure(db)
-        for name in systems:
+        for name in names:
             measured[name] = _measure(
                 name, db, logs, chargers, step_s, fixed_s, fixed_rate, ladder, profile
             )
@@ -246,162 +230,4 @@ def run(
             "'busy' excludes samples waiting in the event loop's selector. 'incl' = share of "
             "busy samples with the frame on the stack, 'self' = at the top.",
         )
-    return _write(measured, chargers, fixed_rate, database, logs, ceiling)
-
-
-def _write(
-    measured: dict[str, dict[str, Any]],
-    chargers: int,
-    fixed_rate: float,
-    database: str,
-    logs: Path,
-    ceiling: dict[str, float] | None = None,
-) -> Path:
-    parts: list[str] = []
-    summary_rows = []
-    for name, data in measured.items():
-        best = sustained(data["ladder"])
-        peak = max((w["achieved"] for w in data["ladder"]), default=0.0)
-        auth = data["authorize"]["actions"].get("Authorize", {})
-        summary_rows.append(
-            [
-                name,
-                best,
-                peak,
-                data["fixed"]["overall"]["p50_ms"],
-                data["fixed"]["overall"]["p99_ms"],
-                auth.get("p50_ms"),
-                auth.get("p99_ms"),
-                data["fixed"]["cpu_cores_system"],
-                data["fixed"]["cpu_cores_db"],
-                data["fixed"]["db_ops_per_msg"],
-                data["fixed"]["db_writes_per_msg"],
-            ]
-        )
-        data["sustained"], data["peak"] = best, peak
-    parts.append(
-        results.table(
-            [
-                "system",
-                "sustained msg/s (p99<50ms)",
-                "peak achieved msg/s",
-                f"mix p50 ms @{fixed_rate:.0f}/s",
-                f"mix p99 ms @{fixed_rate:.0f}/s",
-                f"Authorize p50 ms @{fixed_rate:.0f}/s",
-                f"Authorize p99 ms @{fixed_rate:.0f}/s",
-                "system CPU cores @fixed",
-                "DB CPU cores @fixed",
-                "DB ops per msg @fixed",
-                "DB writes per msg @fixed",
-            ],
-            summary_rows,
-        )
-    )
-    if "GridLink" in measured and "baseline" in measured:
-        gl, base = measured["GridLink"], measured["baseline"]
-        ratio = gl["sustained"] / base["sustained"] if base["sustained"] else float("nan")
-        peak_ratio = gl["peak"] / base["peak"] if base["peak"] else float("nan")
-        parts.append(
-            f"GridLink / baseline: sustained throughput **{ratio:.2f}x** (target >= 1.0), peak "
-            f"achieved {peak_ratio:.2f}x. Targets: >= 1,000 msg/s with p99 < 50 ms; Authorize "
-            f"p50 <= 3 ms, p99 <= 10 ms at {fixed_rate:.0f} msg/s."
-        )
-    if ceiling:
-        parts.append(
-            "Database ceiling (pymongo straight to the database, no CSMS): "
-            + ", ".join(f"{kind} {rate:,.0f}/s" for kind, rate in ceiling.items())
-            + ". Every charger message costs at least one write in both systems."
-        )
-    for name, data in measured.items():
-        for key, rate in (("authorize_light", LIGHT_RATE), ("authorize", fixed_rate)):
-            auth = data[key]
-            parts.append(
-                f"### {name}: Authorize only at {rate:.0f} msg/s: achieved "
-                f"{auth['achieved']:.0f} msg/s, p50 {auth['overall']['p50_ms']} ms, p99 "
-                f"{auth['overall']['p99_ms']} ms, DB ops per msg {auth['db_ops_per_msg']:.2f}"
-            )
-        cpu = data["fixed"]["cpu_ms_per_msg"]
-        parts.append(
-            f"### {name}: CPU milliseconds per answered message at {fixed_rate:.0f} msg/s "
-            f"(machine {100 * data['fixed']['machine_busy']:.0f}% busy)"
-        )
-        parts.append(results.table([*cpu, "total"], [[*cpu.values(), sum(cpu.values())]]))
-        parts.append(f"### {name}: realistic mix at {fixed_rate:.0f} msg/s, per action")
-        parts.append(
-            results.table(
-                [
-                    "action",
-                    "answered",
-                    "errors",
-                    "timeouts",
-                    "p50 ms",
-                    "p90 ms",
-                    "p99 ms",
-                    "max ms",
-                ],
-                [
-                    [
-                        a,
-                        r["answered"],
-                        r["errors"],
-                        r["timeouts"],
-                        r["p50_ms"],
-                        r["p90_ms"],
-                        r["p99_ms"],
-                        r["max_ms"],
-                    ]
-                    for a, r in data["fixed"]["actions"].items()
-                    if r["answered"]
-                ],
-            )
-        )
-        parts.append(f"### {name}: rate ladder")
-        parts.append(
-            results.table(
-                [
-                    "offered msg/s",
-                    "achieved msg/s",
-                    "p50 ms",
-                    "p99 ms",
-                    "max ms",
-                    "errors",
-                    "timeouts",
-                    "system CPU cores",
-                    "DB CPU cores",
-                    "DB ops per msg",
-                    "machine CPU busy",
-                ],
-                [
-                    [
-                        w["rate"],
-                        w["achieved"],
-                        w["overall"]["p50_ms"],
-                        w["overall"]["p99_ms"],
-                        w["overall"]["max_ms"],
-                        w["overall"]["errors"],
-                        w["overall"]["timeouts"],
-                        w["cpu_cores_system"],
-                        w["cpu_cores_db"],
-                        w["db_ops_per_msg"],
-                        f"{100 * w['machine_busy']:.0f}%",
-                    ]
-                    for w in data["ladder"]
-                ],
-            )
-        )
-    notes = (
-        f"{chargers} simulated chargers (one process, uvloop), realistic session mix paced at "
-        "the offered rate across the fleet; each ladder step is measured for a fixed window "
-        "after 2 s at the new rate. Everything (simulator, GridLink's 4 processes or the "
-        "baseline, RabbitMQ, the database) shares the machine's cores. 'system CPU' is the "
-        "GridLink processes (or the baseline process); RabbitMQ is not included. "
-        "Logs: " + str(logs)
-    )
-    notes += " " + processes.disturbances(logs)
-    return results.write(
-        "throughput",
-        "End-to-end throughput and latency",
-        "\n\n".join(parts),
-        database=database,
-        notes=notes,
-    )
+    return throughput_report.write(measured, chargers, fixed_rate, database, logs, ceiling)

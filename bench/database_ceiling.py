@@ -13,7 +13,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from bench.processes import Database
+from bench.systems import Database
 
 
 async def _measure(url: str, operations: int) -> dict[str, float]:

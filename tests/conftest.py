@@ -1,7 +1,9 @@
 """Shared fixtures: a real RabbitMQ, a real MongoDB-wire server (SecantusDB), real processes.
 
 Every test session uses its own namespace (exchange/queue prefix) and database, and deletes
-its queues and exchanges at the end, so leftovers on a shared broker cannot leak in.
+its queues and exchanges at the end, so leftovers on a shared broker cannot leak in. Tests
+reach the database through one client for the session (``mongo_client``, and the stack's
+``db()``); each test that needs a scratch database gets a fresh one of its own (``db``).
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
-import aio_pika
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
-from gridlink import components, embedded_db
-from services.topology import Topology
-from tests.processes import Stack, free_port
+from gridlink import embedded_db
+from services.store import client_for
+from tests.helpers import MAX_UPLOAD, delete_namespace
+from tests.processes import Stack, answers, free_port, wait_for
 
 AMQP_URL = os.environ.get("GRIDLINK_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -47,6 +52,20 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+async def mongo_client(mongo_url: str) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    """The tests' one database client (the processes under test have their own)."""
+    client: AsyncMongoClient[dict[str, Any]] = client_for(mongo_url, app_name="gridlink-tests")
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def db(mongo_client: AsyncMongoClient[dict[str, Any]]) -> AsyncDatabase[dict[str, Any]]:
+    """A database no other test uses (on the session's client)."""
+    return mongo_client[f"scratch_{uuid.uuid4().hex[:12]}"]
+
+
+@pytest.fixture(scope="session")
 def namespace() -> str:
     return f"gltest-{uuid.uuid4().hex[:8]}"
 
@@ -55,25 +74,6 @@ def namespace() -> str:
 async def _broker_cleanup(amqp_url: str, namespace: str) -> AsyncIterator[None]:
     yield
     await delete_namespace(amqp_url, namespace)
-
-
-async def delete_namespace(amqp_url: str, namespace: str) -> None:
-    """Delete the queues and exchanges of a test namespace."""
-    topology = Topology(namespace)
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        for name in topology.all_queues(components.SERVICES):
-            channel = await connection.channel()
-            try:
-                await channel.queue_delete(name)
-            except aio_pika.exceptions.AMQPError:
-                pass
-        for name in topology.all_exchanges():
-            channel = await connection.channel()
-            try:
-                await channel.exchange_delete(name)
-            except aio_pika.exceptions.AMQPError:
-                pass
 
 
 @pytest.fixture(scope="session")
@@ -87,4 +87,21 @@ async def stack(amqp_url: str, mongo_url: str, namespace: str, _broker_cleanup: 
     await stack.start_gateway()
     yield stack
     await stack.stop()
+
+
+@pytest.fixture(scope="module")
+async def files_base(stack: Stack) -> AsyncIterator[str]:
+    """A commands replica whose file server the tests (and the CLI) know the address of.
+
+    The stack's own commands replica keeps running: either may take a command, and both
+    share the tokens and files in the database.
+    """
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    replica = stack.spawn("commands", files_port=port, files_public_url=base,
+                          max_upload_bytes=MAX_UPLOAD)
+    await stack.wait_ready(replica)
+    await wait_for(lambda: answers(f"{base}/firmware/none", 404), what="file server")
+    yield base
+    await stack.stop_process(replica)
 

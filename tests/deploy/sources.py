@@ -35,6 +35,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 COMPONENTS = ("gateway", "authz", "transactions", "commands")
 SERVICES = ("authz", "transactions", "commands")
+FILES_SERVICE = "gridlink-commands-files"  # the Service chargers reach the file server at
 # docker compose service -> GridLink component
 COMPOSE_COMPONENTS = {"gateway-1": "gateway", "gateway-2": "gateway", "authz": "authz",
                       "transactions": "transactions", "commands": "commands"}
@@ -92,6 +93,16 @@ def kubectl_kustomize(directory: Path) -> tuple[Resource, ...] | str:
                 f"{version or 'kubectl version unknown'}; the manifests need Kustomize v4 "
                 f"or later):\n{result.stderr.strip()}")
     return tuple(strict_yaml.load_all(result.stdout))
+
+
+def resources(kustomization: str) -> list[Resource]:
+    """The rendered resources of a kustomization (a list the caller may change)."""
+    return list(rendered(kustomization))
+
+
+def by_kind(kustomization: str, kind: str) -> dict[str, Resource]:
+    """The rendered resources of one kind, by name."""
+    return manifests.by_kind(resources(kustomization), kind)
 
 
 def deployment(kustomization: str, component: str) -> Resource:
@@ -210,6 +221,59 @@ def compose_launch(service: str) -> tuple[list[str], dict[str, str]]:
         environment = dict(item.split("=", 1) for item in environment)
     env = {str(k): "" if v is None else str(v) for k, v in environment.items()}
     return entrypoint + command, env
+
+
+def compose_services() -> dict[str, Any]:
+    """docker-compose.yml's services."""
+    return compose()["services"]  # type: ignore[no-any-return]
+
+
+def bind_mounts(service: str) -> dict[str, Path]:
+    """A compose service's bind mounts: container path -> the file here (which must exist)."""
+    mounts = {}
+    for volume in compose_services()[service].get("volumes", []):
+        host, container = volume.split(":")[:2]
+        if host.startswith("./"):
+            path = ROOT / host
+            assert path.exists(), f"{service} mounts missing {host}"
+            mounts[container] = path
+    return mounts
+
+
+def compose_env(service: str) -> dict[str, str]:
+    """The environment a compose service's container gets."""
+    return compose_launch(service)[1]
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration as compose and HAProxy write them (``90s``, ``1h30m``, ``500ms``)."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    total = 0.0
+    for value, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text):
+        total += float(value) * units[unit]
+    return total
+
+
+def settings_of(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, where: str) -> Any:
+    """GridLink's Settings as a container with exactly ``env`` would read them (a value it
+    refuses fails the test, naming ``where``)."""
+    from pydantic import ValidationError
+
+    from services.settings import Settings
+
+    for key in settings_env_names():
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    try:
+        return Settings()
+    except ValidationError as exc:
+        pytest.fail(f"{where}: {exc}")
+
+
+def haproxy_config() -> str:
+    """The HAProxy configuration the compose cluster mounts."""
+    return bind_mounts("haproxy")["/usr/local/etc/haproxy/haproxy.cfg"].read_text()
 
 
 def _compose_argv(value: Any) -> list[str] | None:

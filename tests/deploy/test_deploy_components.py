@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import delete_namespace
-from tests.deploy import launch, sources
-from tests.processes import free_port
+from tests.deploy import localise, sources
+from tests.helpers import delete_namespace
+from tests.processes import Process, free_port, stop_all, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ async def test_components_start_as_deployed_and_stop_cleanly(
     amqp_url: str, mongo_url: str, tmp_path: Path
 ) -> None:
     namespaces = {d: f"gldeploy-{uuid.uuid4().hex[:8]}" for d in DEPLOYMENTS}
-    started: dict[str, list[launch.Component]] = {d: [] for d in DEPLOYMENTS}
+    started: dict[str, list[Process]] = {d: [] for d in DEPLOYMENTS}
     codes: dict[str, dict[str, int]] = {}
     try:
         for deployment, namespace in namespaces.items():
@@ -53,33 +53,33 @@ async def test_components_start_as_deployed_and_stop_cleanly(
             logs.mkdir()
             for component in sources.COMPONENTS:
                 argv, env = deployment_launch(deployment, component)
-                local = launch.localised(component, env, amqp_url=amqp_url,
+                local = localise.localised(component, env, amqp_url=amqp_url,
                                          mongo_url=mongo_url, namespace=namespace,
                                          port=free_port(), files_port=free_port())
                 started[deployment].append(
-                    launch.start(component, argv, local, logs / f"{component}.log"))
+                    localise.start_deployed(component, argv, local, logs / f"{component}.log"))
         everything = [c for components in started.values() for c in components]
-        await launch.wait_until(everything, "/healthz", timeout=60)
-        await launch.wait_until(everything, "/readyz", timeout=60)
+        await wait_until(everything, "/healthz", timeout=60)
+        await wait_until(everything, "/readyz", timeout=60)
         for component in everything:
-            assert component.status("/metrics", component.metrics_port) == 200, component.name
+            assert await component.status("/metrics", component.metrics_port) == 200, component.name
         gateways = [c for c in everything if c.name == "gateway"]
         for gateway in gateways:
             assert gateway.metrics_port != gateway.port, "metrics off the public OCPP port"
-            assert gateway.status("/metrics") == 404
-            assert gateway.status("/readyz", gateway.metrics_port) == 200
+            assert await gateway.status("/metrics") == 404
+            assert await gateway.status("/readyz", gateway.metrics_port) == 200
         # The file server answers (an image it does not hold; a token it never handed out).
         commands = [c for c in everything if c.name == "commands"]
         assert all(c.files_port for c in commands)
-        await launch.wait_until(commands, "/firmware/no-such-image.bin", method="HEAD",
+        await wait_until(commands, "/firmware/no-such-image.bin", method="HEAD",
                                 status=404, port=lambda c: c.files_port, timeout=30)
         for component in commands:
             token = "t" * 32
-            assert component.status(f"/diagnostics/CP-1/{token}/diag.zip", component.files_port,
-                                    method="PUT") == 404
+            assert await component.status(f"/diagnostics/CP-1/{token}/diag.zip",
+                                          component.files_port, method="PUT") == 404
     finally:
         for deployment, components in started.items():
-            codes[deployment] = await launch.stop_all(components)
+            codes[deployment] = await stop_all(components)
         await asyncio.gather(*(delete_namespace(amqp_url, ns) for ns in namespaces.values()))
     for deployment, components in started.items():
         assert codes[deployment] == {c: 0 for c in sources.COMPONENTS}, (

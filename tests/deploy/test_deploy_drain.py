@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import re
 import signal
 import time
 import uuid
@@ -21,9 +20,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import delete_namespace
-from tests.deploy import launch, sources
-from tests.processes import free_port
+from tests.deploy import localise, sources
+from tests.helpers import delete_namespace
+from tests.processes import free_port, http_status, stop_all, wait_for_metric, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -33,32 +32,12 @@ INTERVAL_S = 1.0
 SERVICE_RESTART = 1012
 
 
-async def readyz(port: int) -> int | None:
-    """GET /readyz on a fresh connection; the status, or None if the port is closed."""
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return None
-    try:
-        writer.write(b"GET /readyz HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
-        await writer.drain()
-        status_line = await asyncio.wait_for(reader.readline(), 5)
-    except (OSError, TimeoutError):
-        return None
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    match = re.match(rb"HTTP/1\.[01] (\d{3})", status_line)
-    return int(match.group(1)) if match else None
-
-
 async def poll_readiness(port: int, log: list[tuple[float, float, int]],
                          answered: asyncio.Event, stop: asyncio.Event) -> None:
     """Ask /readyz back to back, logging (sent, answered, status), until the port closes."""
     while not stop.is_set():
         sent = time.monotonic()
-        status = await readyz(port)
+        status = await http_status(f"http://127.0.0.1:{port}/readyz")
         if status is None:
             return
         log.append((sent, time.monotonic(), status))
@@ -91,23 +70,23 @@ async def test_gateway_drains_chargers_in_batches_on_sigterm(
     components = {}
     for name in ("authz", "gateway"):
         argv, env = sources.kubernetes_launch("overlays/dev", name)
-        local = launch.localised(name, env, amqp_url=amqp_url, mongo_url=mongo_url,
+        local = localise.localised(name, env, amqp_url=amqp_url, mongo_url=mongo_url,
                                  namespace=namespace, port=free_port(), files_port=free_port(),
                                  **overrides)
-        components[name] = launch.start(name, argv, local, tmp_path / f"{name}.log")
+        components[name] = localise.start_deployed(name, argv, local, tmp_path / f"{name}.log")
     gateway = components["gateway"]
     base = f"ws://127.0.0.1:{gateway.port}/ocpp"
     chargers: list[ClientConnection] = []
     stop_polling = asyncio.Event()
     try:
-        await launch.wait_until(list(components.values()), "/readyz")
+        await wait_until(list(components.values()), "/readyz")
         for i in range(CHARGERS):
             chargers.append(await connect(f"{base}/DRAIN-{i:02d}", subprotocols=["ocpp1.6"],
                                           open_timeout=10))
         assert all(ws.subprotocol == "ocpp1.6" for ws in chargers)
         # The HPA's metric counts them (the gateway registers a charger just after its
         # handshake, so poll: /metrics has no event to await).
-        await launch.wait_for_metric(gateway, "gridlink_gateway_connections_open", CHARGERS)
+        await wait_for_metric(gateway, "gridlink_gateway_connections_open", CHARGERS)
 
         closes = [asyncio.create_task(closed_at(ws)) for ws in chargers]
         readiness: list[tuple[float, float, int]] = []
@@ -138,7 +117,7 @@ async def test_gateway_drains_chargers_in_batches_on_sigterm(
         for ws in chargers:
             with contextlib.suppress(Exception):
                 await ws.close()
-        codes = await launch.stop_all(list(components.values()))
+        codes = await stop_all(list(components.values()))
         await delete_namespace(amqp_url, namespace)
 
     assert exit_code == 0, gateway.output()

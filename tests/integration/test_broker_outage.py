@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.charger import Charger, now
-from tests.processes import Stack, http_status, wait_for
+from tests.processes import Stack, answers, wait_for
 from tests.rabbitmq_node import RabbitNode
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ async def test_broker_restart_loses_nothing(rabbit_node: RabbitNode, mongo_url: 
         for command in (("stations", "add", station), ("tags", "add", tag)):
             code, _, err = await stack.cli(*command)
             assert code == 0, err
-        readyz = f"http://127.0.0.1:{gateway.probe_port}/readyz"
+        readyz = f"http://127.0.0.1:{gateway.port}/readyz"
         async with Charger.connect(stack.gateway_url, station) as charger:
             await charger.boot()
             start = await charger.result("StartTransaction", {
@@ -57,7 +57,7 @@ async def test_broker_restart_loses_nothing(rabbit_node: RabbitNode, mongo_url: 
                 await asyncio.wait_for(charger.ws.wait_closed(), 30)
                 assert charger.ws.close_code == TRY_AGAIN_LATER
                 assert charger.unsolicited.empty()  # no CALLERROR was sent
-                await wait_for(lambda: http_status(readyz) == 503, what="gateway not ready")
+                await wait_for(lambda: answers(readyz, 503), what="gateway not ready")
             finally:
                 await asyncio.to_thread(rabbit_node.start_app)
         for process in stack.processes:  # each reconnects by itself (wait_ready: or exited)
@@ -77,11 +77,7 @@ async def test_broker_restart_loses_nothing(rabbit_node: RabbitNode, mongo_url: 
                     cli.kill()
                     await cli.wait()
             assert json.loads(out) == {"status": "Accepted"}, err
-        db = stack.db()
-        try:
-            doc = await db.transactions.find_one({"_id": start["transactionId"]})
-        finally:
-            await db.client.close()
+        doc = await stack.db().transactions.find_one({"_id": start["transactionId"]})
         assert doc is not None and doc["energy_wh"] == 750
     finally:
         await stack.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import uuid
 
 import aio_pika
@@ -12,16 +11,10 @@ import pytest
 
 from services.envelope import CommandRequest, CommandResult
 from tests.charger import Charger
-from tests.integration.test_core_messages import add_station, new_id
+from tests.helpers import add_station, new_id
 from tests.processes import Stack
 
 pytestmark = pytest.mark.integration
-
-
-async def run_command(stack: Stack, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gridlink", "command", *args, env=stack.env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
 async def test_command_round_trip(stack: Stack) -> None:
@@ -29,7 +22,7 @@ async def test_command_round_trip(stack: Stack) -> None:
     await add_station(stack, station)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        process = await run_command(stack, station, "Reset", '{"type": "Soft"}')
+        process = await stack.start_cli("command", station, "Reset", '{"type": "Soft"}')
         frame = await charger.next_csms_call(timeout=20)
         assert frame[0] == 2 and frame[2] == "Reset" and frame[3] == {"type": "Soft"}
         await charger.answer([3, frame[1], {"status": "Accepted"}])
@@ -47,7 +40,7 @@ async def test_command_answered_with_callerror(stack: Stack) -> None:
     await add_station(stack, station)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        process = await run_command(stack, station, "ClearCache")
+        process = await stack.start_cli("command", station, "ClearCache")
         frame = await charger.next_csms_call(timeout=20)
         await charger.answer([4, frame[1], "NotSupported", "no cache here", {}])
         _, err = await asyncio.wait_for(process.communicate(), 30)
@@ -60,7 +53,7 @@ async def test_command_answered_with_garbage_is_a_callerror(stack: Stack) -> Non
     await add_station(stack, station)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        process = await run_command(stack, station, "UnlockConnector", '{"connectorId": 1}')
+        process = await stack.start_cli("command", station, "UnlockConnector", '{"connectorId": 1}')
         frame = await charger.next_csms_call(timeout=20)
         await charger.answer([3, frame[1], {"status": "Maybe"}])
         _, err = await asyncio.wait_for(process.communicate(), 30)
@@ -112,7 +105,7 @@ async def test_command_timeout(stack: Stack) -> None:
     await add_station(stack, station)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        process = await run_command(stack, station, "ClearCache", "{}", "--timeout", "1")
+        process = await stack.start_cli("command", station, "ClearCache", "{}", "--timeout", "1")
         frame = await charger.next_csms_call(timeout=20)
         assert frame[2] == "ClearCache"  # received, never answered
         _, err = await asyncio.wait_for(process.communicate(), 30)
@@ -127,10 +120,10 @@ async def test_one_outstanding_call_at_a_time_in_order(stack: Stack) -> None:
     await add_station(stack, station)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        first = await run_command(stack, station, "ChangeConfiguration",
+        first = await stack.start_cli("command", station, "ChangeConfiguration",
                                   '{"key": "A", "value": "1"}')
         one = await charger.next_csms_call(timeout=20)
-        second = await run_command(stack, station, "ChangeConfiguration",
+        second = await stack.start_cli("command", station, "ChangeConfiguration",
                                    '{"key": "B", "value": "2"}')
         # The second waits while the first is outstanding: prove it by answering a
         # charger call meanwhile and seeing no new CSMS call arrive.
@@ -196,7 +189,7 @@ async def test_every_transition_is_published_as_an_event(stack: Stack) -> None:
                 await seen.put((message.routing_key or "", result))
 
         await events.consume(on_event, no_ack=True)
-        process = await run_command(stack, station, "ClearCache")
+        process = await stack.start_cli("command", station, "ClearCache")
         frame = await charger.next_csms_call(timeout=20)
         await charger.answer([3, frame[1], {"status": "Accepted"}])
         assert (await asyncio.wait_for(process.wait(), 30)) == 0

@@ -9,8 +9,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from tests.charger import Charger
-from tests.integration.test_core_messages import add_station, new_id
-from tests.processes import Stack, http_status
+from tests.helpers import add_station, new_id
+from tests.processes import Stack, http_status, http_text
 
 pytestmark = pytest.mark.integration
 
@@ -39,16 +39,14 @@ async def test_newest_connection_wins_across_gateways(stack: Stack) -> None:
     try:
         station = new_id("MOVE")
         await add_station(stack, station)
-        other_url = f"ws://127.0.0.1:{second.probe_port}/ocpp"
+        other_url = f"ws://127.0.0.1:{second.port}/ocpp"
         async with Charger.connect(stack.gateway_url, station) as old:
             await old.boot()
             async with Charger.connect(other_url, station) as new:
                 assert await closed_code(old) == 1000
                 # Replies and commands for the station now reach the new pod only.
                 assert (await new.boot())["status"] == "Accepted"
-                process = await asyncio.create_subprocess_exec(
-                    *_cli(stack, "command", station, "ClearCache"), env=stack.env(),
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                process = await stack.start_cli("command", station, "ClearCache")
                 frame = await new.next_csms_call(timeout=20)
                 await new.answer([3, frame[1], {"status": "Accepted"}])
                 out, err = await asyncio.wait_for(process.communicate(), 30)
@@ -59,28 +57,20 @@ async def test_newest_connection_wins_across_gateways(stack: Stack) -> None:
         assert await stack.stop_process(second) == 0
 
 
-def _cli(stack: Stack, *args: str) -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "gridlink", *args]
 
 
 async def test_probes_and_metrics(stack: Stack) -> None:
-    port = stack.gateways[0].probe_port
-    assert http_status(f"http://127.0.0.1:{port}/healthz") == 200
-    assert http_status(f"http://127.0.0.1:{port}/readyz") == 200
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    port = stack.gateways[0].port
+    assert await http_status(f"http://127.0.0.1:{port}/healthz") == 200
+    assert await http_status(f"http://127.0.0.1:{port}/readyz") == 200
+    text = await http_text(f"http://127.0.0.1:{port}/metrics")
     assert "gridlink_gateway_connections_open" in text
     assert 'gridlink_gateway_calls_total{action="BootNotification",outcome="ok"}' in text
     for process in stack.processes:
         if process.name != "gateway" and process.popen.poll() is None:
-            url = f"http://127.0.0.1:{process.probe_port}"
-            assert http_status(url + "/healthz") == 200
-            with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
-                body = response.read().decode()
+            url = f"http://127.0.0.1:{process.port}"
+            assert await http_status(url + "/healthz") == 200
+            body = await http_text(url + "/metrics")
             assert "gridlink_service_handler_seconds" in body
             # Labels never carry a station id.
             assert "station" not in body.replace("StatusNotification", "")
@@ -92,12 +82,12 @@ async def test_metrics_on_a_separate_port_stay_off_the_public_one(stack: Stack) 
     metrics_port = free_port()
     gateway = await stack.start_gateway(gateway_metrics_port=metrics_port)
     try:
-        public = f"http://127.0.0.1:{gateway.probe_port}"
+        public = f"http://127.0.0.1:{gateway.port}"
         private = f"http://127.0.0.1:{metrics_port}"
-        assert http_status(private + "/metrics") == 200
-        assert http_status(private + "/readyz") == 200
-        assert http_status(public + "/metrics") == 404
-        assert http_status(public + "/readyz") == 200
+        assert await http_status(private + "/metrics") == 200
+        assert await http_status(private + "/readyz") == 200
+        assert await http_status(public + "/metrics") == 404
+        assert await http_status(public + "/readyz") == 200
     finally:
         stack.gateways.remove(gateway)
         assert await stack.stop_process(gateway) == 0

@@ -10,18 +10,10 @@ import pytest
 
 from services.ocpp16 import iso, parse_time, utcnow
 from tests.charger import Charger, now
+from tests.helpers import add_station, new_id
 from tests.processes import Stack
 
 pytestmark = pytest.mark.integration
-
-
-def new_id(prefix: str = "CP") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-async def add_station(stack: Stack, station: str, *extra: str) -> None:
-    code, _, err = await stack.cli("stations", "add", station, *extra)
-    assert code == 0, err
 
 
 async def test_boot_heartbeat_and_registry(stack: Stack) -> None:
@@ -44,8 +36,8 @@ async def test_boot_heartbeat_and_registry(stack: Stack) -> None:
 
 async def test_boot_answers_registration_status(stack: Stack) -> None:
     pending, rejected = new_id(), new_id()
-    await add_station(stack, pending, "--registration", "Pending")
-    await add_station(stack, rejected, "--registration", "Rejected")
+    await add_station(stack, pending, registration="Pending")
+    await add_station(stack, rejected, registration="Rejected")
     async with Charger.connect(stack.gateway_url, pending) as charger:
         assert (await charger.boot())["status"] == "Pending"
         # A pending station may not send other requests (only triggered ones).

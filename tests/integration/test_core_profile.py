@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
 import pytest
 
 from tests.charger import Charger, now
-from tests.integration.test_commands import run_command
-from tests.integration.test_core_messages import add_station, new_id
+from tests.helpers import add_station, answer_next, new_id
 from tests.processes import Stack, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-async def answer_next(charger: Charger, action: str, payload: dict) -> list:
-    frame = await charger.next_csms_call(timeout=20)
-    assert frame[2] == action, frame
-    await charger.answer([3, frame[1], payload])
-    return frame
 
 
 async def test_change_availability_scheduled_until_status_confirms(stack: Stack) -> None:
@@ -28,7 +19,7 @@ async def test_change_availability_scheduled_until_status_confirms(stack: Stack)
     await add_station(stack, station)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        process = await run_command(stack, station, "ChangeAvailability",
+        process = await stack.start_cli("command", station, "ChangeAvailability",
                                     '{"connectorId": 1, "type": "Inoperative"}')
         await answer_next(charger, "ChangeAvailability", {"status": "Scheduled"})
         assert (await process.wait()) == 0
@@ -54,7 +45,7 @@ async def test_configuration_snapshot_and_read_only_keys(stack: Stack) -> None:
     await add_station(stack, station)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        process = await run_command(stack, station, "GetConfiguration", "{}")
+        process = await stack.start_cli("command", station, "GetConfiguration", "{}")
         await answer_next(charger, "GetConfiguration", {
             "configurationKey": [
                 {"key": "HeartbeatInterval", "readonly": False, "value": "300"},
@@ -67,11 +58,11 @@ async def test_configuration_snapshot_and_read_only_keys(stack: Stack) -> None:
         assert code == 1 and "ReadOnly" in err
         assert charger.incoming.empty()
 
-        process = await run_command(stack, station, "ChangeConfiguration",
+        process = await stack.start_cli("command", station, "ChangeConfiguration",
                                     '{"key": "HeartbeatInterval", "value": "60"}')
         await answer_next(charger, "ChangeConfiguration", {"status": "Accepted"})
         assert (await process.wait()) == 0
-        process = await run_command(stack, station, "GetConfiguration",
+        process = await stack.start_cli("command", station, "GetConfiguration",
                                     '{"key": ["VendorThing"]}')
         await answer_next(charger, "GetConfiguration", {"unknownKey": ["VendorThing"]})
         assert (await process.wait()) == 0
@@ -97,9 +88,8 @@ async def test_remote_start_and_stop_by_connector(stack: Stack) -> None:
                 "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [
                     {"startPeriod": 0, "limit": 16}]}}}))
         assert code == 1 and "TxProfile" in err
-        process = await asyncio.create_subprocess_exec(
-            *_gridlink("remote", "start", station, tag, "--connector", "1", "--limit", "10"),
-            env=stack.env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        process = await stack.start_cli("remote", "start", station, tag, "--connector", "1",
+                                        "--limit", "10")
         frame = await answer_next(charger, "RemoteStartTransaction", {"status": "Accepted"})
         assert frame[3]["chargingProfile"]["chargingSchedule"]["chargingSchedulePeriod"] == [
             {"startPeriod": 0, "limit": 10.0}]
@@ -109,18 +99,11 @@ async def test_remote_start_and_stop_by_connector(stack: Stack) -> None:
         code, _, err = await stack.cli("command", station, "RemoteStopTransaction",
                                        '{"transactionId": 1999999999}')
         assert code == 1 and "UnknownTransaction" in err
-        process = await asyncio.create_subprocess_exec(
-            *_gridlink("remote", "stop", station, "--connector", "1"),
-            env=stack.env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        process = await stack.start_cli("remote", "stop", station, "--connector", "1")
         frame = await answer_next(charger, "RemoteStopTransaction", {"status": "Accepted"})
         assert frame[3] == {"transactionId": start["transactionId"]}
         assert (await process.wait()) == 0
 
-
-def _gridlink(*args: str) -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "gridlink", *args]
 
 
 async def test_unlock_connector_zero_is_refused(stack: Stack) -> None:
@@ -132,10 +115,10 @@ async def test_unlock_connector_zero_is_refused(stack: Stack) -> None:
 
 async def test_trigger_message_lets_a_pending_station_send(stack: Stack) -> None:
     station = new_id("TRIG")
-    await add_station(stack, station, "--registration", "Pending")
+    await add_station(stack, station, registration="Pending")
     async with Charger.connect(stack.gateway_url, station) as charger:
         assert (await charger.boot())["status"] == "Pending"
-        process = await run_command(stack, station, "TriggerMessage",
+        process = await stack.start_cli("command", station, "TriggerMessage",
                                     '{"requestedMessage": "StatusNotification", "connectorId": 1}')
         await answer_next(charger, "TriggerMessage", {"status": "Accepted"})
         assert (await process.wait()) == 0

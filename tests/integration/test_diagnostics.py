@@ -17,20 +17,10 @@ import pytest
 
 from commands.files import repository
 from tests.charger import Charger
-from tests.integration.test_core_messages import add_station, new_id
-from tests.integration.test_firmware import (
-    MAX_UPLOAD,
-    assert_refused_before_the_charger,
-    files_base,
-    finished,
-    gridlink,
-    run,
-)
-from tests.processes import Stack
+from tests.helpers import MAX_UPLOAD, add_station, new_id, refused_before_the_charger
+from tests.processes import Stack, finish
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["files_base"]  # the module-scoped fixture, used here too
 
 TOKEN = "t" * 32
 
@@ -60,9 +50,9 @@ async def test_diagnostics_uploaded_with_multipart_post(stack: Stack, files_base
     log = os.urandom(200_000)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        process = await gridlink(stack, files_base, "diagnostics", "request", station,
-                                 "--start", "2026-11-01T00:00:00Z",
-                                 "--stop", "2026-11-02T00:00:00Z", "--retries", "1")
+        process = await stack.start_cli("diagnostics", "request", station, "--start",
+                                        "2026-11-01T00:00:00Z", "--stop", "2026-11-02T00:00:00Z",
+                                        "--retries", "1", files_public_url=files_base)
         frame = await charger.next_csms_call(timeout=20)
         assert frame[2] == "GetDiagnostics"
         location = frame[3]["location"]
@@ -71,7 +61,7 @@ async def test_diagnostics_uploaded_with_multipart_post(stack: Stack, files_base
         assert frame[3]["stopTime"] == "2026-11-02T00:00:00.000Z"
         assert frame[3]["retries"] == 1
         await charger.answer([3, frame[1], {"fileName": "diag.zip"}])
-        code, out, err = await finished(process)
+        code, out, err = await finish(process, 30)
         assert code == 0, err
         printed = json.loads(out)
         assert printed["location"] == location and printed["fileName"] == "diag.zip"
@@ -85,17 +75,18 @@ async def test_diagnostics_uploaded_with_multipart_post(stack: Stack, files_base
     assert found["status"] == "Uploaded" and found["file_name"] == "diag.zip"
     assert found["uploaded_size"] == len(log)
 
-    code, out, _ = await run(stack, files_base, "diagnostics", "list", "--station", station,
-                             "--json")
+    code, out, _ = await stack.cli("diagnostics", "list", "--station", station, "--json",
+                                   files_public_url=files_base, timeout=30)
     [row] = json.loads(out)
     assert row["id"] == str(found["file_id"]) and row["commandId"] == printed["commandId"]
     assert (row["fileName"], row["size"]) == ("diag.zip", len(log))
-    code, out, err = await run(stack, files_base, "diagnostics", "get", row["id"],
-                               "-o", str(tmp_path / "copy.zip"))
+    code, out, err = await stack.cli("diagnostics", "get", row["id"], "-o",
+                                     str(tmp_path / "copy.zip"), files_public_url=files_base,
+                                     timeout=30)
     assert code == 0, err
     assert (tmp_path / "copy.zip").read_bytes() == log
-    code, out, _ = await run(stack, files_base, "diagnostics", "jobs", "--station", station,
-                             "--json")
+    code, out, _ = await stack.cli("diagnostics", "jobs", "--station", station, "--json",
+                                   files_public_url=files_base, timeout=30)
     [row] = json.loads(out)
     assert row["status"] == "Uploaded" and row["fileId"] == str(found["file_id"])
     assert row["history"] == ["Accepted", "Uploading", "Uploaded"]
@@ -107,13 +98,14 @@ async def test_raw_put_before_the_answer_is_linked_to_the_job(stack: Stack,
     await add_station(stack, station)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        process = await gridlink(stack, files_base, "diagnostics", "request", station)
+        process = await stack.start_cli("diagnostics", "request", station,
+                                        files_public_url=files_base)
         frame = await charger.next_csms_call(timeout=20)
         # A quick charger: uploads (PUT to location/fileName) before its answer is processed.
         await charger.result("DiagnosticsStatusNotification", {"status": "Uploading"})
         assert await upload(f"{frame[3]['location']}/early.log", b"log\n" * 1000) == 200
         await charger.answer([3, frame[1], {"fileName": "early.log"}])
-        code, out, err = await finished(process)
+        code, out, err = await finish(process, 30)
         assert code == 0, err
         command_id = json.loads(out)["commandId"]
         await charger.result("DiagnosticsStatusNotification", {"status": "Uploaded"})
@@ -128,10 +120,11 @@ async def test_upload_failed_is_final_and_too_large_is_refused(stack: Stack,
     await add_station(stack, station)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        process = await gridlink(stack, files_base, "diagnostics", "request", station)
+        process = await stack.start_cli("diagnostics", "request", station,
+                                        files_public_url=files_base)
         frame = await charger.next_csms_call(timeout=20)
         await charger.answer([3, frame[1], {"fileName": "huge.tar"}])
-        code, out, err = await finished(process)
+        code, out, err = await finish(process, 30)
         assert code == 0, err
         await charger.result("DiagnosticsStatusNotification", {"status": "Uploading"})
         assert await upload(frame[3]["location"], b"z" * (MAX_UPLOAD + 1)) == 413
@@ -149,10 +142,11 @@ async def test_no_diagnostics_available(stack: Stack, files_base: str) -> None:
     await add_station(stack, station)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        process = await gridlink(stack, files_base, "diagnostics", "request", station)
+        process = await stack.start_cli("diagnostics", "request", station,
+                                        files_public_url=files_base)
         frame = await charger.next_csms_call(timeout=20)
         await charger.answer([3, frame[1], {}])  # no fileName: nothing to upload
-        code, out, err = await finished(process)
+        code, out, err = await finish(process, 30)
     assert code == 0, err
     assert json.loads(out)["fileName"] is None
     assert (await job(stack, json.loads(out)["commandId"]))["status"] == "NoDiagnostics"
@@ -178,7 +172,8 @@ async def test_no_diagnostics_available(stack: Stack, files_base: str) -> None:
 async def test_bad_requests_never_reach_the_charger(stack: Stack, files_base: str,
                                                     args: list[str], code: int,
                                                     message: str) -> None:
-    await assert_refused_before_the_charger(stack, files_base, "DGBAD", args, code, message)
+    await refused_before_the_charger(stack, "DGBAD", args, code, message,
+                                     files_public_url=files_base)
 
 
 @pytest.mark.parametrize(("answer", "message"), [
@@ -191,10 +186,11 @@ async def test_charger_errors_fail_the_request_and_start_no_job(
     await add_station(stack, station)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        process = await gridlink(stack, files_base, "diagnostics", "request", station)
+        process = await stack.start_cli("diagnostics", "request", station,
+                                        files_public_url=files_base)
         frame = await charger.next_csms_call(timeout=20)
         await charger.answer([frame[1] if part == "{id}" else part for part in answer])
-        code, out, err = await finished(process)
+        code, out, err = await finish(process, 30)
     assert (code, out) == (1, "")
     assert message in err and len(err.strip().splitlines()) == 1
     command = await stack.db().commands.find_one({"station": station})

@@ -6,11 +6,9 @@ and reports its progress; everything travels through the real broker and databas
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,69 +17,29 @@ import pytest
 
 from commands.files import repository, rules
 from tests.charger import Charger
-from tests.integration.test_core_messages import add_station, new_id
-from tests.processes import Stack, free_port, http_status, wait_for
+from tests.helpers import add_station, new_id, refused_before_the_charger
+from tests.processes import Stack, finish
 
 pytestmark = pytest.mark.integration
 
-MAX_UPLOAD = 1 << 20
 
 
-@pytest.fixture(scope="module")
-async def files_base(stack: Stack) -> AsyncIterator[str]:
-    """A commands replica whose file server the tests (and the CLI) know the address of.
-
-    The stack's own commands replica keeps running: either may take a command, and both
-    share the tokens and files in the database.
-    """
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    replica = stack.spawn("commands", files_port=port, files_public_url=base,
-                          max_upload_bytes=MAX_UPLOAD)
-    await stack.wait_ready(replica)
-    await wait_for(lambda: http_status(f"{base}/firmware/none") == 404, what="file server")
-    yield base
-    await stack.stop_process(replica)
 
 
-async def gridlink(stack: Stack, base: str, *args: str) -> asyncio.subprocess.Process:
-    """Start ``gridlink ARGS`` with the file server's public URL."""
-    return await asyncio.create_subprocess_exec(
-        *stack.cli_command(*args), env=stack.env(files_public_url=base),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
-async def finished(process: asyncio.subprocess.Process, timeout: float = 30
-                   ) -> tuple[int, str, str]:
-    out, err = await asyncio.wait_for(process.communicate(), timeout)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
-async def run(stack: Stack, base: str, *args: str) -> tuple[int, str, str]:
-    return await finished(await gridlink(stack, base, *args))
 
 
-async def assert_refused_before_the_charger(stack: Stack, base: str, prefix: str,
-                                            args: list[str], code: int, message: str) -> None:
-    """``gridlink ARGS`` fails with one line and exit ``code``; the charger hears nothing."""
-    station = new_id(prefix)
-    await add_station(stack, station)
-    async with Charger.connect(stack.gateway_url, station) as charger:
-        await charger.boot()
-        got, out, err = await run(stack, base, *[a.replace("{station}", station) for a in args])
-        assert (got, out) == (code, "")
-        assert message in err and len(err.strip().splitlines()) == 1
-        assert "currentTime" in await charger.result("Heartbeat", {})
-        assert charger.incoming.empty()
-    assert await stack.db().commands.count_documents({"station": station}) == 0
 
 
 async def add_image(stack: Stack, base: str, tmp_path: Path, size: int = 300_000
                     ) -> tuple[str, bytes]:
     name, image = f"fw-{uuid.uuid4().hex[:8]}.bin", os.urandom(size)
     (tmp_path / name).write_bytes(image)
-    code, out, err = await run(stack, base, "firmware", "add", str(tmp_path / name))
+    code, out, err = await stack.cli("firmware", "add", str(tmp_path / name), files_public_url=base,
+                                     timeout=30)
     assert code == 0, err
     assert rules.firmware_url(base, name) in out
     return name, image
@@ -101,12 +59,14 @@ async def job(stack: Stack, command_id: str) -> dict[str, Any]:
 async def test_images_are_stored_listed_and_served(stack: Stack, files_base: str,
                                                    tmp_path: Path) -> None:
     name, image = await add_image(stack, files_base, tmp_path)
-    code, _, err = await run(stack, files_base, "firmware", "add", str(tmp_path / name))
+    code, _, err = await stack.cli("firmware", "add", str(tmp_path / name),
+                                   files_public_url=files_base, timeout=30)
     assert code == 1 and "exists already" in err and len(err.strip().splitlines()) == 1
-    code, _, err = await run(stack, files_base, "firmware", "add", str(tmp_path / name),
-                             "--name", "../evil")
+    code, _, err = await stack.cli("firmware", "add", str(tmp_path / name), "--name", "../evil",
+                                   files_public_url=files_base, timeout=30)
     assert code == 2 and "invalid firmware name" in err
-    code, out, _ = await run(stack, files_base, "firmware", "list", "--json")
+    code, out, _ = await stack.cli("firmware", "list", "--json", files_public_url=files_base,
+                                   timeout=30)
     row = next(r for r in json.loads(out) if r["name"] == name)
     assert row["size"] == len(image) and row["url"] == rules.firmware_url(files_base, name)
     assert await download(row["url"]) == (200, image)
@@ -121,9 +81,9 @@ async def test_update_firmware_job_follows_the_notifications(stack: Stack, files
     name, image = await add_image(stack, files_base, tmp_path)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        process = await gridlink(stack, files_base, "firmware", "update", station, name,
-                                 "--retrieve-date", "2026-11-23T22:00:00Z", "--retries", "2",
-                                 "--retry-interval", "30")
+        process = await stack.start_cli("firmware", "update", station, name, "--retrieve-date",
+                                        "2026-11-23T22:00:00Z", "--retries", "2",
+                                        "--retry-interval", "30", files_public_url=files_base)
         frame = await charger.next_csms_call(timeout=20)
         assert frame[2] == "UpdateFirmware"
         assert frame[3] == {"location": rules.firmware_url(files_base, name),
@@ -134,7 +94,7 @@ async def test_update_firmware_job_follows_the_notifications(stack: Stack, files
                                     {"status": "Downloading"}) == {}
         assert await download(frame[3]["location"]) == (200, image)
         await charger.answer([3, frame[1], {}])
-        code, out, err = await finished(process)
+        code, out, err = await finish(process, 30)
         assert code == 0, err
         command_id = json.loads(out)["commandId"]
         assert (await job(stack, command_id))["status"] == "Downloading"
@@ -145,8 +105,8 @@ async def test_update_firmware_job_follows_the_notifications(stack: Stack, files
     assert found["status"] == "Installed"
     assert found["retrieve_date"].isoformat().startswith("2026-11-23T22:00:00")
     assert [h["status"] for h in found["history"] if not h["applied"]] == ["Downloading"]
-    code, out, _ = await run(stack, files_base, "firmware", "jobs", "--station", station,
-                             "--json")
+    code, out, _ = await stack.cli("firmware", "jobs", "--station", station, "--json",
+                                   files_public_url=files_base, timeout=30)
     [row] = json.loads(out)
     assert row["commandId"] == command_id and row["status"] == "Installed"
     assert row["history"] == ["Accepted", "Downloading", "Downloaded", "Installing",
@@ -166,11 +126,12 @@ async def test_a_new_update_supersedes_and_failures_are_final(stack: Stack,
         await charger.boot()
         command_ids = []
         for _ in range(2):
-            process = await gridlink(stack, files_base, "firmware", "update", station, url)
+            process = await stack.start_cli("firmware", "update", station, url,
+                                            files_public_url=files_base)
             frame = await charger.next_csms_call(timeout=20)
             assert frame[3]["location"] == url
             await charger.answer([3, frame[1], {}])
-            code, out, err = await finished(process)
+            code, out, err = await finish(process, 30)
             assert code == 0, err
             command_ids.append(json.loads(out)["commandId"])
             await charger.result("FirmwareStatusNotification", {"status": "Downloading"})
@@ -202,7 +163,8 @@ async def test_a_new_update_supersedes_and_failures_are_final(stack: Stack,
 async def test_bad_updates_never_reach_the_charger(stack: Stack, files_base: str,
                                                    args: list[str], code: int,
                                                    message: str) -> None:
-    await assert_refused_before_the_charger(stack, files_base, "FWBAD", args, code, message)
+    await refused_before_the_charger(stack, "FWBAD", args, code, message,
+                                     files_public_url=files_base)
 
 
 @pytest.mark.parametrize(("answer", "message"), [
@@ -215,11 +177,11 @@ async def test_charger_errors_fail_the_command_and_start_no_job(
     await add_station(stack, station)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
-        process = await gridlink(stack, files_base, "firmware", "update", station,
-                                 "ftp://fw.example.com/cp.bin")
+        process = await stack.start_cli("firmware", "update", station,
+                                        "ftp://fw.example.com/cp.bin", files_public_url=files_base)
         frame = await charger.next_csms_call(timeout=20)
         await charger.answer([frame[1] if part == "{id}" else part for part in answer])
-        code, out, err = await finished(process)
+        code, out, err = await finish(process, 30)
     assert (code, out) == (1, "")
     assert message in err and len(err.strip().splitlines()) == 1
     command = await stack.db().commands.find_one({"station": station})

@@ -4,6 +4,9 @@ Each charger answers load management's TxProfiles as they arrive and applies the
 the site tracks what every charger may draw (its connector maximum until it got a profile)
 and checks, at every profile, that no charger was ever raised while that would take the
 group over its limit. The tests then assert the exact profiles each charger received.
+
+Long on purpose: the simulated site (``Site``, ``Fleet``, ``respond``) is what every scenario
+here drives and checks against; it belongs with them, not in the shared helpers.
 """
 
 from __future__ import annotations
@@ -23,15 +26,15 @@ from commands.load_management import repository as group_store
 from commands.load_management import rules as member_rules
 from services.errors import ConfigurationError, GridLinkError
 from tests.charger import Charger
-from tests.integration.test_core_messages import new_id
-from tests.integration.test_smart_charging import (
+from tests.helpers import (
     add_station,
-    add_tag,
-    command,
-    profile,
-    start,
-    stop,
+    fresh_tag,
+    new_id,
+    send,
+    start_transaction,
+    stop_transaction,
 )
+from tests.helpers import charging_profile as profile
 from tests.processes import Stack, wait_for
 
 pytestmark = pytest.mark.integration
@@ -102,13 +105,13 @@ class Site:
                                      f"{self.received}, violations {self.violations}") from None
 
     async def start(self, charger: Charger, station: str, tag: str) -> int:
-        transaction_id = await start(charger, tag)
+        transaction_id = await start_transaction(charger, tag)
         async with self.changed:  # profiles for it may already be on their way
             self.active[transaction_id] = station
         return transaction_id
 
     async def stop(self, charger: Charger, transaction_id: int) -> None:
-        await stop(charger, transaction_id)
+        await stop_transaction(charger, transaction_id)
         async with self.changed:
             self.active.pop(transaction_id, None)
             self.applied.pop(transaction_id, None)
@@ -203,7 +206,7 @@ async def fleet(stack: Stack, exits: AsyncExitStack, site: Site, count: int, *,
 async def test_start_stop_sequence_shares_the_limit(stack: Stack) -> None:
     """Three chargers (16 A each, minimum 6 A) under 32 A, started and stopped in turn."""
     site = Site(limit=32)
-    tag = [await add_tag(stack) for _ in range(3)]
+    tag = [await fresh_tag(stack, "SC") for _ in range(3)]
     name = await make_group(stack, "--max-current", "32")
     async with AsyncExitStack() as exits:
         f = await fleet(stack, exits, site, 3, ceiling=16)
@@ -220,11 +223,11 @@ async def test_start_stop_sequence_shares_the_limit(stack: Stack) -> None:
         assert site.draw() == 32
 
         # Operators cannot outrank or take over load management's profiles.
-        outrank = await command(stack, b, "SetChargingProfile",
+        outrank = await send(stack, b, "SetChargingProfile",
                                 profile("TxProfile", stack_level=lm.DEFAULT_STACK_LEVEL,
                                         transactionId=tx2))
         assert (outrank.status, outrank.error_code) == ("invalid", "LoadManaged")
-        taken = await command(stack, b, "SetChargingProfile",
+        taken = await send(stack, b, "SetChargingProfile",
                               profile(profile_id=lm.profile_id(tx2)))
         assert (taken.status, taken.error_code) == ("invalid", "ReservedProfileId")
 
@@ -238,7 +241,7 @@ async def test_start_stop_sequence_shares_the_limit(stack: Stack) -> None:
             (tx2, 16), (tx3, 16)]
 
         # An operator clears B's profiles: B runs free again, so GridLink tells it again.
-        cleared = await command(stack, b, "ClearChargingProfile", {})
+        cleared = await send(stack, b, "ClearChargingProfile", {})
         assert cleared.status == "accepted"
         await site.until(lambda: site.received[b] == [16, 10.7, 16, 16], "B told again")
 
@@ -260,7 +263,7 @@ async def test_start_stop_sequence_shares_the_limit(stack: Stack) -> None:
 
 async def test_minimums_that_do_not_fit_pause_the_latest(stack: Stack) -> None:
     site = Site(limit=16)
-    tag = [await add_tag(stack) for _ in range(3)]
+    tag = [await fresh_tag(stack, "SC") for _ in range(3)]
     name = await new_group(stack, "A", 16)
     async with AsyncExitStack() as exits:
         f = await fleet(stack, exits, site, 3, ceiling=16)
@@ -293,14 +296,14 @@ def current_only(frame: list[Any]) -> Any:
 async def test_power_limit_units_and_a_lowered_limit(stack: Stack) -> None:
     """A W group; one charger only takes amperes; the operator lowers the limit."""
     site = Site(limit=11_040, unit="W")
-    tag = [await add_tag(stack) for _ in range(2)]
+    tag = [await fresh_tag(stack, "SC") for _ in range(2)]
     name = await new_group(stack, "W", 11_040, phases=3, voltage=230)
     async with AsyncExitStack() as exits:
         # Charger B takes amperes: the site converts what it receives back to watts.
         f = await fleet(stack, exits, site, 2, ceiling=11_040, factor={1: 690.0},
                         answers={1: current_only})
         a, b = f.stations
-        configuration = await command(stack, b, "GetConfiguration", {})
+        configuration = await send(stack, b, "GetConfiguration", {})
         assert configuration.status == "accepted"
         await members(stack, name, f.stations)
         tx1 = await site.start(f.chargers[0], a, tag[0])
@@ -326,7 +329,7 @@ async def test_power_limit_units_and_a_lowered_limit(stack: Stack) -> None:
 async def test_charger_refusing_its_profile_is_recorded_and_blocks_no_one(
         stack: Stack, failure: Any) -> None:
     site = Site(limit=20)
-    tag = [await add_tag(stack) for _ in range(2)]
+    tag = [await fresh_tag(stack, "SC") for _ in range(2)]
     name = await new_group(stack, "A", 20)
     async with AsyncExitStack() as exits:
         f = await fleet(stack, exits, site, 2, ceiling=16,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -20,9 +19,9 @@ import pytest
 from commands.local_list import repository, rules
 from services.ocpp16 import utcnow
 from tests.charger import Charger
-from tests.integration.test_core_messages import new_id
-from tests.integration.test_reservations import add_station, add_tag, finish, gridlink
-from tests.processes import Stack
+from tests.helpers import add_station, add_tag, new_id
+from tests.helpers import new_tag as _new_tag
+from tests.processes import Stack, finish
 
 pytestmark = pytest.mark.integration
 
@@ -104,16 +103,14 @@ async def stored(stack: Stack, station: str) -> dict[str, Any]:
 
 
 async def sync(stack: Stack, *args: str) -> tuple[int, str, str]:
-    process = await gridlink(stack, "locallist", "sync", *args)
+    process = await stack.start_cli("locallist", "sync", *args)
     return await finish(process)
 
 
-def new_tag() -> str:
-    return f"L{uuid.uuid4().hex[:10]}"
 
 
 async def test_full_then_differential(stack: Stack) -> None:
-    station, keep, block, drop = new_id("LL"), new_tag(), new_tag(), new_tag()
+    station, keep, block, drop = new_id("LL"), _new_tag("L"), _new_tag("L"), _new_tag("L")
     await add_station(stack, station)
     for tag in (keep, block, drop):
         await add_tag(stack, tag)
@@ -129,7 +126,7 @@ async def test_full_then_differential(stack: Stack) -> None:
         assert state["version"] == 1
         assert rules.entries_from_stored(state["entries"]) == charger.entries
 
-        new = new_tag()
+        new = _new_tag("L")
         await add_tag(stack, new)
         await add_tag(stack, block, status="Blocked")
         await stack.db().id_tags.delete_one({"_id": drop})
@@ -164,7 +161,7 @@ async def test_full_then_differential(stack: Stack) -> None:
 async def test_station_that_lost_its_list_gets_the_full_list(stack: Stack) -> None:
     station = new_id("LL")
     await add_station(stack, station)
-    await add_tag(stack, new_tag())
+    await add_tag(stack, _new_tag("L"))
     async with list_charger(stack, station) as charger:
         assert (await sync(stack, station))[0] == 0
         charger.version, charger.entries = 0, {}  # e.g. a factory reset
@@ -185,7 +182,7 @@ async def test_refused_differential_falls_back_to_full(stack: Stack, refusal: st
     await add_station(stack, station)
     async with list_charger(stack, station) as charger:
         assert (await sync(stack, station))[0] == 0
-        await add_tag(stack, new_tag())
+        await add_tag(stack, _new_tag("L"))
         charger.script.append({"status": refusal})
         code, out, err = await sync(stack, station)
         assert code == 0, err
@@ -203,7 +200,7 @@ async def test_any_requesters_refused_differential_falls_back(stack: Stack) -> N
     station = new_id("LL")
     await add_station(stack, station)
     async with list_charger(stack, station, version=8) as charger:
-        process = await gridlink(stack, "command", station, "SendLocalList", json.dumps({
+        process = await stack.start_cli("command", station, "SendLocalList", json.dumps({
             "listVersion": 5, "updateType": "Differential",
             "localAuthorizationList": [{"idTag": "X1"}]}))
         code, out, err = await finish(process)
@@ -227,7 +224,7 @@ async def test_long_lists_are_split_by_send_local_list_max_length(stack: Stack) 
     station = new_id("LL")
     await add_station(stack, station)
     for _ in range(3):
-        await add_tag(stack, new_tag())
+        await add_tag(stack, _new_tag("L"))
     total = len(await desired(stack))
     per_message = max(1, -(-total // 3))  # about three messages
     async with list_charger(stack, station) as charger:
@@ -255,8 +252,8 @@ async def test_long_lists_are_split_by_send_local_list_max_length(stack: Stack) 
 async def test_list_larger_than_the_station_holds(stack: Stack) -> None:
     station = new_id("LL")
     await add_station(stack, station)
-    await add_tag(stack, new_tag())
-    await add_tag(stack, new_tag())
+    await add_tag(stack, _new_tag("L"))
+    await add_tag(stack, _new_tag("L"))
     async with list_charger(stack, station) as charger:
         charger.configuration = {"LocalAuthListMaxLength": "1"}
         code, _, err = await stack.cli("command", station, "GetConfiguration")

@@ -14,8 +14,8 @@ from websockets.exceptions import InvalidStatus
 
 from gridlink import embedded_db
 from tests.charger import Charger, now
-from tests.conftest import delete_namespace
-from tests.processes import Stack, free_port, http_status, wait_for
+from tests.helpers import delete_namespace
+from tests.processes import Stack, answers, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ async def test_database_outage_loses_nothing(amqp_url: str, tmp_path: Path) -> N
         station, tag = "OUTAGE-1", "TAG-OUT"
         assert (await stack.cli("stations", "add", station))[0] == 0
         assert (await stack.cli("tags", "add", tag))[0] == 0
-        readyz = f"http://127.0.0.1:{gateway.probe_port}/readyz"
+        readyz = f"http://127.0.0.1:{gateway.port}/readyz"
         stop = {"meterStop": 4200, "timestamp": now(), "reason": "Local"}
         async with Charger.connect(stack.gateway_url, station) as charger:
             await charger.boot()
@@ -51,7 +51,7 @@ async def test_database_outage_loses_nothing(amqp_url: str, tmp_path: Path) -> N
             assert charger.ws.close_code == 1013
             assert charger.unsolicited.empty()  # no CALLERROR, no answer at all
 
-        await wait_for(lambda: http_status(readyz) == 503, what="gateway not ready")
+        await wait_for(lambda: answers(readyz, 503), what="gateway not ready")
         with pytest.raises(InvalidStatus) as refused:
             async with Charger.connect(stack.gateway_url, station):
                 pass
@@ -59,7 +59,7 @@ async def test_database_outage_loses_nothing(amqp_url: str, tmp_path: Path) -> N
 
         database = embedded_db.start(port, storage)  # the database is back
         assert database is not None
-        await wait_for(lambda: http_status(readyz) == 200, timeout=60, what="gateway ready")
+        await wait_for(lambda: answers(readyz, 200), timeout=60, what="gateway ready")
 
         db = stack.db()
 

@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.charger import Charger, now
-from tests.integration.test_core_messages import add_station, new_id
+from tests.helpers import add_station, new_id
 from tests.processes import Stack
 
 
@@ -162,7 +162,7 @@ async def test_unknown_station_is_registered_when_allowed(stack: Stack) -> None:
         assert (await stack.db().stations.find_one({"_id": station}))["auto_registered"]
     finally:
         assert await stack.stop_process(authz) == 0
-    assert gateway_env_unchanged.ready()
+    assert await gateway_env_unchanged.ready()
 
 
 async def test_station_with_password_needs_basic_auth(stack: Stack) -> None:
@@ -170,7 +170,7 @@ async def test_station_with_password_needs_basic_auth(stack: Stack) -> None:
 
     station = new_id("AUTH")
     password = "0123456789abcdef0123"
-    await add_station(stack, station, "--password", password)
+    await add_station(stack, station, password=password)
 
     for headers in ({}, basic(station, "wrong"), basic("someone-else", password)):
         with pytest.raises(InvalidStatus) as refused:
@@ -200,18 +200,17 @@ async def test_a_burst_of_handshakes_is_admitted_in_batches_with_each_answer_rig
     locked = [new_id("LOCKED") for _ in range(20)]
     unknown = [new_id("NOBODY") for _ in range(10)]
     db = stack.db()
-    try:
-        now = datetime.now(UTC)
-        for station in plain:
-            await stations.add_station(db, station, registration="Accepted", password=None,
-                                       now=now)
-        hashed = stations.hash_password(password)
-        await db[stations.COLLECTION].insert_many(
-            [{"_id": s, "registration": "Accepted", "password_hash": hashed} for s in locked])
-    finally:
-        await db.client.close()
-    metrics_url = f"http://127.0.0.1:{stack.gateways[0].probe_port}/metrics"
-    questions_before = metric_value(metrics_url, "gridlink_gateway_admission_batch_size_count")
+    now = datetime.now(UTC)
+    for station in plain:
+        await stations.add_station(db, station, registration="Accepted", password=None,
+                                   now=now)
+    hashed = stations.hash_password(password)
+    await db[stations.COLLECTION].insert_many(
+        [{"_id": s, "registration": "Accepted", "password_hash": hashed} for s in locked])
+    metrics_url = f"http://127.0.0.1:{stack.gateways[0].port}/metrics"
+    sample = "gridlink_gateway_admission_batch_size_count"
+    questions_before = await metric_value(metrics_url, sample)
+    assert questions_before is not None
 
     async def attempt(station: str, headers: dict[str, str]) -> int:
         try:
@@ -225,5 +224,5 @@ async def test_a_burst_of_handshakes_is_admitted_in_batches_with_each_answer_rig
              + [(s, basic(s, "wrong")) for s in locked[10:]] + [(s, {}) for s in unknown])
     codes = await asyncio.gather(*(attempt(s, h) for s, h in tries))
     assert codes == [101] * 40 + [401] * 10 + [404] * 10
-    questions = metric_value(metrics_url, "gridlink_gateway_admission_batch_size_count")
-    assert 1 <= questions - questions_before < 30
+    questions = await metric_value(metrics_url, sample)
+    assert questions is not None and 1 <= questions - questions_before < 30

@@ -5,60 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from services import id_tags, stations
 from services.ocpp16 import iso, utcnow
 from tests.charger import Charger, now
-from tests.integration.test_core_messages import new_id
-from tests.processes import Stack, wait_for
+from tests.helpers import add_station, add_tag, answer_next, new_id, new_tag
+from tests.processes import Stack, finish, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def new_tag(prefix: str = "R") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
-async def add_station(stack: Stack, station: str) -> None:
-    """Register a station the way `gridlink stations add` does (without a process)."""
-    await stations.add_station(stack.db(), station, registration="Accepted", password=None,
-                               now=utcnow())
 
 
-async def add_tag(stack: Stack, tag: str, *, status: str = "Accepted",
-                  parent: str | None = None) -> None:
-    """Store a tag the way `gridlink tags add` does (without a process)."""
-    await id_tags.upsert_tag(stack.db(), tag, status=status, expiry=None, parent=parent)
 
 
-async def gridlink(stack: Stack, *args: str) -> asyncio.subprocess.Process:
-    """Start ``gridlink ARGS`` without waiting (the charger answers meanwhile)."""
-    return await asyncio.create_subprocess_exec(
-        *stack.cli_command(*args), env=stack.env(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
-async def finish(process: asyncio.subprocess.Process) -> tuple[int, str, str]:
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
-async def answer_next(charger: Charger, action: str, answer: Any) -> list[Any]:
-    """Expect the next CSMS call to be ``action``; answer it with a CALLRESULT payload, or
-    with a CALLERROR when ``answer`` is a (code, description) tuple."""
-    frame = await charger.next_csms_call(timeout=20)
-    assert frame[2] == action, frame
-    if isinstance(answer, tuple):
-        await charger.answer([4, frame[1], answer[0], answer[1], {}])
-    else:
-        await charger.answer([3, frame[1], answer])
-    return frame
 
 
 async def connector_seen(charger: Charger, *connectors: int, status: str = "Available"
@@ -89,13 +58,13 @@ async def wait_status(stack: Stack, reservation_id: int, status: str) -> dict[st
 async def reserve(stack: Stack, charger: Charger, station: str, connector: int, tag: str,
                   *extra: str, answer: Any = None) -> tuple[list[Any], tuple[int, str, str]]:
     """`gridlink reserve`, answered by the charger (Accepted unless told otherwise)."""
-    process = await gridlink(stack, "reserve", station, str(connector), tag, *extra)
+    process = await stack.start_cli("reserve", station, str(connector), tag, *extra)
     frame = await answer_next(charger, "ReserveNow", answer or {"status": "Accepted"})
     return frame, await finish(process)
 
 
 async def test_reservation_is_consumed_by_start_transaction(stack: Stack) -> None:
-    station, tag, group = new_id("RSV"), new_tag(), new_tag("G")
+    station, tag, group = new_id("RSV"), new_tag("R"), new_tag("G")
     await add_station(stack, station)
     await add_tag(stack, group)
     await add_tag(stack, tag, parent=group)
@@ -131,7 +100,7 @@ async def test_reservation_is_consumed_by_start_transaction(stack: Stack) -> Non
 
 
 async def test_reservation_ids_are_unique_and_the_same_id_replaces(stack: Stack) -> None:
-    station, tag, other = new_id("RSV"), new_tag(), new_tag()
+    station, tag, other = new_id("RSV"), new_tag("R"), new_tag("R")
     await add_station(stack, station)
     await add_tag(stack, tag)
     await add_tag(stack, other)
@@ -155,7 +124,7 @@ async def test_reservation_ids_are_unique_and_the_same_id_replaces(stack: Stack)
 
 
 async def test_reservation_expires(stack: Stack) -> None:
-    station, tag = new_id("RSV"), new_tag()
+    station, tag = new_id("RSV"), new_tag("R")
     await add_station(stack, station)
     await add_tag(stack, tag)
     async with Charger.connect(stack.gateway_url, station) as charger:
@@ -169,7 +138,7 @@ async def test_reservation_expires(stack: Stack) -> None:
 
 
 async def test_cancel_reservation(stack: Stack) -> None:
-    station, tag = new_id("RSV"), new_tag()
+    station, tag = new_id("RSV"), new_tag("R")
     await add_station(stack, station)
     await add_tag(stack, tag)
     async with Charger.connect(stack.gateway_url, station) as charger:
@@ -178,7 +147,7 @@ async def test_cancel_reservation(stack: Stack) -> None:
         frame, _ = await reserve(stack, charger, station, 1, tag, "--expires-in", "600")
         rid = frame[3]["reservationId"]
         await wait_status(stack, rid, "active")
-        process = await gridlink(stack, "reservations", "cancel", str(rid))
+        process = await stack.start_cli("reservations", "cancel", str(rid))
         cancel = await answer_next(charger, "CancelReservation", {"status": "Accepted"})
         assert cancel[3] == {"reservationId": rid}
         code, out, err = await finish(process)
@@ -194,7 +163,7 @@ async def test_cancel_reservation(stack: Stack) -> None:
 
 async def test_cancel_rejected_means_the_charger_holds_no_such_reservation(stack: Stack
                                                                           ) -> None:
-    station, tag = new_id("RSV"), new_tag()
+    station, tag = new_id("RSV"), new_tag("R")
     await add_station(stack, station)
     await add_tag(stack, tag)
     async with Charger.connect(stack.gateway_url, station) as charger:
@@ -202,7 +171,7 @@ async def test_cancel_rejected_means_the_charger_holds_no_such_reservation(stack
         await connector_seen(charger, 1)
         frame, _ = await reserve(stack, charger, station, 1, tag, "--expires-in", "600")
         rid = frame[3]["reservationId"]
-        process = await gridlink(stack, "reservations", "cancel", str(rid))
+        process = await stack.start_cli("reservations", "cancel", str(rid))
         await answer_next(charger, "CancelReservation", {"status": "Rejected"})
         code, _, err = await finish(process)
     assert code == 1
@@ -215,8 +184,8 @@ async def test_other_tag_on_a_reserved_connector(stack: Stack) -> None:
     tag's group. Authorize gives it what it needs (the parentIdTag); a StartTransaction by
     another tag there leaves the reservation and is recorded as a conflict; the group
     member's start uses it."""
-    station, tag, group, member, other = (new_id("RSV"), new_tag(), new_tag("G"), new_tag(),
-                                          new_tag())
+    station, tag, group, member, other = (new_id("RSV"), new_tag("R"), new_tag("G"), new_tag("R"),
+                                          new_tag("R"))
     await add_station(stack, station)
     await add_tag(stack, group)
     await add_tag(stack, tag, parent=group)
@@ -256,7 +225,7 @@ async def test_other_tag_on_a_reserved_connector(stack: Stack) -> None:
 
 async def test_connector_zero_needs_support_and_any_connector_consumes_it(stack: Stack
                                                                          ) -> None:
-    station, tag = new_id("RSV"), new_tag()
+    station, tag = new_id("RSV"), new_tag("R")
     await add_station(stack, station)
     await add_tag(stack, tag)
     async with Charger.connect(stack.gateway_url, station) as charger:
@@ -264,8 +233,8 @@ async def test_connector_zero_needs_support_and_any_connector_consumes_it(stack:
         await connector_seen(charger, 1, 2)
         code, _, err = await stack.cli("reserve", station, "0", tag, "--expires-in", "60")
         assert code == 1 and "invalid command: ConnectorZeroNotSupported" in err
-        process = await gridlink(stack, "command", station, "GetConfiguration",
-                                 '{"key": ["ReserveConnectorZeroSupported"]}')
+        process = await stack.start_cli("command", station, "GetConfiguration",
+                                        '{"key": ["ReserveConnectorZeroSupported"]}')
         await answer_next(charger, "GetConfiguration", {"configurationKey": [
             {"key": "ReserveConnectorZeroSupported", "readonly": True, "value": "true"}]})
         assert (await finish(process))[0] == 0
@@ -281,7 +250,7 @@ async def test_connector_zero_needs_support_and_any_connector_consumes_it(stack:
 
 
 async def test_faulted_connector_ends_its_reservation(stack: Stack) -> None:
-    station, tag = new_id("RSV"), new_tag()
+    station, tag = new_id("RSV"), new_tag("R")
     await add_station(stack, station)
     await add_tag(stack, tag)
     async with Charger.connect(stack.gateway_url, station) as charger:
@@ -305,7 +274,7 @@ async def test_faulted_connector_ends_its_reservation(stack: Stack) -> None:
 ])
 async def test_declined_or_broken_answers_store_nothing(stack: Stack, answer: Any,
                                                         message: str) -> None:
-    station, tag = new_id("RSV"), new_tag()
+    station, tag = new_id("RSV"), new_tag("R")
     await add_station(stack, station)
     await add_tag(stack, tag)
     async with Charger.connect(stack.gateway_url, station) as charger:
@@ -328,7 +297,7 @@ async def test_declined_or_broken_answers_store_nothing(stack: Stack, answer: An
 
 async def test_bad_reservations_never_reach_the_charger(stack: Stack) -> None:
     station, elsewhere = new_id("RSV"), new_id("RSV")
-    tag, blocked = new_tag(), new_tag()
+    tag, blocked = new_tag("R"), new_tag("R")
     await add_station(stack, station)
     await add_station(stack, elsewhere)
     await add_tag(stack, tag)
@@ -348,7 +317,7 @@ async def test_bad_reservations_never_reach_the_charger(stack: Stack) -> None:
             (["reserve", station, "7", tag, "--expires-in", "60"], "UnknownConnector"),
             (["reserve", station, "1", tag, "--expires-in", "60"], "ConnectorReserved"),
             (["reserve", station, "1", blocked, "--expires-in", "60"], "IdTagNotAccepted"),
-            (["reserve", station, "1", new_tag(), "--expires-in", "60"], "IdTagNotAccepted"),
+            (["reserve", station, "1", new_tag("R"), "--expires-in", "60"], "IdTagNotAccepted"),
             (["reserve", station, "1", tag, "--expires-in", "60", "--id",
               str(foreign[3]["reservationId"])], "ReservationIdInUse"),
             (["command", station, "ReserveNow", json.dumps({
@@ -375,7 +344,7 @@ async def test_bad_reservations_never_reach_the_charger(stack: Stack) -> None:
 
 
 async def test_reserve_on_an_offline_station(stack: Stack) -> None:
-    station, tag = new_id("RSV"), new_tag()
+    station, tag = new_id("RSV"), new_tag("R")
     await add_station(stack, station)
     await add_tag(stack, tag)
     async with Charger.connect(stack.gateway_url, station) as charger:

@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from commands.smart_charging.rules import ChargerCaps, clear_problem, set_profile_problem
-from gridlink import send_command
-from services import id_tags, stations
 from services.envelope import CommandResult
 from services.ocpp16 import iso, utcnow
-from services.settings import Settings
 from tests.charger import Charger, now
-from tests.integration.test_core_messages import new_id
+from tests.helpers import (
+    add_station,
+    fresh_tag,
+    new_id,
+    send,
+    start_transaction,
+    stop_transaction,
+)
+from tests.helpers import charging_profile as profile
 from tests.processes import Stack, wait_for
 
 pytestmark = pytest.mark.integration
@@ -28,36 +31,19 @@ pytestmark = pytest.mark.integration
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def settings_for(stack: Stack) -> Settings:
-    return Settings(amqp_url=stack.amqp_url, mongo_url=stack.mongo_url,
-                    mongo_db=stack.database, namespace=stack.namespace)
 
 
-async def add_station(stack: Stack, station: str) -> None:
-    await stations.add_station(stack.db(), station, registration="Accepted", password=None,
-                               now=utcnow())
 
 
-async def add_tag(stack: Stack) -> str:
-    tag = f"SC{uuid.uuid4().hex[:10]}"
-    await id_tags.upsert_tag(stack.db(), tag, status="Accepted", expiry=None, parent=None)
-    return tag
 
 
-async def command(stack: Stack, station: str, action: str, payload: dict[str, Any],
-                  timeout: float = 20) -> CommandResult:
-    """Publish a command the way every requester does and wait for its result."""
-    result = await send_command(settings_for(stack), station, action, payload,
-                                timeout_s=timeout)
-    assert result is not None
-    return result
 
 
 async def exchange(stack: Stack, charger: Charger, station: str, action: str,
                    payload: dict[str, Any], answer: Any) -> tuple[list[Any], CommandResult]:
     """Send a command; the charger answers with a CALLRESULT payload, a (code, text)
     CALLERROR, or raw frame text; return the frame it received and the result."""
-    pending = asyncio.create_task(command(stack, station, action, payload))
+    pending = asyncio.create_task(send(stack, station, action, payload))
     frame = await charger.next_csms_call(timeout=20)
     assert frame[2] == action, frame
     if isinstance(answer, tuple):
@@ -72,23 +58,15 @@ async def exchange(stack: Stack, charger: Charger, station: str, action: str,
 async def refused(stack: Stack, charger: Charger, station: str, action: str,
                   payload: dict[str, Any]) -> CommandResult:
     """A command that must be answered invalid with nothing sent to the charger."""
-    result = await command(stack, station, action, payload)
+    result = await send(stack, station, action, payload)
     assert result.status == "invalid", result
     assert "currentTime" in await charger.result("Heartbeat", {})  # the charger heard nothing
     assert charger.incoming.empty()
     return result
 
 
-async def start(charger: Charger, tag: str, connector: int = 1) -> int:
-    answer = await charger.result("StartTransaction", {
-        "connectorId": connector, "idTag": tag, "meterStart": 0, "timestamp": now()})
-    assert answer["idTagInfo"]["status"] == "Accepted"
-    return int(answer["transactionId"])
 
 
-async def stop(charger: Charger, transaction_id: int) -> None:
-    await charger.result("StopTransaction", {"transactionId": transaction_id, "meterStop": 100,
-                                             "timestamp": now(), "reason": "Local"})
 
 
 async def stored(stack: Stack, station: str) -> list[dict[str, Any]]:
@@ -96,97 +74,11 @@ async def stored(stack: Stack, station: str) -> list[dict[str, Any]]:
                                                    sort=[("_id", 1)]).to_list()
 
 
-def profile(purpose: str = "TxDefaultProfile", *, profile_id: int = 1, stack_level: int = 0,
-            connector: int = 1, limit: float = 16, **extra: Any) -> dict[str, Any]:
-    schedule = {"chargingRateUnit": "A",
-                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}
-    schedule.update(extra.pop("schedule", {}))
-    body = {"chargingProfileId": profile_id, "stackLevel": stack_level,
-            "chargingProfilePurpose": purpose, "chargingProfileKind": "Relative",
-            "chargingSchedule": schedule, **extra}
-    return {"connectorId": connector, "csChargingProfiles": body}
 
-
-# --- the rules without a database ------------------------------------------------------------
 
 NOW = utcnow()
 LATER = iso(NOW + timedelta(days=1))
 EARLIER = iso(NOW - timedelta(days=1))
-
-
-@pytest.mark.parametrize(("payload", "caps", "code", "text"), [
-    (profile("ChargePointMaxProfile", connector=1), ChargerCaps(), "Property",
-     "connectorId 0"),
-    (profile("TxProfile", connector=0, transactionId=1), ChargerCaps(), "Property",
-     "connectorId > 0"),
-    (profile(transactionId=5), ChargerCaps(), "Property", "TxProfile only"),
-    (profile(stack_level=-1), ChargerCaps(), "Property", "stackLevel"),
-    (profile(stack_level=4), ChargerCaps(max_stack_level=3), "Property",
-     "ChargeProfileMaxStackLevel"),
-    (profile(chargingProfileKind="Recurring", schedule={"startSchedule": EARLIER}),
-     ChargerCaps(), "Occurence", "recurrencyKind"),
-    (profile(recurrencyKind="Daily"), ChargerCaps(), "Property", "only for a Recurring"),
-    (profile(chargingProfileKind="Absolute"), ChargerCaps(), "Occurence", "startSchedule"),
-    (profile(validTo=EARLIER), ChargerCaps(), "Property", "validTo is in the past"),
-    (profile(validFrom=LATER, validTo=iso(NOW + timedelta(hours=1))), ChargerCaps(),
-     "Property", "after validFrom"),
-    (profile(schedule={"chargingSchedulePeriod": []}), ChargerCaps(), "Occurence",
-     "at least one"),
-    (profile(schedule={"chargingSchedulePeriod": [{"startPeriod": 60, "limit": 6}]}),
-     ChargerCaps(), "Property", "first startPeriod"),
-    (profile(schedule={"chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6},
-                                                  {"startPeriod": 0, "limit": 8}]}),
-     ChargerCaps(), "Property", "increase"),
-    (profile(limit=-1), ChargerCaps(), "Property", "negative"),
-    (profile(schedule={"chargingSchedulePeriod": [
-        {"startPeriod": 0, "limit": 6, "numberPhases": 4}]}), ChargerCaps(), "Property",
-     "numberPhases"),
-    (profile(schedule={"duration": 60, "chargingSchedulePeriod": [
-        {"startPeriod": 0, "limit": 6}, {"startPeriod": 60, "limit": 8}]}), ChargerCaps(),
-     "Property", "never run"),
-    (profile(chargingProfileKind="Recurring", recurrencyKind="Daily",
-             schedule={"startSchedule": EARLIER, "chargingSchedulePeriod": [
-                 {"startPeriod": 0, "limit": 6}, {"startPeriod": 90_000, "limit": 8}]}),
-     ChargerCaps(), "Property", "recurrence period"),
-    (profile(schedule={"chargingRateUnit": "W"}), ChargerCaps(units=frozenset({"A"})),
-     "UnsupportedUnit", "allows A"),
-    (profile(schedule={"chargingSchedulePeriod": [{"startPeriod": 0, "limit": 6},
-                                                  {"startPeriod": 60, "limit": 8}]}),
-     ChargerCaps(max_periods=1), "TooManyPeriods", "at most 1"),
-    (profile(connector=3), ChargerCaps(connectors=2), "UnknownConnector", "has 2"),
-    (profile(connector=-1), ChargerCaps(), "Property", "negative"),
-])
-def test_set_profile_rules(payload: dict[str, Any], caps: ChargerCaps, code: str,
-                           text: str) -> None:
-    problem = set_profile_problem(payload, caps, NOW)
-    assert problem is not None
-    assert problem[0].startswith(code) and text in problem[1], problem
-
-
-@pytest.mark.parametrize("payload", [
-    profile("ChargePointMaxProfile", connector=0),
-    profile(chargingProfileKind="Recurring", recurrencyKind="Weekly", validFrom=EARLIER,
-            validTo=LATER, schedule={"startSchedule": EARLIER, "duration": 86_400,
-                                     "minChargingRate": 6, "chargingSchedulePeriod": [
-                                         {"startPeriod": 0, "limit": 11, "numberPhases": 3},
-                                         {"startPeriod": 28_800, "limit": 6.5}]}),
-    profile("TxProfile", transactionId=3, chargingProfileKind="Absolute",
-            schedule={"startSchedule": EARLIER}),
-])
-def test_set_profile_rules_accept_good_profiles(payload: dict[str, Any]) -> None:
-    caps = ChargerCaps(connectors=2, max_stack_level=3, units=frozenset({"A"}), max_periods=5)
-    assert set_profile_problem(payload, caps, NOW) is None
-
-
-@pytest.mark.parametrize(("payload", "ok"), [
-    ({}, True), ({"id": 3, "connectorId": 0, "chargingProfilePurpose": "TxProfile"}, True),
-    ({"connectorId": -1}, False), ({"stackLevel": -2}, False),
-    ({"connectorId": 2, "chargingProfilePurpose": "ChargePointMaxProfile"}, False),
-    ({"connectorId": 0, "chargingProfilePurpose": "TxProfile"}, False),
-    ({"connectorId": 0, "chargingProfilePurpose": "ChargePointMaxProfile"}, True),
-])
-def test_clear_rules(payload: dict[str, Any], ok: bool) -> None:
-    assert (clear_problem(payload) is None) is ok
 
 
 # --- SetChargingProfile ---------------------------------------------------------------------
@@ -245,7 +137,7 @@ async def _equals(value: Any, expected: Any) -> bool:
 
 
 async def test_tx_profile_needs_the_active_transaction_and_ends_with_it(stack: Stack) -> None:
-    station, tag = new_id("SCT"), await add_tag(stack)
+    station, tag = new_id("SCT"), await fresh_tag(stack, "SC")
     await add_station(stack, station)
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
@@ -255,7 +147,7 @@ async def test_tx_profile_needs_the_active_transaction_and_ends_with_it(stack: S
         ghost = await refused(stack, charger, station, "SetChargingProfile",
                               profile("TxProfile", transactionId=2_000_000_001))
         assert ghost.error_code == "UnknownTransaction"
-        transaction = await start(charger, tag)
+        transaction = await start_transaction(charger, tag)
         missing = await refused(stack, charger, station, "SetChargingProfile",
                                 profile("TxProfile"))
         assert missing.error_code == "OccurenceConstraintViolation"
@@ -272,7 +164,7 @@ async def test_tx_profile_needs_the_active_transaction_and_ends_with_it(stack: S
             return [p["transaction_id"] for p in await stored(stack, station)]
 
         await wait_for(lambda: _equals(tx_profiles(), [transaction]), what="TxProfile stored")
-        await stop(charger, transaction)
+        await stop_transaction(charger, transaction)
         await wait_for(lambda: _equals(tx_profiles(), []), what="TxProfile ended")
         after = await refused(stack, charger, station, "SetChargingProfile",
                               profile("TxProfile", transactionId=transaction))
@@ -434,7 +326,7 @@ async def test_get_composite_schedule_answers_are_recorded(stack: Stack) -> None
 
 
 async def test_remote_start_profile_follows_its_transaction(stack: Stack) -> None:
-    station, tag = new_id("SCR"), await add_tag(stack)
+    station, tag = new_id("SCR"), await fresh_tag(stack, "SC")
     await add_station(stack, station)
     tx_profile = profile("TxProfile", profile_id=7, limit=10)["csChargingProfiles"]
     async with Charger.connect(stack.gateway_url, station) as charger:
@@ -449,7 +341,7 @@ async def test_remote_start_profile_follows_its_transaction(stack: Stack) -> Non
             return len(docs) == 1 and docs[0].get("pending") is True
 
         await wait_for(pending, what="pending remote-start profile")
-        transaction = await start(charger, tag, connector=2)
+        transaction = await start_transaction(charger, tag, connector=2)
 
         async def attached() -> bool:
             docs = await stored(stack, station)
@@ -457,5 +349,5 @@ async def test_remote_start_profile_follows_its_transaction(stack: Stack) -> Non
                 (2, transaction, None)]
 
         await wait_for(attached, what="profile attached to the transaction")
-        await stop(charger, transaction)
+        await stop_transaction(charger, transaction)
         await wait_for(lambda: _equals(stored(stack, station), []), what="profile ended")

@@ -12,7 +12,7 @@ import io
 import os
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -21,19 +21,11 @@ from pymongo import AsyncMongoClient
 
 from commands.files import repository, rules
 from commands.files.http_server import FileServer, parse_range
-from commands.files.jobs import ACCEPTED, DIAGNOSTICS, FIRMWARE, JobBook
-from commands.files.rules import get_diagnostics_problem, update_firmware_problem
+from commands.files.jobs import ACCEPTED
 from services.ocpp16 import utcnow
 
 LIMIT = 64 * 1024
 TOKEN_A = "a" * 32
-
-
-@pytest.fixture
-async def db(mongo_url: str) -> AsyncIterator[repository.Db]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
-    yield client[f"unit_files_{uuid.uuid4().hex[:8]}"]
-    await client.close()
 
 
 @pytest.fixture
@@ -287,94 +279,4 @@ def test_unsatisfiable_ranges(header: str) -> None:
 # --- locations and request checks -------------------------------------------------------------
 
 
-def test_upload_locations_are_recognised_by_path() -> None:
-    location = rules.diagnostics_location("https://gl.example/files/", "CP 1/a", TOKEN_A)
-    assert location == f"https://gl.example/files/diagnostics/CP%201%2Fa/{TOKEN_A}"
-    assert rules.parse_upload_location(location) == rules.UploadLocation("CP 1/a", TOKEN_A)
-    assert rules.parse_upload_location(f"ftp://other/diagnostics/CP1/{TOKEN_A}/") is not None
-    assert rules.parse_upload_location("ftp://other/diagnostics/CP1/logs") is None
-    assert rules.parse_upload_location("http://other/upload") is None
-
-
-def test_firmware_urls_of_this_server() -> None:
-    base = "http://gl:9180"
-    assert rules.firmware_name_in(rules.firmware_url(base, "a.bin"), base) == "a.bin"
-    assert rules.firmware_name_in("http://elsewhere/firmware/a.bin", base) is None
-
-
-@pytest.mark.parametrize(("payload", "problem"), [
-    ({"location": "https://x/fw.bin", "retrieveDate": "2026-01-01T00:00:00Z"}, None),
-    ({"location": "gopher://x/fw.bin", "retrieveDate": "2026-01-01T00:00:00Z"}, "scheme"),
-    ({"location": "http:fw.bin", "retrieveDate": "2026-01-01T00:00:00Z"}, "no host"),
-    ({"location": "ftp://x/fw", "retrieveDate": "2026-01-01T00:00:00Z", "retries": -1},
-     "retries must not be negative"),
-])
-def test_update_firmware_checks(payload: dict[str, Any], problem: str | None) -> None:
-    found = update_firmware_problem(payload)
-    assert found == problem if problem is None else problem in (found or "")
-
-
-@pytest.mark.parametrize(("payload", "problem"), [
-    ({"location": f"http://gl/diagnostics/CP1/{TOKEN_A}"}, None),
-    ({"location": f"http://gl/diagnostics/CP2/{TOKEN_A}"}, "upload location of 'CP2'"),
-    ({"location": "ftp://x/", "startTime": "2026-01-02T00:00:00Z",
-      "stopTime": "2026-01-01T00:00:00Z"}, "startTime is after stopTime"),
-    ({"location": "ftp://x/", "retryInterval": -5}, "retryInterval must not be negative"),
-])
-def test_get_diagnostics_checks(payload: dict[str, Any], problem: str | None) -> None:
-    found = get_diagnostics_problem(payload, "CP1")
-    assert found == problem if problem is None else problem in (found or "")
-
-
 # --- jobs: notifications out of order ---------------------------------------------------------
-
-
-def test_status_steps() -> None:
-    assert FIRMWARE.may_follow("Downloaded") == [ACCEPTED, "Downloading", "Downloaded"]
-    assert FIRMWARE.may_follow("Installed") == [ACCEPTED, "Downloading", "Downloaded",
-                                                "Installing"]
-    assert FIRMWARE.may_follow("Idle") is None
-    assert DIAGNOSTICS.may_follow("UploadFailed") == [ACCEPTED, "Uploading"]
-
-
-async def test_late_and_repeated_notifications_never_move_a_job_back(db: repository.Db) -> None:
-    book = JobBook(db, FIRMWARE)
-    t0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
-    await book.open({"_id": "job1", "station": "CP1", "status": ACCEPTED, "since": t0,
-                     "status_at": t0, "created_at": t0, "updated_at": t0, "history": []})
-    at = [t0 + timedelta(seconds=i) for i in range(1, 6)]
-    await book.notify("CP1", "Downloaded", at[1], "m2")
-    await book.notify("CP1", "Downloading", at[0], "m1")           # processed late
-    assert (await db[repository.FIRMWARE_JOBS].find_one({"_id": "job1"}))["status"] == "Downloaded"
-    await book.notify("CP1", "Installed", at[3], "m4")
-    await book.notify("CP1", "InstallationFailed", at[2], "m3")    # older than the final one
-    await book.notify("CP1", "Installed", at[3], "m4")             # redelivered
-    job = await db[repository.FIRMWARE_JOBS].find_one({"_id": "job1"})
-    assert job["status"] == "Installed"
-    assert [(h["status"], h["applied"]) for h in job["history"]] == [
-        ("Downloaded", True), ("Downloading", False), ("Installed", True),
-        ("InstallationFailed", False)]
-    station = await db[repository.FIRMWARE_STATUS].find_one({"_id": "CP1"})
-    assert station["status"] == "Installed" and len(station["history"]) == 4
-
-
-async def test_a_job_replays_notifications_that_came_first_and_supersedes(
-        db: repository.Db) -> None:
-    book = JobBook(db, DIAGNOSTICS)
-    t0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
-
-    def job(job_id: str, since: datetime) -> dict[str, Any]:
-        return {"_id": job_id, "station": "CP1", "status": ACCEPTED, "since": since,
-                "status_at": since, "created_at": since, "updated_at": since, "history": []}
-
-    await book.open(job("old", t0))
-    await book.notify("CP1", "Uploading", t0 + timedelta(seconds=5), "n1")   # the old job's
-    await book.notify("CP1", "Uploading", t0 + timedelta(seconds=11), "n2")  # before "new"
-    await book.open(job("new", t0 + timedelta(seconds=10)))                  # exists
-    jobs = db[repository.DIAGNOSTICS_JOBS]
-    assert (await jobs.find_one({"_id": "old"}))["status"] == "Superseded"
-    new = await jobs.find_one({"_id": "new"})
-    assert new["status"] == "Uploading"
-    assert [h["message"] for h in new["history"]] == ["n2"]
-    await book.open(job("new", t0 + timedelta(seconds=10)))  # again: nothing changes
-    assert (await jobs.find_one({"_id": "new"}))["history"] == new["history"]

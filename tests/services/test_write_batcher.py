@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,13 +17,6 @@ from services.store import client_for
 from services.write_batcher import DUPLICATE_KEY, WriteBatcher, raise_unexpected
 from transactions.repository import CONNECTOR_STATUS, METER_VALUES, TransactionRepository
 from transactions.transaction_ids import TransactionIds
-
-
-@pytest.fixture
-async def db(mongo_url: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = client_for(mongo_url, app_name="test-batcher")
-    yield client[f"batcher_{uuid.uuid4().hex[:8]}"]
-    await client.close()
 
 
 async def test_concurrent_writes_share_bulks_and_all_land(

@@ -1,0 +1,124 @@
+"""authz's handlers and handshake admission over the in-memory store and bus."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from authz.handlers import Admission
+from authz.repository import AuthzRepository
+from authz.service import SPEC
+from services import id_tags, stations
+from services.envelope import ChargerCall, ConnectBatch, ConnectDecisions, ConnectRequest
+from services.memory import MemoryBus, MemoryMessage
+from services.runtime import ServiceRuntime
+from tests.helpers import memory_runtime
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+def call(action: str, payload: dict[str, Any], station: str = "CP-1") -> ChargerCall:
+    return ChargerCall(station=station, session="s", unique_id="u1", action=action,
+                       payload=payload, received_at=NOW)
+
+
+async def started(**settings: Any) -> ServiceRuntime:
+    runtime = memory_runtime(SPEC, **settings)
+    runtime.service = SPEC.build(runtime)
+    return runtime
+
+
+async def dispatch(runtime: ServiceRuntime, action: str, payload: dict[str, Any],
+                   station: str = "CP-1") -> Any:
+    assert runtime.service is not None
+    return await runtime.service.router.dispatch(call(action, payload, station))
+
+
+async def test_boot_answers_the_registration_and_records_the_charger() -> None:
+    runtime = await started(heartbeat_interval_s=120)
+    db = runtime.store.db
+    await stations.add_station(db, "PENDING-1", registration="Pending", password=None, now=NOW)
+    boot = {"chargePointVendor": "Acme", "chargePointModel": "X"}
+    known = await dispatch(runtime, "BootNotification", boot, "PENDING-1")
+    unknown = await dispatch(runtime, "BootNotification", boot, "NEW-1")
+    assert known.reply.payload["status"] == "Pending"
+    assert known.reply.payload["interval"] == 120
+    assert unknown.reply.payload["status"] == "Accepted"  # the default registration
+    stored = await db[stations.COLLECTION].find_one({"_id": "PENDING-1"})
+    assert stored["boot"]["charge_point_vendor"] == "Acme" and stored["last_boot"] == NOW
+    assert [(e.routing_key, e.body["registration"]) for e in known.events] == [
+        ("station.booted", "Pending")]
+
+
+async def test_authorize_judges_the_tag_store() -> None:
+    runtime = await started()
+    db = runtime.store.db
+    await id_tags.upsert_tag(db, "OK", status="Accepted", expiry=None, parent="FLEET")
+    await id_tags.upsert_tag(db, "OLD", status="Accepted", expiry=NOW - timedelta(days=1),
+                             parent=None)
+    await id_tags.upsert_tag(db, "NO", status="Blocked", expiry=None, parent=None)
+    answers = {tag: (await dispatch(runtime, "Authorize", {"idTag": tag})).reply.payload
+               for tag in ("OK", "OLD", "NO", "WHO")}
+    assert answers["OK"] == {"idTagInfo": {"status": "Accepted", "parentIdTag": "FLEET"}}
+    assert answers["OLD"]["idTagInfo"]["status"] == "Expired"
+    assert answers["NO"]["idTagInfo"] == {"status": "Blocked"}
+    assert answers["WHO"]["idTagInfo"] == {"status": "Invalid"}
+
+
+async def test_data_transfer_is_stored_once_and_known_vendors_accepted() -> None:
+    runtime = await started(data_transfer_vendors=["com.acme"])
+    payload = {"vendorId": "com.acme", "messageId": "m", "data": "d"}
+    first = await dispatch(runtime, "DataTransfer", payload)
+    again = await dispatch(runtime, "DataTransfer", payload)  # redelivered: the same id
+    other = await dispatch(runtime, "DataTransfer", {"vendorId": "org.other"})
+    assert first.reply.payload == again.reply.payload == {"status": "Accepted"}
+    assert other.reply.payload == {"status": "UnknownVendorId"}
+    assert await runtime.store.db["data_transfers"].count_documents({}) == 1
+
+
+async def test_heartbeat_moves_last_seen_forward_only() -> None:
+    runtime = await started()
+    db = runtime.store.db
+    await stations.add_station(db, "CP-1", registration="Accepted", password=None, now=NOW)
+    repo = AuthzRepository(db, accept_unknown=False, default_registration="Accepted")
+    await repo.record_seen("CP-1", NOW)
+    await repo.record_seen("CP-1", NOW - timedelta(minutes=5))  # late: changes nothing
+    assert (await db[stations.COLLECTION].find_one({"_id": "CP-1"}))["last_seen"] == NOW
+
+
+async def admit(runtime: ServiceRuntime, *requests: ConnectRequest) -> list[Any]:
+    bus = runtime.bus
+    assert isinstance(bus, MemoryBus)
+    await bus.declare_private_queue("pod")
+    repo = AuthzRepository(runtime.store.db,
+                           accept_unknown=runtime.settings.accept_unknown_stations,
+                           default_registration=runtime.settings.default_registration)
+    message = MemoryMessage(ConnectBatch(requests=list(requests)).to_bytes(), "calls",
+                            "rpc.connect", reply_to="pod", correlation_id="c1")
+    await Admission(runtime, repo).handle(message)  # type: ignore[arg-type]
+    [answer] = bus.waiting("pod")
+    assert answer.correlation_id == "c1"
+    return ConnectDecisions.model_validate_json(answer.body).decisions
+
+
+async def test_admission_refuses_unknown_and_wrong_passwords_in_one_answer() -> None:
+    runtime = await started()
+    db = runtime.store.db
+    await stations.add_station(db, "OPEN", registration="Accepted", password=None, now=NOW)
+    await stations.add_station(db, "LOCKED", registration="Accepted", password="s3cret-key",
+                               now=NOW)
+    decisions = await admit(runtime, ConnectRequest(station="OPEN"),
+                            ConnectRequest(station="LOCKED", password="s3cret-key"),
+                            ConnectRequest(station="LOCKED", password="guess"),
+                            ConnectRequest(station="LOCKED"),
+                            ConnectRequest(station="NOBODY"))
+    assert [(d.accept, d.status) for d in decisions] == [
+        (True, 200), (True, 200), (False, 401), (False, 401), (False, 404)]
+
+
+async def test_admission_registers_unknown_stations_when_allowed() -> None:
+    runtime = await started(accept_unknown_stations=True, default_registration="Pending")
+    [decision] = await admit(runtime, ConnectRequest(station="FRESH"))
+    assert decision.accept
+    stored = await runtime.store.db[stations.COLLECTION].find_one({"_id": "FRESH"})
+    assert stored["registration"] == "Pending" and stored["auto_registered"]
