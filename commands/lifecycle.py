@@ -269,7 +269,7 @@ class Lifecycle:
                 "error_description": outcome.error_description}, replay=replay)
 
     async def handle_event(self, message: AbstractIncomingMessage) -> None:
-        """An event from ``{ns}.events`` (transaction.*, station.*): run the features'
+        """An event from ``{ns}.events`` that a feature (or the boot queue) listens to: run its
         hooks."""
         try:
             event = json.loads(message.body)

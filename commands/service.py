@@ -12,8 +12,12 @@ from services.router import Router
 from services.runtime import Service, ServiceRuntime, ServiceSpec, run_service
 from services.settings import Settings
 from services.store import merge_indexes
+from services.topology import Subscription
 
 log = logging.getLogger("gridlink.commands")
+
+#: Bindings of releases before the queue followed exactly the events its features listen to.
+RETIRED = (Subscription("events", "transaction.*"), Subscription("events", "station.*"))
 
 
 def build(runtime: ServiceRuntime) -> Service:
@@ -24,7 +28,8 @@ def build(runtime: ServiceRuntime) -> Service:
     log.info("features loaded", extra={"features": [name for name, _ in FEATURES]})
     return Service(router=hooks.router, routes=lifecycle.routes(),
                    background=(lifecycle.sweep, *hooks.background),
-                   indexes=merge_indexes(INDEXES, hooks.indexes))
+                   indexes=merge_indexes(INDEXES, hooks.indexes),
+                   retired=RETIRED)
 
 
 SPEC = ServiceSpec(name="commands", build=build)

@@ -39,7 +39,8 @@ class Snapshot:
                    frozenset(document.get("unknown_keys", [])))
 
     def value(self, key: str) -> str | None:
-        """The reported value of ``key`` as text; None when not reported (or reported empty)."""
+        """The reported value of ``key`` as text; None when not reported (or reported without a
+        value)."""
         entry = self.keys.get(key)
         if entry is None or entry.get("value") is None:
             return None

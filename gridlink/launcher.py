@@ -4,7 +4,7 @@ components as child processes, exactly as they run in production, one per proces
 SIGTERM/SIGINT is passed on to every child (each drains gracefully), and the launcher waits
 for all of them (:func:`services.shutdown.drain`); a second signal is passed on too (the
 children then exit at once). If one child dies the others are stopped and the exit code
-says so.
+says so; when every child has ended by itself, so does the launcher.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from services.shutdown import InFlight, drain, install_signal_handlers
 
 log = logging.getLogger("gridlink.launcher")
 
+#: A child to run: its name, command line and environment.
+Child = tuple[str, list[str], dict[str, str]]
+
 
 def run_all(settings: Settings) -> int:
     """Run everything until a signal (or a child's failure) stops it; the exit code."""
@@ -34,9 +37,17 @@ def run_all(settings: Settings) -> int:
                                      log_file=data / "secantusd.log")
         mongo_url = embedded_db.url(settings.embedded_mongo_port)
         log.info("embedded database", extra={"url": mongo_url, "data": str(data / "db")})
+    children = [
+        (component, [sys.executable, "-m", component],
+         environment_with(mongo_url=mongo_url, http_port=settings.http_port + offset,
+                          instance=f"{settings.instance}-{component}"))
+        for offset, component in enumerate(components.NAMES, start=1)]
+    url = settings.public_url or f"ws://127.0.0.1:{settings.gateway_port}/ocpp"
+    banner = (f"GridLink is starting. Chargers connect to {url}/<chargePointId>",
+              f"Probes: http://127.0.0.1:{settings.gateway_port}/readyz  (Ctrl-C stops)")
     code = [0]
     try:
-        run_loop(_supervise(settings, mongo_url, code))
+        run_loop(_run(children, banner, code))
     finally:
         if database is not None:
             database.terminate()
@@ -44,22 +55,20 @@ def run_all(settings: Settings) -> int:
     return code[0]
 
 
-async def _supervise(settings: Settings, mongo_url: str, code: list[int]) -> None:
-    children: dict[str, asyncio.subprocess.Process] = {}
-    for offset, component in enumerate(components.NAMES, start=1):
-        env = environment_with(mongo_url=mongo_url, http_port=settings.http_port + offset,
-                               instance=f"{settings.instance}-{component}")
-        children[component] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", component, env=env)
-    url = settings.public_url or f"ws://127.0.0.1:{settings.gateway_port}/ocpp"
-    print(f"GridLink is starting. Chargers connect to {url}/<chargePointId>", flush=True)
-    print(f"Probes: http://127.0.0.1:{settings.gateway_port}/readyz  (Ctrl-C stops)", flush=True)
+async def _run(children: list[Child], banner: tuple[str, ...], code: list[int]) -> None:
+    code[0] = await supervise(children, banner=banner)
 
+
+async def supervise(children: list[Child], *, banner: tuple[str, ...] = ()) -> int:
+    """Start the children, print ``banner``, and run until they have all ended: 0, or 1 when
+    one of them failed (the others are then stopped)."""
+    started: dict[str, asyncio.subprocess.Process] = {}
     stopping = asyncio.Event()
     received = [signal.SIGTERM]  # the signal to pass on
+    failed = [False]
 
     def forward(signum: int) -> None:
-        for child in children.values():
+        for child in started.values():
             if child.returncode is None:
                 child.send_signal(signum)
 
@@ -67,6 +76,10 @@ async def _supervise(settings: Settings, mongo_url: str, code: list[int]) -> Non
         received[0] = signal.Signals(signum)
 
     install_signal_handlers(stopping, on_first=on_first, on_second=forward)
+    for name, argv, env in children:
+        started[name] = await asyncio.create_subprocess_exec(*argv, env=env)
+    for line in banner:
+        print(line, flush=True)
     running = InFlight()
 
     async def watch(name: str, child: asyncio.subprocess.Process) -> None:
@@ -75,10 +88,12 @@ async def _supervise(settings: Settings, mongo_url: str, code: list[int]) -> Non
         if returncode != 0 and not stopping.is_set():
             log.error("component exited; stopping the others",
                       extra={"component_name": name, "code": returncode})
-            code[0] = 1
+            failed[0] = True
             stopping.set()
+        if running.count == 0:
+            stopping.set()  # every child ended by itself: nothing is left to run
 
-    watchers = [asyncio.create_task(watch(name, child)) for name, child in children.items()]
+    watchers = [asyncio.create_task(watch(name, child)) for name, child in started.items()]
 
     async def stop_children() -> None:
         forward(received[0])
@@ -87,3 +102,4 @@ async def _supervise(settings: Settings, mongo_url: str, code: list[int]) -> Non
     await drain(stop_taking=stop_children, in_flight=running, grace_s=None,
                 what="components", logger=log)
     await asyncio.gather(*watchers)
+    return 1 if failed[0] else 0

@@ -1,4 +1,4 @@
-"""Operator queries and edits of the registries (used by the CLI; the HTTP API reuses them).
+"""Operator queries and edits of the registries (the CLI uses them, as any operator tool may).
 
 Collection names come from the modules that own them; feature areas offer their own rows
 (``commands/<feature>/repository.py``).

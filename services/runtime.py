@@ -71,6 +71,7 @@ class Service:
     routes: tuple[Route, ...] = ()
     background: tuple[Job, ...] = ()
     indexes: IndexSpec = field(default_factory=dict)
+    retired: tuple[Subscription, ...] = ()  # bindings of earlier releases, removed
 
     def subscriptions(self) -> list[Subscription]:
         """What its queues are bound to: each handled action, then each route."""
@@ -236,7 +237,10 @@ class ServiceRuntime:
         self._dispatch = [(self.topology.calls, call_key(action), self._on_charger_call)
                           for action in sorted(service.router.actions)]
         self._dispatch += [(exchanges[r.exchange], r.key, r.handle) for r in service.routes]
-        work, rpc = self.topology.service_queues(self.spec.name, service.subscriptions())
+        # A call no binding asked for (a stale one): the router answers it NotSupported.
+        self._dispatch.append((self.topology.calls, call_key("*"), self._on_charger_call))
+        work, rpc = self.topology.service_queues(self.spec.name, service.subscriptions(),
+                                                 retired=service.retired)
         consumers = []
         queue = await self.bus.declare_queue(work)
         consumers.append((queue, await self.bus.consume(queue, self.on_message)))

@@ -123,18 +123,21 @@ class Topology:
     def rpc_queue_name(self, service: str) -> str:
         return f"{self.namespace}.{service}.rpc"
 
-    def service_queues(self, service: str, subscriptions: Iterable[Subscription]
+    def service_queues(self, service: str, subscriptions: Iterable[Subscription], *,
+                       retired: Iterable[Subscription] = ()
                        ) -> tuple[ServiceQueue, ServiceQueue | None]:
         """The durable work queue of a service and its fast lane (None if it has none),
         bound to exactly what it subscribes to. A key on the fast lane is retired from the
-        work queue (a queue of an earlier release may still have it)."""
+        work queue, and so is each of ``retired`` (bindings a queue of an earlier release
+        may still have)."""
         work: list[tuple[str, str]] = []
         rpc: list[tuple[str, str]] = []
         for subscription in subscriptions:
             binding = (self.exchange(subscription.exchange), subscription.key)
             (rpc if subscription.lane == "rpc" else work).append(binding)
+        old = [(self.exchange(s.exchange), s.key) for s in retired]
         work_queue = ServiceQueue(self.work_queue_name(service), tuple(dict.fromkeys(work)),
-                                  retired=tuple(dict.fromkeys(rpc)))
+                                  retired=tuple(dict.fromkeys(rpc + old)))
         if not rpc:
             return work_queue, None
         return work_queue, ServiceQueue(self.rpc_queue_name(service),

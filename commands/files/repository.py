@@ -74,7 +74,6 @@ async def count_upload(db: Db, token: str) -> None:
     await db[UPLOAD_TOKENS].update_one({"_id": token}, {"$inc": {"uploads": 1}})
 
 
-
 # --- diagnostics files --------------------------------------------------------------------
 
 
@@ -135,7 +134,6 @@ async def read_diagnostics(db: Db, file_id: ObjectId) -> AsyncIterator[bytes]:
         yield chunk
 
 
-
 # --- firmware images ----------------------------------------------------------------------
 
 
@@ -166,7 +164,6 @@ async def list_firmware(db: Db, base: str) -> list[dict[str, Any]]:
         rows.append({"name": doc["filename"], "size": doc["length"],
                      "added": iso(doc["uploadDate"]), "url": firmware_url(base, doc["filename"])})
     return rows
-
 
 
 # --- jobs ---------------------------------------------------------------------------------

@@ -138,7 +138,6 @@ def parse_file_id(text: str) -> ObjectId:
     return ObjectId(text)
 
 
-
 # --- request checks -----------------------------------------------------------------------
 
 

@@ -305,8 +305,8 @@ class LoadManager:
             if alloc["profile_sent_at"] >= cleared_at:
                 continue
             if clear_matches(criteria, charging_profile_id=lm.profile_id(alloc["_id"]),
-                                      connector=alloc["connector"], purpose="TxProfile",
-                                      stack_level=alloc.get("stack_level", 0)):
+                             connector=alloc["connector"], purpose="TxProfile",
+                             stack_level=alloc.get("stack_level", 0)):
                 await self.allocations.update_one(
                     {"_id": alloc["_id"]},
                     {"$set": {"accepted": None, "unsure": None, "failed": None}})

@@ -76,7 +76,6 @@ def check_member_limits(max_current: float | None, min_current: float | None,
         raise ConfigurationError("--phases must be 1, 2 or 3")
 
 
-
 def overlaps(member: dict[str, Any], station: str, connector: int | None) -> bool:
     """Does a group member cover (part of) this station or connector?"""
     if member["station"] != station:

@@ -1,7 +1,7 @@
 """Local Auth List Management: GetLocalListVersion and SendLocalList (Full and Differential).
 
-The list model is :mod:`commands.repository.rules`; what each station holds and the sync jobs
-(also started by ``gridlink locallist``) are :mod:`commands.repository.repository`. Here:
+The list model is :mod:`commands.local_list.rules`; what each station holds and the sync jobs
+(also started by ``gridlink locallist``) are :mod:`commands.local_list.repository`. Here:
 
 - SendLocalList is refused before it is recorded when listVersion < 1 (errata 3.52), an
   idTag appears twice, a Full entry has no idTagInfo, it exceeds the station's

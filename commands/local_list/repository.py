@@ -1,8 +1,8 @@
 """What every station holds of its Local Authorization List, and the sync jobs that bring it
 up to date (SendLocalList, Full or Differential).
 
-Shared by the commands service (``commands/features/local_list.py``: validation, state after
-the charger's answers, the Full fallback) and the CLI (``gridlink locallist``).
+Shared by the commands service (``commands/local_list/hooks.py``: state after the charger's
+answers, the next message of a job, the Full fallback) and the CLI (``gridlink locallist``).
 
 Collection ``local_lists``, one document per station::
 

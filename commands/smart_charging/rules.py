@@ -63,7 +63,6 @@ class ChargerCaps:
         return sorted(self.units)[0]
 
 
-
 def caps_from(document: dict[str, Any] | None) -> ChargerCaps:
     """The capabilities in a stored configuration snapshot."""
     snapshot = Snapshot.from_document(document)
@@ -224,13 +223,11 @@ def profile_document(station: str, connector: int | None, profile: dict[str, Any
     }
 
 
-
 def periods_text(schedule: dict[str, Any]) -> str:
     """``0s 16A, 3600s 10A`` for a chargingSchedule."""
     unit = schedule.get("chargingRateUnit", "")
     return ", ".join(f"{p['startPeriod']}s {p['limit']:g}{unit}"
                      for p in schedule.get("chargingSchedulePeriod", []))
-
 
 
 def tx_profile_problem(transaction: dict[str, Any] | None, transaction_id: int, station: str,

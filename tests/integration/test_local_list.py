@@ -2,7 +2,7 @@
 gateway -> a charger simulated here that keeps a local list, and back into MongoDB.
 
 The id-tag store is shared by the whole test session, so expectations are computed from it
-(``services.local_list.desired_from_store``) rather than assumed.
+(``commands.local_list.repository.desired_from_store``) rather than assumed.
 """
 
 from __future__ import annotations

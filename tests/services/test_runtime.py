@@ -107,6 +107,16 @@ async def test_a_call_is_answered_on_the_stations_key_and_its_events_follow(
     assert probe.jobs == 1
 
 
+async def test_a_call_from_a_stale_binding_is_answered_not_supported(running: Any) -> None:
+    runtime, bus, *_ = running
+    bus.bind(bus.queues["memory.probe"], runtime.topology.calls, "call.MeterValues")  # stale
+    await bus.publish(runtime.topology.calls, "call.MeterValues",
+                      charger_call("MeterValues", {"connectorId": 1, "meterValue": []}))
+    await bus.settled()
+    [reply] = [CallReply.model_validate_json(m.body) for m in bus.waiting("gw")]
+    assert reply.error_code == "NotSupported"
+
+
 async def test_malformed_messages_are_dead_lettered_and_routes_get_theirs(
         running: Any) -> None:
     runtime, bus, probe, *_ = running

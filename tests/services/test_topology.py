@@ -17,7 +17,8 @@ SPECS: tuple[ServiceSpec, ...] = (AUTHZ, TRANSACTIONS, COMMANDS)
 
 
 def queues(topology: Topology, spec: ServiceSpec):  # type: ignore[no-untyped-def]
-    return topology.service_queues(spec.name, built(spec).subscriptions())
+    service = built(spec)
+    return topology.service_queues(spec.name, service.subscriptions(), retired=service.retired)
 
 
 def test_questions_take_authz_fast_lane_and_leave_the_work_queue() -> None:
@@ -61,6 +62,8 @@ def test_commands_queue_follows_the_features_events() -> None:
     assert ("ns.commands.in", "command") in work.bindings
     assert ("ns.calls", "outcome.*") in work.bindings
     assert ("ns.calls", "call.FirmwareStatusNotification") in work.bindings
+    # The wildcards of earlier releases are removed from existing queues.
+    assert {("ns.events", "transaction.*"), ("ns.events", "station.*")} <= set(work.retired)
 
 
 @pytest.mark.parametrize(("pattern", "key", "matches"), [

@@ -1,0 +1,78 @@
+"""``gridlink run all``'s supervision, with small child processes standing in for the
+components: a signal reaches every child once, a failing child stops the others, and the
+launcher ends when its children have."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+#: A child that records each signal it gets in its file and exits 0 on the first; it prints
+#: "listening" once its handlers are in place (its output is the launcher's).
+CHILD = """
+import pathlib, signal, sys, time
+log = pathlib.Path(sys.argv[1])
+def on(signum, frame):
+    with log.open("a") as f:
+        f.write(f"{signum}\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on)
+signal.signal(signal.SIGINT, on)
+log.write_text("")
+print("listening", flush=True)
+time.sleep(float(sys.argv[2]))
+sys.exit(int(sys.argv[3]))
+"""
+
+#: The launcher prints "started" once its own handlers are in place and its children run.
+LAUNCHER = """
+import asyncio, json, sys
+from gridlink.launcher import supervise
+children = [(name, argv, {}) for name, argv in json.loads(sys.argv[1])]
+sys.exit(asyncio.run(supervise(children, banner=("started",))))
+"""
+
+
+def child(name: str, log: Path, seconds: float, code: int = 0) -> tuple[str, list[str]]:
+    return name, [sys.executable, "-c", CHILD, str(log), str(seconds), str(code)]
+
+
+async def launch(children: list[tuple[str, list[str]]]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", LAUNCHER, json.dumps(children),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def listening(process: asyncio.subprocess.Process, children: int) -> None:
+    """The launcher and each child have their signal handlers in place."""
+    expected = ["listening"] * children + ["started"]
+    seen: list[str] = []
+    assert process.stdout is not None
+    while sorted(seen) != sorted(expected):
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line, f"the launcher ended early: {seen}"
+        seen.append(line.decode().strip())
+
+
+async def test_the_launcher_ends_when_its_children_end(tmp_path: Path) -> None:
+    process = await launch([child("a", tmp_path / "a", 0), child("b", tmp_path / "b", 0.2)])
+    assert await asyncio.wait_for(process.wait(), 30) == 0
+
+
+async def test_a_failing_child_stops_the_others_and_fails_the_launcher(tmp_path: Path) -> None:
+    sleeper, failing = tmp_path / "sleeper", tmp_path / "failing"
+    process = await launch([child("sleeper", sleeper, 60), child("failing", failing, 0.5, 3)])
+    assert await asyncio.wait_for(process.wait(), 30) == 1
+    assert sleeper.read_text().split() == [str(int(signal.SIGTERM))]  # stopped, once
+
+
+async def test_a_signal_reaches_every_child_once(tmp_path: Path) -> None:
+    logs = [tmp_path / "one", tmp_path / "two"]
+    process = await launch([child(log.name, log, 60) for log in logs])
+    await listening(process, len(logs))
+    process.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(process.wait(), 30) == 0
+    assert [log.read_text().split() for log in logs] == [[str(int(signal.SIGINT))]] * 2
