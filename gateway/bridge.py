@@ -78,7 +78,7 @@ class GatewayBridge:
 
     async def publish_call(self, call: ChargerCall) -> None:
         await self.bus.publish(self.topology.calls, call_key(call.action), call.to_bytes(),
-                               message_id=f"{call.station}/{call.unique_id}")
+                               message_id=f"{call.station}/{call.unique_id}", mandatory=True)
 
     async def publish_outcome(self, outcome: CallOutcome) -> None:
         await self.bus.publish(self.topology.calls, outcome_key(outcome.action),

@@ -39,7 +39,7 @@ from services.envelope import (
     StationMessage,
     Takeover,
 )
-from services.errors import BusUnavailable, OcppError
+from services.errors import BusUnavailable, NotSupported, OcppError, Unroutable
 from services.metrics import (
     CALLERRORS,
     CONNECTIONS,
@@ -163,6 +163,14 @@ class ConnectionHandler:
         with self.publishing.track():
             try:
                 await self.bridge.publish_call(call)
+            except Unroutable:
+                if answered:
+                    return
+                # No service consumes this action (a release that does not handle it yet).
+                session.pending.pop(event.unique_id, None)
+                await self._send_error(connection, event.unique_id, NotSupported(
+                    f"{event.action} is not supported by this central system"),
+                    action=event.action)
             except BusUnavailable:
                 if answered:
                     return  # last-seen is best effort
