@@ -10,7 +10,7 @@ import os
 import socket
 import uuid
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.errors import ConfigurationError
@@ -87,6 +87,26 @@ class Settings(BaseSettings):
         15.0, description="A service's 'database unreachable' report counts this long."
     )
 
+    # --- TLS (the gateway's wss://, the file server's https://) ---------------------------
+    tls_cert_file: str | None = Field(
+        None, description="PEM certificate (chain) of GridLink's listeners; with "
+        "GRIDLINK_TLS_KEY_FILE the gateway serves wss:// and the file server https://. "
+        "Reloaded when the file changes.")
+    tls_key_file: str | None = Field(None, description="PEM private key of the certificate.")
+    tls_client_ca_file: str | None = Field(
+        None, description="PEM CA certificates that sign chargers' client certificates "
+        "(security profile 3): client certificates are requested and verified against them.")
+    tls_client_organizations: list[str] = Field(
+        default_factory=list, description="Organisation names (O) a charger certificate "
+        "must carry, one of them (A00.FR.404); empty: O is not checked.")
+    tls_trusted_proxies: list[str] = Field(
+        default_factory=list, description="Addresses or networks (CIDR) of load balancers "
+        "that end TLS: only their GRIDLINK_TLS_CLIENT_CERT_HEADER is believed.")
+    tls_client_cert_header: str = Field(
+        "X-Forwarded-Client-Cert", description="Header in which a trusted proxy passes the "
+        "charger's verified client certificate (PEM, URL-encoded as nginx's "
+        "$ssl_client_escaped_cert).")
+
     # --- services ------------------------------------------------------------------------
     http_host: str = Field("0.0.0.0", description="Service /healthz, /readyz, /metrics address.")
     http_port: int = Field(9100, description="Service /healthz, /readyz, /metrics port.")
@@ -139,6 +159,17 @@ class Settings(BaseSettings):
         20.0, description="Time for in-flight work to finish after SIGTERM."
     )
     log_level: str = Field("INFO", description="Log level.")
+
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """A deployment sets every variable; an empty one means "not configured"."""
+        return None if value == "" else value
+
+    @property
+    def tls(self) -> bool:
+        """Do GridLink's listeners serve TLS (a certificate and its key are configured)?"""
+        return bool(self.tls_cert_file and self.tls_key_file)
 
 
 def embedded_mongo_url(port: int) -> str:

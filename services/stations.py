@@ -21,8 +21,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.store import IndexSpec
 
 COLLECTION = "stations"
+PROFILES = (0, 1, 2, 3)  # security profiles (Security Whitepaper ed. 2, §2)
 INDEXES: IndexSpec = {COLLECTION: [IndexModel("last_seen")]}
 _ITERATIONS = 100_000
+
+
+def certificate_identity(document: dict[str, Any] | None, station: str) -> str:
+    """The common name (CN) a station's client certificate must carry (A00.FR.405): the one
+    set for it (``certificate_cn``), else its charge point identity."""
+    return str((document or {}).get("certificate_cn") or station)
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
