@@ -118,7 +118,7 @@ class Handshake:
             ok, why = self._readiness()
             return connection.respond(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
                                       why + "\n")
-        if path == "/metrics" and not self.settings.gateway_metrics_port:
+        if path == "/metrics" and not self.settings.gateway_probe_port:
             body = generate_latest()
             return Response(200, "OK", Headers([("Content-Type", CONTENT_TYPE_LATEST),
                                                 ("Content-Length", str(len(body)))]), body)

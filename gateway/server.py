@@ -110,8 +110,8 @@ class Gateway:
 
     async def start(self) -> None:
         """Probes (if on their own port), broker, bridge, then the WebSocket server."""
-        if self.settings.gateway_metrics_port:
-            self.probes = ProbeServer(self.settings.http_host, self.settings.gateway_metrics_port,
+        if self.settings.gateway_probe_port:
+            self.probes = ProbeServer(self.settings.http_host, self.settings.gateway_probe_port,
                                       self.readiness)
             self.probes.start()
         await self.bus.connect(prefetch=self.settings.prefetch)

@@ -84,16 +84,38 @@ class CallOutcome(_Message):
     at: datetime
 
 
+class PeerCertificate(_Message):
+    """What the gateway saw of a charger's client certificate (verified by the TLS handshake
+    against the client CA, or by a trusted TLS-terminating proxy)."""
+
+    common_name: str | None = None
+    organizations: list[str] = Field(default_factory=list)
+    serial: str = ""
+    fingerprint: str = ""
+    not_after: datetime | None = None
+
+
 class ConnectRequest(_Message):
+    """One handshake to admit: the identity and the credentials the connection offers."""
+
     station: str
-    password: str | None = None  # HTTP Basic (security profiles 1 and 2)
-    client_certificate: str | None = None  # PEM (security profile 3)
+    password: str | None = None  # HTTP Basic whose user is the station (profiles 1 and 2)
+    tls: bool = False  # over TLS, at the gateway or at a trusted proxy (profiles 2 and 3)
+    certificate: PeerCertificate | None = None  # a verified client certificate (profile 3)
+    peer: str | None = None  # the charger's address (rate limits, the log)
 
 
 class ConnectDecision(_Message):
+    """The answer: accepted (with the station's registration, for the boot gate, and the
+    security profile the connection met), or refused with an HTTP status. ``reason`` is for
+    the gateway's metric and log only; every refusal of credentials looks the same to the
+    client."""
+
     accept: bool
     status: int = 200  # HTTP status for a refusal
     reason: str = ""
+    registration: str | None = None  # Accepted | Pending | Rejected
+    profile: int | None = None
 
 
 class ConnectBatch(_Message):

@@ -54,9 +54,10 @@ class Settings(BaseSettings):
     # --- gateway -------------------------------------------------------------------------
     gateway_host: str = Field("0.0.0.0", description="Gateway listen address.")
     gateway_port: int = Field(9000, description="Gateway port: OCPP, /healthz, /readyz, /metrics.")
-    gateway_metrics_port: int = Field(
-        0, description="Gateway: a separate port for /metrics (and probes), so metrics are not "
-        "served on the public OCPP port; 0 serves /metrics on the OCPP port."
+    gateway_metrics_port: int | None = Field(
+        None, description="Gateway: the port of /metrics (and probes), kept off the public OCPP "
+        "port; unset: GRIDLINK_HTTP_PORT; 0 serves /metrics on the OCPP port (public: not "
+        "recommended)."
     )
     public_url: str | None = Field(
         None, description="URL chargers use (printed at start-up); default ws://HOST:PORT/ocpp."
@@ -106,6 +107,30 @@ class Settings(BaseSettings):
         "X-Forwarded-Client-Cert", description="Header in which a trusted proxy passes the "
         "charger's verified client certificate (PEM, URL-encoded as nginx's "
         "$ssl_client_escaped_cert).")
+
+    # --- who may connect (security profiles, Security Whitepaper ed. 2) -----------------
+    allow_security_profile_0: bool = Field(
+        False, description="Accept stations of security profile 0 (no authentication at all: "
+        "anyone who knows the id can connect as the station). Development only; `make run` "
+        "sets it and says so.")
+    auth_failures_per_station: int = Field(
+        5, ge=1, description="Failed logins of one station within GRIDLINK_AUTH_FAILURE_WINDOW_S "
+        "that lock it out for GRIDLINK_AUTH_LOCKOUT_S (its connected charger and remembered "
+        "good credentials are not affected).")
+    auth_failures_per_peer: int = Field(
+        20, ge=1, description="Failed logins from one address within the window that lock "
+        "that address out.")
+    auth_failure_window_s: float = Field(
+        60.0, gt=0, description="Window in which failed logins are counted.")
+    auth_lockout_s: float = Field(
+        300.0, ge=0, description="How long a station or an address stays locked out.")
+    password_checks_concurrency: int = Field(
+        2, ge=1, description="authz: password hashes verified at the same time (each costs "
+        "~40 ms of CPU and 19 MiB); the rest wait.")
+    authorization_key_grace_s: float = Field(
+        300.0, ge=0, description="After a station accepts a new AuthorizationKey, how long "
+        "its old key is still accepted (ended early by its first connection with the new "
+        "one); 0: at once, as A01.FR.03 says.")
 
     # --- services ------------------------------------------------------------------------
     http_host: str = Field("0.0.0.0", description="Service /healthz, /readyz, /metrics address.")
@@ -165,6 +190,14 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         """A deployment sets every variable; an empty one means "not configured"."""
         return None if value == "" else value
+
+    @property
+    def gateway_probe_port(self) -> int:
+        """The gateway's port for /metrics and probes: GRIDLINK_GATEWAY_METRICS_PORT, else
+        GRIDLINK_HTTP_PORT; 0 means /metrics on the OCPP port."""
+        if self.gateway_metrics_port is None:
+            return self.http_port
+        return self.gateway_metrics_port
 
     @property
     def tls(self) -> bool:

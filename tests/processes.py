@@ -217,6 +217,8 @@ class Stack:
             "GRIDLINK_HEALTH_REPORT_INTERVAL_S": "0.5",
             "GRIDLINK_BACKEND_HEALTH_TTL_S": "3",
             "GRIDLINK_LOG_LEVEL": "INFO",
+            # most tests use passwordless stations; tests of authentication turn this off
+            "GRIDLINK_ALLOW_SECURITY_PROFILE_0": "true",
             "GRIDLINK_FILES_PUBLIC_URL": f"http://127.0.0.1:{self.files_port}",
         })
         env.update(self.extra_env)
@@ -230,10 +232,15 @@ class Stack:
         if component == "commands":  # the first serves the public file URL; no collisions
             first = not any(p.name == "commands" for p in self.processes)
             changes.setdefault("files_port", self.files_port if first else free_port())
+        metrics_port = None
+        if component == "gateway":  # /metrics on a port of its own, as by default
+            changes.setdefault("http_port", free_port())
+            metrics_port = int(changes.get("gateway_metrics_port")  # type: ignore[call-overload]
+                               or changes["http_port"])
         log = self.logs / f"{component}-{port}.log"
         process = start(component, [sys.executable, "-m", component],
                         self.env(**{port_key: port, "instance": f"{component}-{port}"},
-                                 **changes), log, port=port)
+                                 **changes), log, port=port, metrics_port=metrics_port)
         self.processes.append(process)
         return process
 

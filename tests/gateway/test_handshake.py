@@ -182,7 +182,8 @@ async def test_probes_are_answered_without_asking_authz() -> None:
     assert authz.asked == []
 
 
-async def test_metrics_on_the_ocpp_port_only_without_a_metrics_port() -> None:
+async def test_metrics_stay_off_the_ocpp_port_unless_it_is_asked_for() -> None:
+    assert Settings().gateway_probe_port == Settings().http_port  # by default: not public
     here = await answer(handshake(Authz()), "/metrics")
     assert here is not None and here.status_code == 200
     assert b"gridlink_gateway_handshakes_refused_total" in here.body

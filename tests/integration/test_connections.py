@@ -63,7 +63,8 @@ async def test_probes_and_metrics(stack: Stack) -> None:
     port = stack.gateways[0].port
     assert await http_status(f"http://127.0.0.1:{port}/healthz") == 200
     assert await http_status(f"http://127.0.0.1:{port}/readyz") == 200
-    text = await http_text(f"http://127.0.0.1:{port}/metrics")
+    assert await http_status(f"http://127.0.0.1:{port}/metrics") == 404  # public port
+    text = await http_text(stack.gateways[0].url("/metrics", stack.gateways[0].metrics_port))
     assert "gridlink_gateway_connections_open" in text
     assert 'gridlink_gateway_calls_total{action="BootNotification",outcome="ok"}' in text
     for process in stack.processes:
