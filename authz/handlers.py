@@ -1,21 +1,13 @@
-"""One async function per OCPP action authz answers, plus handshake admission (rpc.connect)."""
+"""One async function per OCPP action authz answers (admission: :mod:`authz.admission`)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from authz.repository import AuthzRepository
-from services.bus import decode_json
-from services.envelope import ConnectBatch, ConnectDecisions, ConnectRequest
-from services.errors import Reject
 from services.ocpp16 import call, call_result, iso, utcnow
 from services.router import CallContext, Router
-from services.runtime import ServiceRuntime
 from services.settings import Settings
 
 log = logging.getLogger("gridlink.authz")
@@ -58,46 +50,3 @@ def build_router(repo: AuthzRepository, settings: Settings) -> Router:
         return call_result.DataTransfer(status=status)
 
     return router
-
-
-class Admission:
-    """Handshake admission (``rpc.connect`` on the fast lane): may these identities connect?"""
-
-    def __init__(self, runtime: ServiceRuntime, repo: AuthzRepository) -> None:
-        self.runtime = runtime
-        self.repo = repo
-
-    async def handle(self, message: AbstractIncomingMessage) -> None:
-        """Answer a gateway's handshake question (a :class:`ConnectBatch`; a single
-        :class:`ConnectRequest` from a gateway of the previous release is answered alike).
-        A slow database means no answer: the gateway gives up and refuses with 503."""
-        runtime, repo = self.runtime, self.repo
-        batch = _connect_batch(message)
-        try:
-            decisions = await asyncio.wait_for(
-                runtime.with_store(lambda: repo.admit_many(batch.requests, utcnow())),
-                runtime.settings.connect_timeout_s,
-            )
-        except TimeoutError:
-            return  # the gateway gave up already and refused with 503
-        if not message.reply_to:
-            return
-        body = (decisions[0].to_bytes() if batch.single
-                else ConnectDecisions(decisions=decisions).to_bytes())
-        await runtime.bus.publish("", message.reply_to, body,
-                                  correlation_id=message.correlation_id, persistent=False)
-
-
-class _Admission(ConnectBatch):
-    single: bool = False  # the question was a lone ConnectRequest
-
-
-def _connect_batch(message: AbstractIncomingMessage) -> _Admission:
-    try:
-        raw = json.loads(message.body)
-    except ValueError:
-        raise Reject("malformed admission request: not JSON") from None
-    if isinstance(raw, dict) and "requests" in raw:
-        batch = decode_json(message, ConnectBatch)
-        return _Admission(requests=batch.requests)
-    return _Admission(requests=[decode_json(message, ConnectRequest)], single=True)

@@ -1,18 +1,19 @@
-"""The MongoDB documents authz owns: stations (registry, boot info, last seen), data transfers.
+"""The MongoDB documents authz owns: stations (registry, boot info, last seen), data transfers,
+the security events of refused connections.
 
 Every write is idempotent: redelivered messages set the same fields again.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 from pymongo import IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services import id_tags, stations
-from services.envelope import ConnectDecision, ConnectRequest
+from services import id_tags, security_events, stations
 from services.read_batcher import ReadBatcher
 from services.store import IndexSpec, merge_indexes
 from services.write_batcher import WriteBatcher, raise_unexpected
@@ -21,51 +22,49 @@ DATA_TRANSFERS = "data_transfers"
 INDEXES: IndexSpec = merge_indexes(
     stations.INDEXES,
     id_tags.INDEXES,
+    security_events.INDEXES,
     {DATA_TRANSFERS: [IndexModel([("station", 1), ("received_at", -1)])]},
 )
+_ADMISSION_FIELDS = {field: 1 for field in (
+    "registration", "security_profile", "password_hash", "previous_password_hash",
+    "previous_valid_until", "certificate_cn", "next_profile")}
 
 
 class AuthzRepository:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, accept_unknown: bool,
-                 default_registration: str) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, default_registration: str,
+                 password_checks: int = 2) -> None:
         self.db = db
-        self.accept_unknown = accept_unknown
         self.default_registration = default_registration
-        self.passwords = stations.PasswordChecker()
+        self.passwords = stations.PasswordChecker(concurrency=password_checks)
         self.writes = WriteBatcher(db, component="authz")  # boots of a reconnect storm, coalesced
         self.reads = ReadBatcher(db)  # registrations and id tags, coalesced
 
-    async def admit(self, request: ConnectRequest, now: datetime) -> ConnectDecision:
-        """May this identity open a connection? (Basic-auth and certificates plug in here.)"""
-        return (await self.admit_many([request], now))[0]
+    async def admission_documents(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """What admission needs of these stations, in one read."""
+        wanted = list(dict.fromkeys(ids))
+        return {doc["_id"]: doc async for doc in self.db[stations.COLLECTION].find(
+            {"_id": {"$in": wanted}}, projection=_ADMISSION_FIELDS)}
 
-    async def admit_many(self, requests: list[ConnectRequest], now: datetime
-                         ) -> list[ConnectDecision]:
-        """Admit a batch of handshakes with one read (and at most one write for unknown
-        stations when they are accepted); one decision per request, in order."""
-        wanted = list(dict.fromkeys(r.station for r in requests))
-        known = {doc["_id"]: doc async for doc in self.db[stations.COLLECTION].find(
-            {"_id": {"$in": wanted}}, projection={"password_hash": 1})}
-        unknown = [s for s in wanted if s not in known]
-        if unknown and self.accept_unknown:
-            # a duplicate: registered meanwhile by a concurrent connect, which is fine
-            raise_unexpected(await self.writes.write(stations.COLLECTION, [InsertOne(
-                {"_id": station, "registration": self.default_registration,
-                 "created_at": now, "auto_registered": True}) for station in unknown]))
-        return [await self._decide(r, known.get(r.station)) for r in requests]
+    async def register_unknown(self, station: str, *, profile: int, now: datetime) -> None:
+        """Register a station on its first connection (coalesced with others); a duplicate
+        means a concurrent connection registered it, which is fine."""
+        raise_unexpected(await self.writes.write(stations.COLLECTION, [InsertOne(
+            {"_id": station, "registration": self.default_registration,
+             "security_profile": profile, "created_at": now, "auto_registered": True})]))
 
-    async def _decide(self, request: ConnectRequest, document: dict[str, Any] | None
-                      ) -> ConnectDecision:
-        if document is None:
-            if not self.accept_unknown:
-                return ConnectDecision(accept=False, status=404, reason="unknown_station")
-            return ConnectDecision(accept=True)  # registered above (or concurrently)
-        stored_hash = document.get("password_hash")
-        if stored_hash is not None and (
-                request.password is None
-                or not await self.passwords.check(request.password, stored_hash)):
-            return ConnectDecision(accept=False, status=401, reason="unauthorized")
-        return ConnectDecision(accept=True)
+    async def forget_previous_password(self, station: str) -> None:
+        await stations.forget_previous_password(self.db, station)
+
+    async def apply_scheduled_profile(self, station: str, profile: int) -> None:
+        await stations.apply_scheduled_profile(self.db, station, profile)
+
+    async def rehash_password(self, station: str, old_hash: str, password: str) -> None:
+        """Replace a hash of an earlier release with today's (off the event loop)."""
+        new_hash = await asyncio.to_thread(stations.hash_password, password)
+        await stations.upgrade_password_hash(self.db, station, old_hash, new_hash)
+
+    async def record_security_event(self, document: dict[str, Any]) -> None:
+        await security_events.record(self.db, document)
 
     async def record_boot(self, station: str, boot: dict[str, Any], now: datetime) -> str:
         """Store the boot information; return the station's registration status.

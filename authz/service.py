@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from authz.handlers import Admission, build_router
+from authz.admission import Admission
+from authz.handlers import build_router
 from authz.repository import INDEXES, AuthzRepository
 from services.runtime import Route, Service, ServiceRuntime, ServiceSpec, run_service
 from services.settings import Settings
@@ -11,8 +12,8 @@ from services.topology import ADMISSION_KEY
 
 def build(runtime: ServiceRuntime) -> Service:
     settings = runtime.settings
-    repo = AuthzRepository(runtime.store.db, accept_unknown=settings.accept_unknown_stations,
-                           default_registration=settings.default_registration)
+    repo = AuthzRepository(runtime.store.db, default_registration=settings.default_registration,
+                           password_checks=settings.password_checks_concurrency)
     admission = Admission(runtime, repo)
     return Service(router=build_router(repo, settings),
                    routes=(Route("calls", ADMISSION_KEY, admission.handle, lane="rpc"),),

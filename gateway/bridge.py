@@ -119,7 +119,8 @@ class GatewayBridge:
         self._waiting[correlation] = futures
         wait_s = self.connect_timeout_s
         try:
-            body = ConnectBatch(requests=[request for request, _ in batch]).to_bytes()
+            body = ConnectBatch(requests=[request for request, _ in batch],
+                                partial=True).to_bytes()
             await self.bus.publish(self.topology.calls, ADMISSION_KEY, body,
                                    reply_to=self.queue_name, correlation_id=correlation,
                                    persistent=False, expiration=wait_s)
@@ -136,20 +137,30 @@ class GatewayBridge:
         if futures is None:
             return  # a late answer: those handshakes were refused with 503 already
         answer = ConnectDecisions.model_validate_json(body)
-        for future, decision in zip(futures, answer.decisions, strict=False):
+        if answer.indices is None:  # all of them, in order
+            pairs = list(zip(futures, answer.decisions, strict=False))
+        else:  # some of them, as authz decided them
+            pairs = [(futures[i], decision) for i, decision in
+                     zip(answer.indices, answer.decisions, strict=False)
+                     if 0 <= i < len(futures)]
+        for future, decision in pairs:
             if not future.done():
                 future.set_result(decision)
 
     # --- per-station bindings -------------------------------------------------------------
 
-    async def attach(self, station: str, session_id: str) -> None:
+    async def attach(self, station: str, session_id: str, profile: int = 0) -> None:
         """Tell other pods to let go of ``station``, then route its messages here."""
-        takeover = Takeover(station=station, session=session_id)
-        await self.bus.publish(self.topology.stations, station, takeover.to_bytes(),
-                               persistent=False)
+        await self.take_over(station, session_id, profile)
         if station not in self._bound:
             await self._binding(station, bind=True)
             self._bound.add(station)
+
+    async def take_over(self, station: str, session_id: str, profile: int) -> None:
+        """Publish a :class:`Takeover` of ``station`` for this session."""
+        takeover = Takeover(station=station, session=session_id, profile=profile)
+        await self.bus.publish(self.topology.stations, station, takeover.to_bytes(),
+                               persistent=False)
 
     async def detach(self, station: str) -> None:
         if station not in self._bound:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, MutableMapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -31,10 +31,12 @@ from gateway import codec
 from gateway.handshake import SUBPROTOCOL, station_id
 from gateway.registry import Attached, Registry
 from gateway.session import Session
+from services import ocpp16
 from services.envelope import (
     CallOutcome,
     CallReply,
     ChargerCall,
+    ConnectDecision,
     CsmsCall,
     StationMessage,
     Takeover,
@@ -56,6 +58,7 @@ log = logging.getLogger("gridlink.gateway")
 
 CLOSE_REPLACED = 1000  # a newer connection of the same station took over
 CLOSE_PROTOCOL = 1002  # no ocpp1.6 subprotocol
+CLOSE_POLICY = 1008  # a connection no admission decision is known for
 CLOSE_SERVICE_RESTART = 1012  # the gateway drains
 CLOSE_TRY_AGAIN_LATER = 1013  # broker or database unreachable
 
@@ -63,7 +66,9 @@ CLOSE_TRY_AGAIN_LATER = 1013  # broker or database unreachable
 class Bridge(Protocol):
     """What a connection needs of the broker side (:class:`gateway.bridge.GatewayBridge`)."""
 
-    async def attach(self, station: str, session_id: str) -> None: ...
+    async def attach(self, station: str, session_id: str, profile: int = 0) -> None: ...
+
+    async def take_over(self, station: str, session_id: str, profile: int) -> None: ...
 
     async def detach(self, station: str) -> None: ...
 
@@ -80,8 +85,11 @@ class ConnectionHandler:
     """
 
     def __init__(self, settings: Settings, registry: Registry, bridge: Bridge, *,
-                 spawn: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+                 spawn: Callable[[Coroutine[Any, Any, None]], None],
+                 admitted: MutableMapping[ServerConnection, ConnectDecision] | None = None
+                 ) -> None:
         self.settings = settings
+        self.admitted = admitted if admitted is not None else {}  # by the handshake
         self.registry = registry
         self.bridge = bridge
         self._spawn = spawn
@@ -99,12 +107,17 @@ class ConnectionHandler:
         station = station_id(urlsplit(connection.request.path).path,  # type: ignore[union-attr]
                              self.settings.max_station_id_length)
         assert station is not None
-        session = Session(station)
+        decision = self.admitted.pop(connection, None)
+        if decision is None:  # not admitted by this gateway's handshake: never served
+            await connection.close(CLOSE_POLICY, "not admitted")
+            return
+        session = Session(station, registration=decision.registration,
+                          profile=decision.profile or 0)
         previous = self.registry.register(session, connection)
         if previous is not None:
             await previous.connection.close(CLOSE_REPLACED, "replaced by a newer connection")
         try:
-            await self.bridge.attach(station, session.session_id)
+            await self.bridge.attach(station, session.session_id, session.profile)
         except BusUnavailable:
             await connection.close(CLOSE_TRY_AGAIN_LATER, "broker unavailable")
             self.registry.forget(session)
@@ -193,10 +206,17 @@ class ConnectionHandler:
         """The bridge's callback: a reply, a CSMS call or a takeover for one station."""
         attached = self.registry.get(message.station)
         if isinstance(message, Takeover):
-            if attached is not None and attached.session.session_id != message.session:
-                self.registry.remember_moved(message.station)
-                self._spawn(attached.connection.close(CLOSE_REPLACED,
-                                                      "replaced by a newer connection"))
+            if attached is None or attached.session.session_id == message.session:
+                return
+            if attached.session.profile > message.profile:
+                # A weaker login never replaces a stronger one: take the station back.
+                log.warning("weaker connection on another pod refused", extra={
+                    "station": message.station, "profile": message.profile})
+                self._spawn(self._take_back(attached.session))
+                return
+            self.registry.remember_moved(message.station)
+            self._spawn(attached.connection.close(CLOSE_REPLACED,
+                                                  "replaced by a newer connection"))
             return
         if isinstance(message, CallReply):
             if attached is not None and attached.session.session_id == message.session:
@@ -221,7 +241,21 @@ class ConnectionHandler:
         with contextlib.suppress(ConnectionClosed):
             await connection.send(frame)
 
+    async def _take_back(self, session: Session) -> None:
+        with contextlib.suppress(BusUnavailable):
+            await self.bridge.take_over(session.station, session.session_id, session.profile)
+
     async def _deliver_command(self, command: CsmsCall, attached: Attached | None) -> None:
+        try:  # whoever published it, only a valid CSMS-initiated 1.6 call reaches a charger
+            ocpp16.check_csms_call(command.action, command.payload)
+        except OcppError as exc:
+            log.warning("invalid CSMS call not forwarded", extra={
+                "station": command.station, "action": command.action, "error": exc.description})
+            await self._publish_outcome(CallOutcome(
+                command_id=command.command_id, station=command.station, action=command.action,
+                status="invalid", error_code=exc.code,
+                error_description=f"not sent: {exc.description}", at=utcnow()))
+            return
         if attached is None:
             if not self.registry.moved(command.station):  # it left this pod and went nowhere
                 await self._publish_outcome(CallOutcome(

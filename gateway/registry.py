@@ -39,6 +39,11 @@ class Registry:
         """The station's current connection here, if any."""
         return self._attached.get(station)
 
+    def profile(self, station: str) -> int | None:
+        """The security profile the station's connection here met, if it has one."""
+        attached = self._attached.get(station)
+        return None if attached is None else attached.session.profile
+
     def connections(self) -> list[ServerConnection]:
         """The open sockets, oldest registration first (a copy)."""
         return [attached.connection for attached in self._attached.values()]

@@ -27,9 +27,10 @@ from gateway.registry import Registry
 from services.bus import Bus
 from services.envelope import StationMessage
 from services.http_probe import ProbeServer
-from services.metrics import READY
+from services.metrics import READY, TLS_HANDSHAKE_FAILURES
 from services.settings import Settings
 from services.shutdown import drain, install_signal_handlers
+from services.tls import ReloadingContext
 from services.topology import Topology
 
 __all__ = ["Gateway", "run_gateway"]
@@ -52,15 +53,19 @@ class Gateway:
             on_backend_change=self._on_backend_change,
         )
         self.registry = Registry()
-        self.connections = ConnectionHandler(settings, self.registry, self.bridge,
-                                             spawn=self._spawn)
         self.handshake = Handshake(settings, readiness=self.readiness,
                                    draining=lambda: self.draining,
-                                   ask_connect=self.bridge.ask_connect)
+                                   ask_connect=self.bridge.ask_connect,
+                                   live_profile=self.registry.profile)
+        self.connections = ConnectionHandler(settings, self.registry, self.bridge,
+                                             spawn=self._spawn,
+                                             admitted=self.handshake.admitted)
+        self.tls: ReloadingContext | None = None  # wss:// when a certificate is configured
         self.draining = False
         self.server: Server | None = None
         self.probes: ProbeServer | None = None  # the separate metrics port, if configured
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()  # ends the background watchers
 
     def _spawn(self, work: Any) -> None:
         """Run a coroutine in the background, keeping a reference until it is done."""
@@ -118,6 +123,13 @@ class Gateway:
         self.bus.on_lost.append(self._on_bus_lost)
         self.bus.on_restored.append(self._update_ready_gauge)
         await self.bridge.start()
+        settings = self.settings
+        if settings.tls:
+            assert settings.tls_cert_file and settings.tls_key_file
+            self.tls = ReloadingContext(settings.tls_cert_file, settings.tls_key_file,
+                                        settings.tls_client_ca_file,
+                                        on_failure=_tls_handshake_failed)
+            self._spawn(self.tls.watch(self._stopping))
         self.server = await serve(
             self.connections.handle,
             self.settings.gateway_host,
@@ -130,6 +142,7 @@ class Gateway:
             ping_interval=self.settings.ping_interval_s,
             ping_timeout=self.settings.ping_interval_s,
             close_timeout=5,
+            ssl=self.tls.context if self.tls is not None else None,
         )
         self._update_ready_gauge()
 
@@ -165,6 +178,7 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop the probes and the server (closing what is left), then the broker."""
+        self._stopping.set()
         if self.probes is not None:
             self.probes.stop()
         if self.server is not None:
@@ -172,6 +186,11 @@ class Gateway:
             await self.server.wait_closed()
         with contextlib.suppress(Exception):
             await self.bus.close()
+
+
+def _tls_handshake_failed(reason: str) -> None:
+    TLS_HANDSHAKE_FAILURES.labels(reason).inc()
+    log.info("TLS handshake failed", extra={"reason": reason})
 
 
 async def run_gateway(settings: Settings) -> None:
@@ -182,7 +201,8 @@ async def run_gateway(settings: Settings) -> None:
     stopping = asyncio.Event()
     install_signal_handlers(stopping)
     await gateway.start()
-    url = settings.public_url or f"ws://{settings.gateway_host}:{settings.gateway_port}/ocpp"
+    scheme = "wss" if settings.tls else "ws"
+    url = settings.public_url or f"{scheme}://{settings.gateway_host}:{settings.gateway_port}/ocpp"
     log.info("gateway listening", extra={"url": url})
     await stopping.wait()
     await gateway.drain()

@@ -3,9 +3,10 @@ what it returns.
 
 - Charger CALLs awaiting a service's reply (a charger that timed out may send the next one
   before the reply comes; a duplicate id of a pending CALL is a ProtocolError).
-- The boot gate: after a BootNotification answered Rejected, only BootNotification is
-  allowed (SecurityError); while Pending, only BootNotification and messages the CSMS asked
-  for with TriggerMessage.
+- The boot gate, from the first frame of every connection: while the station's
+  registration (from admission, then from the last BootNotification answer) is Rejected, only
+  BootNotification is allowed (SecurityError); while Pending, only BootNotification and
+  messages the CSMS asked for with TriggerMessage or ExtendedTriggerMessage.
 - CSMS calls: a FIFO, at most one outstanding CALL at a time, each with a deadline.
 """
 
@@ -21,6 +22,17 @@ from gateway.codec import IncomingCall, IncomingError, IncomingResult
 from services import ocpp16
 from services.envelope import CallOutcome, CsmsCall
 from services.errors import OcppError, ProtocolError, SecurityError
+
+#: What a charger sends when it accepts a trigger, by trigger and requestedMessage (the same
+#: name unless listed).
+TRIGGERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "TriggerMessage": {},
+    "ExtendedTriggerMessage": {
+        "SignChargePointCertificate": ("SignCertificate",),
+        "FirmwareStatusNotification": ("SignedFirmwareStatusNotification",
+                                       "FirmwareStatusNotification"),
+    },
+}
 
 
 @dataclass(slots=True)
@@ -39,7 +51,9 @@ class Outstanding:
 class Session:
     station: str
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    registration: str | None = None  # the last BootNotification answer on this connection
+    # The registration: the station's at admission, then the last BootNotification answer.
+    registration: str | None = None
+    profile: int = 0  # the security profile this connection met at admission
     pending: dict[str, PendingCall] = field(default_factory=dict)
     queue: deque[CsmsCall] = field(default_factory=deque)
     outstanding: Outstanding | None = None
@@ -99,8 +113,9 @@ class Session:
         except OcppError as exc:
             return CallOutcome(**base, status="invalid", error_code=exc.code,
                                error_description=f"invalid answer: {exc.description}")
-        if call.action == "TriggerMessage" and event.payload.get("status") == "Accepted":
-            self.triggered.add(str(call.payload.get("requestedMessage")))
+        if call.action in TRIGGERS and event.payload.get("status") == "Accepted":
+            requested = str(call.payload.get("requestedMessage"))
+            self.triggered.update(TRIGGERS[call.action].get(requested, (requested,)))
         return CallOutcome(**base, status="result", payload=event.payload)
 
     def time_out(self, unique_id: str, at: datetime) -> CallOutcome | None:

@@ -42,9 +42,7 @@ def run_all(settings: Settings) -> int:
          environment_with(mongo_url=mongo_url, http_port=settings.http_port + offset,
                           instance=f"{settings.instance}-{component}"))
         for offset, component in enumerate(components.NAMES, start=1)]
-    url = settings.public_url or f"ws://127.0.0.1:{settings.gateway_port}/ocpp"
-    banner = (f"GridLink is starting. Chargers connect to {url}/<chargePointId>",
-              f"Probes: http://127.0.0.1:{settings.gateway_port}/readyz  (Ctrl-C stops)")
+    banner = run_banner(settings)
     code = [0]
     try:
         run_loop(_run(children, banner, code))
@@ -53,6 +51,20 @@ def run_all(settings: Settings) -> int:
             database.terminate()
             database.wait(10)
     return code[0]
+
+
+def run_banner(settings: Settings) -> tuple[str, ...]:
+    """What ``run all`` prints once the components started: where chargers connect, the
+    probes, and — loudly — whether stations without credentials are accepted."""
+    scheme = "wss" if settings.tls else "ws"
+    url = settings.public_url or f"{scheme}://127.0.0.1:{settings.gateway_port}/ocpp"
+    probes = f"{'https' if settings.tls else 'http'}://127.0.0.1:{settings.gateway_port}"
+    lines = [f"GridLink is starting. Chargers connect to {url}/<chargePointId>",
+             f"Probes: {probes}/readyz  (Ctrl-C stops)"]
+    if settings.allow_security_profile_0:
+        lines.append("WARNING: security profile 0 is ON (GRIDLINK_ALLOW_SECURITY_PROFILE_0): "
+                     "stations without a password connect unauthenticated. Development only.")
+    return tuple(lines)
 
 
 async def _run(children: list[Child], banner: tuple[str, ...], code: list[int]) -> None:

@@ -21,11 +21,24 @@ INDEXES: IndexSpec = merge_indexes(stations.INDEXES, id_tags.INDEXES)
 
 
 async def add_stations(db: AsyncDatabase[dict[str, Any]], ids: list[str], *,
-                       registration: str, password: str | None) -> None:
+                       registration: str, password: str | None,
+                       security_profile: int | None = None, certificate_cn: str | None = None
+                       ) -> dict[str, str]:
+    """Add or update stations; the keys generated for profile 1 and 2 stations that had no
+    password (by station: the only time they are seen in clear)."""
     now = utcnow()
+    generated: dict[str, str] = {}
     for station in ids:
-        await stations.add_station(db, station, registration=registration, password=password,
-                                   now=now)
+        key = password
+        if key is None and security_profile in (1, 2):
+            existing = await db[stations.COLLECTION].find_one(
+                {"_id": station}, projection={"password_hash": 1})
+            if not (existing or {}).get("password_hash"):
+                key = generated[station] = stations.generate_key()
+        await stations.add_station(db, station, registration=registration, password=key,
+                                   now=now, security_profile=security_profile,
+                                   certificate_cn=certificate_cn)
+    return generated
 
 
 async def list_stations(db: AsyncDatabase[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -41,7 +54,9 @@ async def list_stations(db: AsyncDatabase[dict[str, Any]]) -> list[dict[str, Any
             "firmware": boot.get("firmware_version"),
             "lastBoot": _time(doc.get("last_boot")),
             "lastSeen": _time(doc.get("last_seen")),
+            "securityProfile": stations.security_profile(doc),
             "password": "set" if doc.get("password_hash") else None,
+            "certificateCn": doc.get("certificate_cn"),
         })
     return rows
 

@@ -61,9 +61,13 @@ class CsmsCall(_Message):
 
 
 class Takeover(_Message):
+    """A new connection of ``station``: pods holding an older one close it — unless theirs
+    met a higher security profile, which then takes the station back."""
+
     kind: Literal["takeover"] = "takeover"
     station: str
     session: str
+    profile: int = 0  # the security profile the new connection met
 
 
 StationMessage = Annotated[CallReply | CsmsCall | Takeover, Field(discriminator="kind")]
@@ -116,18 +120,22 @@ class ConnectDecision(_Message):
     reason: str = ""
     registration: str | None = None  # Accepted | Pending | Rejected
     profile: int | None = None
+    retry_after: int | None = None  # seconds, for a lockout (429)
 
 
 class ConnectBatch(_Message):
     """Handshakes to admit, in one question (a reconnect storm is thousands per second)."""
 
     requests: list[ConnectRequest]
+    partial: bool = False  # the asker takes decisions as they are made (with ``indices``)
 
 
 class ConnectDecisions(_Message):
-    """One decision per request of a :class:`ConnectBatch`, in the same order."""
+    """Decisions for a :class:`ConnectBatch`: one per request in the same order, or — when
+    the batch said ``partial`` — some of them, ``indices`` saying for which requests."""
 
     decisions: list[ConnectDecision]
+    indices: list[int] | None = None
 
 
 class HealthReport(_Message):

@@ -38,7 +38,27 @@ ADMISSION_BATCH = Histogram(
     "gridlink_gateway_admission_batch_size", "Handshakes admitted per question to authz.",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
 )
+TLS_HANDSHAKE_FAILURES = Counter(
+    "gridlink_gateway_tls_handshake_failures_total",
+    "TLS handshakes that failed (no shared version or cipher, untrusted client certificate, "
+    "...), by reason.", ["reason"],
+)
 READY = Gauge("gridlink_ready", "1 when this process reports ready.", ["component"])
+
+# authz: who may connect
+LOGINS = Counter(
+    "gridlink_authz_logins_total", "Handshakes decided by authz, by outcome (accepted, "
+    "unauthorized, locked_out, profile_too_low, certificate_rejected, unknown_station) and the "
+    "security profile the connection met.", ["outcome", "profile"],
+)
+LOCKOUTS = Counter(
+    "gridlink_authz_lockouts_total", "Lockouts after repeated failed logins, by kind (station, "
+    "peer).", ["kind"],
+)
+PASSWORD_CHECKS = Counter(
+    "gridlink_authz_password_checks_total", "Password checks, by how they were decided "
+    "(hashed, remembered, skipped_locked_out).", ["how"],
+)
 
 # services
 HANDLED = Counter(

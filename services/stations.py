@@ -58,8 +58,8 @@ def key_problem(key: str) -> str | None:
     """Why ``key`` cannot be an AuthorizationKey (A00.FR.205), or None."""
     if len(key.encode()) < KEY_MIN or len(key) > KEY_MAX:
         return f"an AuthorizationKey is {KEY_MIN} to {KEY_MAX} characters"
-    if ":" in key or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
-        return "an AuthorizationKey holds no ':' and no control characters"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+        return "an AuthorizationKey holds no control characters"
     return None
 
 
@@ -203,12 +203,16 @@ async def rotate_password(db: AsyncDatabase[dict[str, Any]], station: str, new_h
     current; the old one stays valid until ``grace_until`` or the first connection with the
     new key. Idempotent: a redelivered answer finds the new hash current and changes
     nothing. False if the station is unknown."""
-    document = await db[COLLECTION].find_one({"_id": station}, projection={"password_hash": 1})
+    document = await db[COLLECTION].find_one(
+        {"_id": station}, projection={"password_hash": 1, "security_profile": 1})
     if document is None:
         return False
     if document.get("password_hash") == new_hash:
         return True
-    update: dict[str, Any] = {"password_hash": new_hash}
+    # A station of an earlier release has no stored profile: keep the one it has now (a
+    # password does not raise it; ChangeConfiguration SecurityProfile does).
+    update: dict[str, Any] = {"password_hash": new_hash,
+                              "security_profile": security_profile(document)}
     unset: dict[str, Any] = {}
     if document.get("password_hash"):
         update.update(previous_password_hash=document["password_hash"],

@@ -24,7 +24,7 @@ import ipaddress
 import logging
 import os
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import unquote
@@ -32,6 +32,8 @@ from urllib.parse import unquote
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
+
+from services.errors import ConfigurationError
 
 log = logging.getLogger("gridlink.tls")
 
@@ -59,15 +61,57 @@ def server_context(cert_file: str, key_file: str, client_ca_file: str | None = N
     return context
 
 
-class ReloadingContext:
-    """A server context that follows its certificate and key files."""
+#: Why TLS handshakes fail, as OpenSSL names it (a metric label: a bounded set).
+HANDSHAKE_FAILURES = {
+    "UNSUPPORTED_PROTOCOL": "protocol_version", "WRONG_VERSION_NUMBER": "protocol_version",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "protocol_version", "NO_SHARED_CIPHER": "no_shared_cipher",
+    "CERTIFICATE_VERIFY_FAILED": "client_certificate", "TLSV1_ALERT_UNKNOWN_CA": "unknown_ca",
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "client_certificate", "HTTP_REQUEST": "plain_http",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "client_certificate",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "unknown_ca",
+}
 
-    def __init__(self, cert_file: str, key_file: str, client_ca_file: str | None = None
-                 ) -> None:
+
+def handshake_failure_reason(exc: ssl.SSLError) -> str:
+    """A bounded name for why a handshake failed."""
+    return HANDSHAKE_FAILURES.get(str(exc.reason or ""), "other")
+
+
+def _reporting(on_failure: Callable[[str], None]) -> type[ssl.SSLObject]:
+    """An SSLObject class that reports failed server handshakes (asyncio logs them only in
+    debug mode, so nothing else would count them)."""
+
+    class ReportingSSLObject(ssl.SSLObject):
+        def do_handshake(self) -> None:
+            try:
+                super().do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                raise
+            except ssl.SSLError as exc:
+                on_failure(handshake_failure_reason(exc))
+                raise
+
+    return ReportingSSLObject
+
+
+class ReloadingContext:
+    """A server context that follows its certificate and key files; ``on_failure`` hears of
+    every failed handshake (its reason)."""
+
+    def __init__(self, cert_file: str, key_file: str, client_ca_file: str | None = None, *,
+                 on_failure: Callable[[str], None] | None = None) -> None:
         self.cert_file = cert_file
         self.key_file = key_file
         self.client_ca_file = client_ca_file
-        self.context = server_context(cert_file, key_file, client_ca_file)
+        try:
+            self.context = server_context(cert_file, key_file, client_ca_file)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConfigurationError(
+                f"cannot load TLS files (GRIDLINK_TLS_CERT_FILE {cert_file}, "
+                f"GRIDLINK_TLS_KEY_FILE {key_file}, GRIDLINK_TLS_CLIENT_CA_FILE "
+                f"{client_ca_file or 'unset'}): {exc}") from None
+        if on_failure is not None:
+            self.context.sslobject_class = _reporting(on_failure)
         self._seen = self._stamp()
         self.reloads = 0
 
@@ -168,12 +212,27 @@ def certificate_from_header(value: str, client_ca_file: str | None,
 
 
 def verify_client(certificate: x509.Certificate, ca_file: str, now: datetime) -> None:
-    """Verify a client certificate's chain against the CA certificates in ``ca_file``."""
-    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+    """Verify a client certificate's chain against the CA certificates in ``ca_file``.
+
+    The Web PKI profile, except that a charger certificate needs no subjectAltName: the
+    whitepaper identifies a charger by its subject (CN, O), as OpenSSL's check of a direct
+    TLS connection does."""
+    from cryptography.x509.verification import (
+        Criticality,
+        ExtensionPolicy,
+        PolicyBuilder,
+        Store,
+        VerificationError,
+    )
 
     with open(ca_file, "rb") as handle:
         roots = x509.load_pem_x509_certificates(handle.read())
-    verifier = PolicyBuilder().store(Store(roots)).time(now).build_client_verifier()
+    leaf = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+    verifier = (PolicyBuilder().store(Store(roots)).time(now)
+                .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(),
+                                    ee_policy=leaf)
+                .build_client_verifier())
     try:
         verifier.verify(certificate, [])
     except VerificationError as exc:

@@ -39,9 +39,9 @@ def free_port() -> int:
 
 async def http_status(url: str, *, method: str = "GET") -> int | None:
     """The HTTP status ``url`` answers with, or None when nothing answers."""
-    try:
+    try:  # https: a probe checks the server answers, not whose certificate it shows
         async with aiohttp.ClientSession(timeout=_PROBE_TIMEOUT) as session, \
-                session.request(method, url, allow_redirects=False) as response:
+                session.request(method, url, allow_redirects=False, ssl=False) as response:
             return response.status
     except (aiohttp.ClientError, TimeoutError, OSError):
         return None
@@ -104,9 +104,12 @@ class Process:
     log: Path
     metrics_port: int | None = None  # /metrics when it has a port of its own
     files_port: int | None = None  # the commands service's file server
+    tls: bool = False  # its main port speaks TLS (a gateway with a certificate)
 
     def url(self, path: str, port: int | None = None) -> str:
-        return f"http://127.0.0.1:{port or self.port}{path}"
+        port = port or self.port
+        scheme = "https" if self.tls and port == self.port else "http"
+        return f"{scheme}://127.0.0.1:{port}{path}"
 
     async def status(self, path: str, port: int | None = None, method: str = "GET"
                      ) -> int | None:
@@ -134,7 +137,8 @@ def start(name: str, argv: list[str], env: dict[str, str], log: Path, *, port: i
           metrics_port: int | None = None, files_port: int | None = None) -> Process:
     """Start ``argv`` with exactly ``env``, its output appended to ``log``."""
     popen = subprocess.Popen(argv, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    return Process(name, popen, port, log, metrics_port or port, files_port)
+    tls = name == "gateway" and bool(env.get("GRIDLINK_TLS_CERT_FILE"))
+    return Process(name, popen, port, log, metrics_port or port, files_port, tls)
 
 
 async def wait_until(processes: list[Process], path: str, *, timeout: float = 45.0,
@@ -257,7 +261,10 @@ class Stack:
         return gateway
 
     async def wait_ready(self, process: Process, timeout: float = 30.0) -> None:
-        await wait_until([process], "/readyz", timeout=timeout)
+        """Until /readyz answers 200 (a gateway's on its metrics port: its OCPP port may be
+        TLS)."""
+        await wait_until([process], "/readyz", timeout=timeout,
+                         port=lambda p: p.metrics_port or p.port)
 
     @property
     def gateway_url(self) -> str:

@@ -1,7 +1,15 @@
 """The station registry and the id-tag store::
 
-    gridlink stations add ID... [--password P] [--registration Accepted|Pending|Rejected]
+    gridlink stations add ID... [--security-profile 0|1|2|3] [--password P | --password-file F]
+                                [--certificate-cn CN] [--registration Accepted|Pending|Rejected]
     gridlink stations list [--json]
+
+A station's security profile says how it must authenticate (OCPP 1.6 Security Whitepaper):
+0 not at all (only where GRIDLINK_ALLOW_SECURITY_PROFILE_0 is on), 1 HTTP Basic, 2 HTTP
+Basic over TLS, 3 a TLS client certificate whose CN is ``--certificate-cn`` (default: the
+id). Without ``--security-profile`` it is 1 with a password and 0 without. For profile 1 or
+2 without a password, each new station gets a random 40-hex-digit key, printed once (it is
+stored only as a hash); a station that has a password keeps it.
     gridlink tags add TAG [--status S] [--expiry ISO8601] [--parent TAG]
     gridlink tags list [--json]
 """
@@ -9,20 +17,31 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from gridlink import queries
 from gridlink.cli.output import parse_time_option, print_rows, with_db
-from services import id_tags
+from services import id_tags, stations
+from services.errors import ConfigurationError
 from services.settings import Settings
 
 
 def add_parsers(sub: Any, parser_class: type) -> None:
-    stations = sub.add_parser("stations", help="the station registry")
-    st = stations.add_subparsers(dest="action", required=True, parser_class=parser_class)
+    registry = sub.add_parser("stations", help="the station registry")
+    st = registry.add_subparsers(dest="action", required=True, parser_class=parser_class)
     st_add = st.add_parser("add", help="register charge points")
     st_add.add_argument("ids", nargs="+", metavar="ID")
-    st_add.add_argument("--password", help="Basic-auth password (security profile 1/2)")
+    st_add.add_argument("--security-profile", type=int, choices=stations.PROFILES,
+                        default=None, help="how the station authenticates (default: 1 with "
+                        "a password, else 0)")
+    secret = st_add.add_mutually_exclusive_group()
+    secret.add_argument("--password", help="its AuthorizationKey for HTTP Basic (profiles 1 "
+                        "and 2; 16-40 characters; generated when not given)")
+    secret.add_argument("--password-file", help="read the AuthorizationKey from this file "
+                        "(its first line)")
+    st_add.add_argument("--certificate-cn", help="the CN its client certificate carries "
+                        "(profile 3; default: the id)")
     st_add.add_argument("--registration", choices=["Accepted", "Pending", "Rejected"],
                         default=None, help="BootNotification answer (default: Accepted)")
     st_add.set_defaults(dispatch=add_stations)
@@ -45,10 +64,42 @@ def add_parsers(sub: Any, parser_class: type) -> None:
 
 async def add_stations(settings: Settings, args: argparse.Namespace) -> int:
     registration = args.registration or settings.default_registration
-    await with_db(settings, lambda db: queries.add_stations(
-        db, args.ids, registration=registration, password=args.password))
-    print(f"added {len(args.ids)} station(s)")
+    password = _password(args)
+    if password is not None and len(args.ids) > 1:
+        raise ConfigurationError("one password for several stations: each should have its "
+                                 "own (A01.FR.06); add them one by one, or let GridLink "
+                                 "generate them")
+    profile = args.security_profile
+    if profile is None:
+        profile = 1 if password is not None else 0
+    if password is not None and profile in (0, 3):
+        raise ConfigurationError(f"--password: a security profile {profile} station does not "
+                                 "use one (profiles 1 and 2 do)")
+    generated = await with_db(settings, lambda db: queries.add_stations(
+        db, args.ids, registration=registration, password=password, security_profile=profile,
+        certificate_cn=args.certificate_cn))
+    print(f"added {len(args.ids)} station(s), security profile {profile}")
+    for station, key in generated.items():
+        print(f"{station}  AuthorizationKey {key}  (shown once; stored only as a hash)")
+    if profile == 0 and not settings.allow_security_profile_0:
+        print("note: security profile 0 means no authentication: such stations connect only "
+              "where GRIDLINK_ALLOW_SECURITY_PROFILE_0 is true (`make run` does, production "
+              "never); --security-profile 1 gives a password", file=sys.stderr)
     return 0
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    """The password given (or read from its file), checked against A00.FR.205."""
+    password = args.password
+    if args.password_file is not None:
+        try:
+            with open(args.password_file, encoding="utf-8") as handle:
+                password = handle.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"--password-file: cannot read it: {exc}") from None
+    if password is not None and (problem := stations.key_problem(password)) is not None:
+        raise ConfigurationError(f"--password: {problem}")
+    return password
 
 
 async def list_stations(settings: Settings, args: argparse.Namespace) -> int:

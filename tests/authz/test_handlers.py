@@ -1,16 +1,14 @@
-"""authz's handlers and handshake admission over the in-memory store and bus."""
+"""authz's handlers over the in-memory store and bus (admission: test_admission.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from authz.handlers import Admission
 from authz.repository import AuthzRepository
 from authz.service import SPEC
 from services import id_tags, stations
-from services.envelope import ChargerCall, ConnectBatch, ConnectDecisions, ConnectRequest
-from services.memory import MemoryBus, MemoryMessage
+from services.envelope import ChargerCall
 from services.runtime import ServiceRuntime
 from tests.helpers import memory_runtime
 
@@ -80,45 +78,7 @@ async def test_heartbeat_moves_last_seen_forward_only() -> None:
     runtime = await started()
     db = runtime.store.db
     await stations.add_station(db, "CP-1", registration="Accepted", password=None, now=NOW)
-    repo = AuthzRepository(db, accept_unknown=False, default_registration="Accepted")
+    repo = AuthzRepository(db, default_registration="Accepted")
     await repo.record_seen("CP-1", NOW)
     await repo.record_seen("CP-1", NOW - timedelta(minutes=5))  # late: changes nothing
     assert (await db[stations.COLLECTION].find_one({"_id": "CP-1"}))["last_seen"] == NOW
-
-
-async def admit(runtime: ServiceRuntime, *requests: ConnectRequest) -> list[Any]:
-    bus = runtime.bus
-    assert isinstance(bus, MemoryBus)
-    await bus.declare_private_queue("pod")
-    repo = AuthzRepository(runtime.store.db,
-                           accept_unknown=runtime.settings.accept_unknown_stations,
-                           default_registration=runtime.settings.default_registration)
-    message = MemoryMessage(ConnectBatch(requests=list(requests)).to_bytes(), "calls",
-                            "rpc.connect", reply_to="pod", correlation_id="c1")
-    await Admission(runtime, repo).handle(message)  # type: ignore[arg-type]
-    [answer] = bus.waiting("pod")
-    assert answer.correlation_id == "c1"
-    return ConnectDecisions.model_validate_json(answer.body).decisions
-
-
-async def test_admission_refuses_unknown_and_wrong_passwords_in_one_answer() -> None:
-    runtime = await started()
-    db = runtime.store.db
-    await stations.add_station(db, "OPEN", registration="Accepted", password=None, now=NOW)
-    await stations.add_station(db, "LOCKED", registration="Accepted", password="s3cret-key",
-                               now=NOW)
-    decisions = await admit(runtime, ConnectRequest(station="OPEN"),
-                            ConnectRequest(station="LOCKED", password="s3cret-key"),
-                            ConnectRequest(station="LOCKED", password="guess"),
-                            ConnectRequest(station="LOCKED"),
-                            ConnectRequest(station="NOBODY"))
-    assert [(d.accept, d.status) for d in decisions] == [
-        (True, 200), (True, 200), (False, 401), (False, 401), (False, 404)]
-
-
-async def test_admission_registers_unknown_stations_when_allowed() -> None:
-    runtime = await started(accept_unknown_stations=True, default_registration="Pending")
-    [decision] = await admit(runtime, ConnectRequest(station="FRESH"))
-    assert decision.accept
-    stored = await runtime.store.db[stations.COLLECTION].find_one({"_id": "FRESH"})
-    assert stored["registration"] == "Pending" and stored["auto_registered"]

@@ -15,12 +15,14 @@ import shutil
 import sys
 from pathlib import Path
 
+from tests.certificates import Pki
 from tests.deploy import sources
 from tests.processes import Process, free_port, start
 
 LOCAL_KEYS = {"GRIDLINK_AMQP_URL", "GRIDLINK_MONGO_URL", "GRIDLINK_NAMESPACE", "GRIDLINK_MONGO_DB",
               "GRIDLINK_GATEWAY_PORT", "GRIDLINK_GATEWAY_METRICS_PORT", "GRIDLINK_HTTP_PORT",
-              "GRIDLINK_FILES_PORT"}
+              "GRIDLINK_FILES_PORT", "GRIDLINK_TLS_CERT_FILE", "GRIDLINK_TLS_KEY_FILE",
+              "GRIDLINK_TLS_CLIENT_CA_FILE"}
 
 
 def gridlink_executable() -> str:
@@ -33,7 +35,7 @@ def gridlink_executable() -> str:
 
 def localised(component: str, env: dict[str, str], *, amqp_url: str, mongo_url: str,
               namespace: str, port: int, files_port: int, metrics_port: int | None = None,
-              **overrides: str) -> dict[str, str]:
+              pki: Pki | None = None, **overrides: str) -> dict[str, str]:
     """The deployment's environment, pointed at local backends (see the module docstring).
 
     ``port`` replaces the probe port; ``metrics_port`` the gateway's metrics port when the
@@ -49,6 +51,14 @@ def localised(component: str, env: dict[str, str], *, amqp_url: str, mongo_url: 
     if sources.port_setting(env, "GRIDLINK_GATEWAY_METRICS_PORT"):  # 0: on the OCPP port
         local["GRIDLINK_GATEWAY_METRICS_PORT"] = str(metrics_port or free_port())
     local["GRIDLINK_FILES_PORT"] = str(files_port)  # commands' file server, default 9180
+    # Certificates the deployment mounts from Secrets: the test session's instead.
+    mounted = {"GRIDLINK_TLS_CERT_FILE": lambda p: p.server.cert,
+               "GRIDLINK_TLS_KEY_FILE": lambda p: p.server.key,
+               "GRIDLINK_TLS_CLIENT_CA_FILE": lambda p: p.charger_ca.cert}
+    for key, test_file in mounted.items():
+        if env.get(key):
+            assert pki is not None, f"{component} needs certificates ({key}): pass pki="
+            local[key] = str(test_file(pki))
     local.update(overrides)
     changed = {k for k in local if local[k] != env.get(k)} - set(overrides)
     assert changed <= LOCAL_KEYS, changed

@@ -293,7 +293,10 @@ def setting(env: dict[str, str], key: str) -> str:
 
 
 def port_setting(env: dict[str, str], key: str) -> int:
-    return int(setting(env, key))
+    value = setting(env, key)
+    if not value and key == "GRIDLINK_GATEWAY_METRICS_PORT":  # unset: the probe port
+        return port_setting(env, "GRIDLINK_HTTP_PORT")
+    return int(value)
 
 
 def _settings_field(key: str) -> Any:

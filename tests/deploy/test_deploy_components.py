@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.certificates import Pki
 from tests.deploy import localise, sources
 from tests.helpers import delete_namespace
 from tests.processes import Process, free_port, stop_all, wait_until
@@ -44,6 +45,7 @@ def test_every_deployment_runs_gridlink_run_component() -> None:
 async def test_components_start_as_deployed_and_stop_cleanly(
     amqp_url: str, mongo_url: str, tmp_path: Path
 ) -> None:
+    pki = Pki(tmp_path / "pki")  # for deployments that mount certificates
     namespaces = {d: f"gldeploy-{uuid.uuid4().hex[:8]}" for d in DEPLOYMENTS}
     started: dict[str, list[Process]] = {d: [] for d in DEPLOYMENTS}
     codes: dict[str, dict[str, int]] = {}
@@ -55,7 +57,7 @@ async def test_components_start_as_deployed_and_stop_cleanly(
                 argv, env = deployment_launch(deployment, component)
                 local = localise.localised(component, env, amqp_url=amqp_url,
                                          mongo_url=mongo_url, namespace=namespace,
-                                         port=free_port(), files_port=free_port())
+                                         port=free_port(), files_port=free_port(), pki=pki)
                 started[deployment].append(
                     localise.start_deployed(component, argv, local, logs / f"{component}.log"))
         everything = [c for components in started.values() for c in components]

@@ -129,11 +129,21 @@ def test_subprotocol_is_ocpp16_when_offered(offered: list[str], expected: str | 
 
 # --- process_request ------------------------------------------------------------------------
 
+class Transport:
+    def __init__(self, ssl_object: object | None) -> None:
+        self.ssl_object = ssl_object
+
+    def get_extra_info(self, name: str) -> object | None:
+        return self.ssl_object if name == "ssl_object" else None
+
+
 class StandIn:
     """The part of a ServerConnection that process_request uses."""
 
-    def __init__(self) -> None:
+    def __init__(self, remote: str = "192.0.2.10", ssl_object: object | None = None) -> None:
         self.protocol = ServerProtocol()
+        self.remote_address = (remote, 40000)
+        self.transport = Transport(ssl_object)
 
     def respond(self, status: HTTPStatus, text: str) -> Response:
         return self.protocol.reject(status, text)
@@ -156,15 +166,18 @@ class Authz:
 
 
 def handshake(authz: Authz, *, ready: tuple[bool, str] = (True, "ready"),
-              draining: bool = False, metrics_port: int = 0) -> Handshake:
-    settings = Settings(gateway_metrics_port=metrics_port, max_station_id_length=48,
-                        connect_timeout_s=1.5)
-    return Handshake(settings, readiness=lambda: ready, draining=lambda: draining,
-                     ask_connect=authz.ask_connect)
+              draining: bool = False, metrics_port: int = 0, live: int | None = None,
+              **settings: object) -> Handshake:
+    configured = Settings(gateway_metrics_port=metrics_port, max_station_id_length=48,
+                          connect_timeout_s=1.5, **settings)  # type: ignore[arg-type]
+    return Handshake(configured, readiness=lambda: ready, draining=lambda: draining,
+                     ask_connect=authz.ask_connect, live_profile=lambda station: live)
 
 
-async def answer(hs: Handshake, path: str, *headers: tuple[str, str]) -> Response | None:
-    return await hs.process_request(StandIn(), Request(path, Headers(list(headers))))  # type: ignore[arg-type]
+async def answer(hs: Handshake, path: str, *headers: tuple[str, str],
+                 connection: StandIn | None = None) -> Response | None:
+    return await hs.process_request(connection or StandIn(),  # type: ignore[arg-type]
+                                    Request(path, Headers(list(headers))))
 
 
 def refused(reason: str) -> float:
@@ -227,7 +240,8 @@ async def test_admitted_station_goes_on_with_its_password() -> None:
     response = await answer(handshake(authz), "/ocpp/CP%201?x=y",
                             ("Authorization", basic(b"CP 1:pw")))
     assert response is None
-    assert authz.asked == [(ConnectRequest(station="CP 1", password="pw"), 1.5)]
+    assert authz.asked == [(ConnectRequest(station="CP 1", password="pw", peer="192.0.2.10"),
+                            1.5)]
 
 
 async def test_unauthorized_is_401_with_www_authenticate() -> None:
@@ -235,7 +249,7 @@ async def test_unauthorized_is_401_with_www_authenticate() -> None:
     before = refused("bad_password")
     response = await answer(handshake(authz), "/ocpp/CP-1")
     assert response is not None and response.status_code == 401
-    assert response.body == b"bad_password\n"
+    assert response.body == b"unauthorized\n"  # whatever the reason
     assert response.headers["WWW-Authenticate"] == 'Basic realm="GridLink", charset="UTF-8"'
     assert refused("bad_password") == before + 1
 
@@ -244,7 +258,7 @@ async def test_unknown_station_is_404_without_www_authenticate() -> None:
     authz = Authz(ConnectDecision(accept=False, status=404, reason="unknown_station"))
     response = await answer(handshake(authz), "/ocpp/CP-1")
     assert response is not None and response.status_code == 404
-    assert response.body == b"unknown_station\n"
+    assert response.body == b"unknown station\n"
     assert "WWW-Authenticate" not in response.headers
 
 
@@ -256,3 +270,77 @@ async def test_authz_not_answering_is_503() -> None:
         503, b"try again later\n")
     assert refused("backend_unavailable") == before + 1
 
+
+
+# --- security: credentials, transport, peers ---------------------------------------------------
+
+def test_a_station_id_holding_a_colon_can_authenticate() -> None:
+    assert basic_password(basic(b"CP:1:the-key"), "CP:1") == "the-key"
+    # for station "CP" the same header is user CP with password "1:the-key" (RFC 7617)
+    assert basic_password(basic(b"CP:1:the-key"), "CP") == "1:the-key"
+
+
+def test_a_header_that_is_not_ascii_is_no_password() -> None:
+    assert basic_password("Basic \u00e9t\u00e9", "CP-1") is None
+
+
+def test_delete_is_a_control_character_in_an_identity() -> None:
+    assert station_id("/ocpp/CP%7F1", 48) is None
+
+
+async def test_two_authorization_headers_are_a_bad_request() -> None:
+    authz = Authz()
+    response = await answer(handshake(authz), "/ocpp/CP-1",
+                            ("Authorization", basic(b"CP-1:a")),
+                            ("Authorization", basic(b"CP-1:b")))
+    assert response is not None and response.status_code == 400
+    assert authz.asked == []
+
+
+async def test_a_lockout_is_429_with_retry_after() -> None:
+    authz = Authz(ConnectDecision(accept=False, status=429, reason="locked_out", retry_after=42))
+    response = await answer(handshake(authz), "/ocpp/CP-1")
+    assert response is not None and response.status_code == 429
+    assert response.headers["Retry-After"] == "42"
+
+
+async def test_a_weaker_login_does_not_replace_a_stronger_live_connection() -> None:
+    weaker = Authz(ConnectDecision(accept=True, profile=0))
+    response = await answer(handshake(weaker, live=2), "/ocpp/CP-1")
+    assert response is not None and response.status_code == 409
+    stronger = Authz(ConnectDecision(accept=True, profile=2))
+    assert await answer(handshake(stronger, live=2), "/ocpp/CP-1") is None
+
+
+async def test_the_decision_waits_for_the_connection_handler() -> None:
+    decision = ConnectDecision(accept=True, profile=1, registration="Pending")
+    hs = handshake(Authz(decision))
+    connection = StandIn()
+    assert await answer(hs, "/ocpp/CP-1", connection=connection) is None
+    assert hs.admitted[connection] == decision  # type: ignore[index]
+
+
+FORWARDED = (("X-Forwarded-For", "198.51.100.23, 10.0.0.7"), ("X-Forwarded-Proto", "https"),
+             ("X-Forwarded-Client-Cert", "not%20a%20certificate"))
+
+
+async def test_forwarded_headers_of_an_untrusted_peer_are_ignored() -> None:
+    authz = Authz()
+    hs = handshake(authz, tls_trusted_proxies=["10.0.0.0/8"])
+    assert await answer(hs, "/ocpp/CP-1", *FORWARDED,
+                        connection=StandIn(remote="203.0.113.5")) is None
+    [(asked, _)] = authz.asked
+    assert (asked.peer, asked.tls, asked.certificate) == ("203.0.113.5", False, None)
+
+
+async def test_a_trusted_proxy_gives_the_peer_and_tls_and_a_bad_certificate_is_refused() -> None:
+    authz = Authz()
+    hs = handshake(authz, tls_trusted_proxies=["10.0.0.0/8"])
+    plain = await answer(hs, "/ocpp/CP-1", *FORWARDED[:2], connection=StandIn(remote="10.1.2.3"))
+    assert plain is None
+    [(asked, _)] = authz.asked
+    assert (asked.peer, asked.tls) == ("198.51.100.23", True)
+    refused_here = await answer(hs, "/ocpp/CP-1", *FORWARDED,
+                                connection=StandIn(remote="10.1.2.3"))
+    assert refused_here is not None and refused_here.status_code == 401
+    assert len(authz.asked) == 1  # authz never heard of the unverifiable certificate

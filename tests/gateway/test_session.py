@@ -90,3 +90,22 @@ def test_answers_errors_timeouts_and_close() -> None:
     assert [o.command_id for o in closed] == ["c4"]
     assert {o.status for o in closed} == {"closed"}
     assert session.next_call() is None
+
+
+@pytest.mark.parametrize("registration", ["Rejected", "Pending"])
+def test_the_gate_holds_from_the_first_frame_of_a_connection(registration: str) -> None:
+    session = Session("S", registration=registration)  # as admission said
+    with pytest.raises(SecurityError):
+        session.accept_call(IncomingCall("a", "Authorize", {"idTag": "T"}), 0.0)
+    session.accept_call(IncomingCall("b", "BootNotification", {}), 0.0)
+
+
+def test_an_extended_trigger_opens_the_gate_for_what_the_charger_then_sends() -> None:
+    session = Session("S", registration="Pending")
+    session.enqueue(command(1, "ExtendedTriggerMessage",
+                            {"requestedMessage": "SignChargePointCertificate"}))
+    unique_id, _ = session.next_call()  # type: ignore[misc]
+    session.answer(IncomingResult(unique_id, {"status": "Accepted"}), AT)
+    session.accept_call(IncomingCall("s", "SignCertificate", {"csr": "x"}), 0.0)
+    with pytest.raises(SecurityError):
+        session.accept_call(IncomingCall("s2", "SignCertificate", {"csr": "x"}), 0.0)

@@ -76,3 +76,18 @@ async def test_a_signal_reaches_every_child_once(tmp_path: Path) -> None:
     process.send_signal(signal.SIGINT)
     assert await asyncio.wait_for(process.wait(), 30) == 0
     assert [log.read_text().split() for log in logs] == [[str(int(signal.SIGINT))]] * 2
+
+
+def test_the_banner_says_where_chargers_connect_and_warns_of_profile_0(tmp_path: Path) -> None:
+    from gridlink.launcher import run_banner
+    from services.settings import Settings
+
+    plain = run_banner(Settings(gateway_port=9000))
+    assert plain[0].endswith("ws://127.0.0.1:9000/ocpp/<chargePointId>")
+    assert not any("profile 0" in line for line in plain)
+    (tmp_path / "c.pem").write_text("x")
+    secure = run_banner(Settings(gateway_port=8443, tls_cert_file=str(tmp_path / "c.pem"),
+                                 tls_key_file=str(tmp_path / "c.pem"),
+                                 allow_security_profile_0=True))
+    assert "wss://127.0.0.1:8443/ocpp/<chargePointId>" in secure[0]
+    assert any(line.startswith("WARNING: security profile 0 is ON") for line in secure)

@@ -207,7 +207,7 @@ async def test_a_burst_of_handshakes_is_admitted_in_batches_with_each_answer_rig
     hashed = stations.hash_password(password)
     await db[stations.COLLECTION].insert_many(
         [{"_id": s, "registration": "Accepted", "password_hash": hashed} for s in locked])
-    metrics_url = f"http://127.0.0.1:{stack.gateways[0].port}/metrics"
+    metrics_url = stack.gateways[0].url("/metrics", stack.gateways[0].metrics_port)
     sample = "gridlink_gateway_admission_batch_size_count"
     questions_before = await metric_value(metrics_url, sample)
     assert questions_before is not None
