@@ -18,7 +18,7 @@ configuration keys.  Every answered, failed or timed-out CALL is reported to a
 What the charger sends on the pacer's turns, and how the connectors move through a charging
 session, is its :class:`~simulator.session_script.SessionScript`; CALLs from the CSMS are
 dispatched to the answer functions in :mod:`simulator.csms_calls`, which see the charger
-through the :class:`~simulator.csms_calls.AnsweringCharger` protocol.
+through the :class:`~simulator.answering.AnsweringCharger` protocol.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ocpp.v16 import call
 from simulator import csms_calls, frames
 from simulator.actions import TRANSACTION_ACTIONS
 from simulator.charger_config import ChargerConfig
-from simulator.configuration import Configuration, default_keys
+from simulator.configuration import Configuration, default_keys, security_keys
 from simulator.connectors import Connector, PendingCall, Phase
 from simulator.errors import FrameError, PayloadError
 from simulator.recorder import DISCONNECTED, INVALID, OK, TIMEOUT, NullRecorder, Recorder
@@ -80,13 +80,19 @@ class Charger:
         self.registration = Registration.OFFLINE
         self.connectors = [Connector(i) for i in range(1, config.connectors + 1)]
         self.configuration = Configuration(
-            default_keys(
-                config.connectors, int(config.heartbeat_interval_s or 0), config.meter_interval_s
-            )
+            {
+                **default_keys(
+                    config.connectors,
+                    int(config.heartbeat_interval_s or 0),
+                    config.meter_interval_s,
+                ),
+                **security_keys(config.security_profile, config.authorization_key, config.cpo_name),
+            }
         )
         self.queue: deque[PendingCall] = deque()
         self.outstanding: _Outstanding | None = None
-        self.wants_close = False  # a Reset was accepted: the driver reconnects
+        self.wants_close = False  # a Reset, new credentials: the driver reconnects
+        self.close_reason: str | None = None  # why: "reset", "new password"
         self.boots_accepted = 0
         self.local_list_version = 0
         self.local_list: dict[str, dict[str, Any]] = {}
@@ -95,6 +101,7 @@ class Charger:
         self._boot_at: float | None = None
         self._heartbeat_at: float | None = None
         self._reset_requested = False
+        self._reconnect_requested = False
         self._now = 0.0  # the time of the event being handled (result callbacks use it)
         self.script = SessionScript(
             config,
@@ -113,7 +120,9 @@ class Charger:
         self.registration = Registration.BOOTING
         self.outstanding = None
         self.wants_close = False
+        self.close_reason = None
         self._reset_requested = False
+        self._reconnect_requested = False
         self._boot_at = None
         self._heartbeat_at = None
         out: list[str] = []
@@ -131,6 +140,8 @@ class Charger:
             self.recorder.call_done(current.pending.action, now - current.sent_at, DISCONNECTED)
             if current.pending.action in TRANSACTION_ACTIONS:
                 self.queue.appendleft(current.pending)
+        if self._reconnect_requested:
+            return  # closed to reconnect with new credentials: keep the queue (A01 step 3)
         # Only transaction messages survive a disconnect (OCPP 1.6 §4.8/§4.10).
         kept = [p for p in self.queue if p.action in TRANSACTION_ACTIONS]
         self.queue = deque(kept)
@@ -221,11 +232,14 @@ class Charger:
     def _pump(self, now: float, out: list[str]) -> None:
         if self.outstanding is not None:
             return
+        if self._reconnect_requested:  # once the CALL in flight is answered; the rest waits
+            self.wants_close, self.close_reason = True, "new password"
+            return
         if self.registration is Registration.ACCEPTED and self.queue:
             self._send(self.queue.popleft(), now, out)
             return
         if self._reset_requested and not self.queue:
-            self.wants_close = True
+            self.wants_close, self.close_reason = True, "reset"
 
     def _send(self, pending: PendingCall, now: float, out: list[str]) -> None:
         payload = frames.to_payload(pending.build())
@@ -349,30 +363,20 @@ class Charger:
 
     # --- what the answer functions use (csms_calls.AnsweringCharger) ------------------------
 
-    def connector(self, connector_id: int) -> Connector | None:
-        """Connector ``connector_id`` (1-based), or None when there is no such connector."""
-        return self.script.connector(connector_id)
-
-    def status_call(self, connector_id: int, status: str | None = None) -> PendingCall:
-        """A StatusNotification for ``connector_id`` (0: the whole charger), setting ``status``."""
-        return self.script.status_call(connector_id, status)
-
-    def meter_values_call(self, connector: Connector) -> PendingCall:
-        """A MeterValues with the connector's Energy.Active.Import.Register."""
-        return self.script.meter_values_call(connector)
-
-    def remote_start(self, connector: Connector, id_tag: str) -> None:
-        """Start a transaction on ``connector`` for ``id_tag`` without the pacer."""
-        self.script.remote_start(connector, id_tag)
-
-    def stop_transaction(self, connector: Connector, reason: str) -> None:
-        """Stop the running transaction on ``connector`` with ``reason``, without the pacer."""
-        self.script.stop_transaction(connector, reason)
-
     def request_reset(self, reset_type: str) -> None:
         """Stop every transaction, then ask the driver to reconnect (a reboot)."""
         self.script.reset(reset_type)
         self._reset_requested = True
+
+    def request_reconnect(self) -> None:
+        """Close after the answer (and the answer to a CALL in flight) and reconnect, keeping
+        the queue (a new AuthorizationKey, whitepaper A01)."""
+        self._reconnect_requested = True
+
+    @property
+    def authorization_key(self) -> str | None:
+        """The HTTP Basic password it connects with (None: no Authorization header)."""
+        return self.configuration.get("AuthorizationKey") or None
 
     @property
     def transactions(self) -> dict[int, int]:

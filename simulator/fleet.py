@@ -20,9 +20,13 @@ Profiles: ``realistic`` (ramp, sessions paced at ``rate`` msgs/s, heartbeats),
 ``duration_s``), ``idle`` (ramp, boot, heartbeats only).  Why a run ended is
 :attr:`Fleet.end_reason` (and ``end_reason`` in the report).
 
+Security profiles: each connect sends the charger's HTTP Basic header when it has a password
+(:mod:`simulator.credentials`) and, for ``wss://``, uses its TLS context
+(:mod:`simulator.tls`: the plan's CAs or the system store, its client certificate).
+
 What to run is a :class:`~simulator.plan.FleetPlan`; opening a WebSocket and naming why one
 failed or closed is :mod:`simulator.connections`; the live line is
-:mod:`simulator.progress`.
+:mod:`simulator.progress`; running in several processes is :mod:`simulator.workers`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Any, TextIO
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from simulator import credentials
 from simulator.charger import Charger
 from simulator.connections import (
     SUBPROTOCOL,
@@ -49,10 +54,10 @@ from simulator.connections import (
 )
 from simulator.errors import Unreachable
 from simulator.pacer import Pacer
-from simulator.plan import FleetPlan, split_plan
+from simulator.plan import FleetPlan
 from simulator.progress import ProgressLine
-from simulator.resources import raise_file_limit
 from simulator.stats import Stats
+from simulator.tls import ClientContexts
 from simulator.validation import Validation
 
 PROFILES = ("realistic", "storm", "idle")
@@ -68,6 +73,7 @@ class _Slot:
     charger: Charger
     url: str
     source: str | None
+    files: tuple[str, str] | None = None  # client certificate and key (profile 3)
     ws: ClientConnection | None = None
     timer: asyncio.TimerHandle | None = None
     timer_at: float = math.inf
@@ -98,6 +104,7 @@ class Fleet:
         self._slots: list[_Slot] = []
         self._send_tasks: set[asyncio.Task[None]] = set()
         self.pacer = Pacer(plan.rate, self.stats)
+        self.contexts = ClientContexts(ca_file=plan.ca_file, insecure=plan.insecure)
         self.elapsed_s = 0.0
         self.end_reason: str | None = None  # END_*: set when the run ends (None: it raised)
 
@@ -121,11 +128,15 @@ class Fleet:
         plan = self.plan
         loop = asyncio.get_running_loop()
         self._loop = loop
+        passwords = (
+            credentials.read_password_file(plan.password_file) if plan.password_file else None
+        )
         for index in range(plan.chargers):
-            config = plan.charger_config(index)
+            config = plan.charger_config(index, passwords=passwords)
             charger = Charger(config, self.stats, self.validation)
             url = plan.charger_url(config.charger_id)
-            self._slots.append(_Slot(charger, url, plan.source_address(index)))
+            slot = _Slot(charger, url, plan.source_address(index), plan.client_files(index))
+            self._slots.append(slot)
         if plan.start_at is not None:
             await asyncio.sleep(max(plan.start_at - clock(), 0.0))
         start = clock()
@@ -225,16 +236,11 @@ class Fleet:
         attempt = 0
         while not self._stopping:
             try:
-                ws = await open_connection(
-                    slot.url,
-                    open_timeout=plan.connect_timeout_s,
-                    ping_interval=plan.ping_interval_s,
-                    source=slot.source,
-                )
+                ws = await self._open(slot)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.stats.connect_failed(connect_failure_reason(exc))
+                self.stats.connect_failed(connect_failure_reason(exc, tls=plan.tls))
                 if not plan.reconnect:
                     return
                 attempt += 1
@@ -257,12 +263,13 @@ class Fleet:
                     out = charger.received(message, clock())
                     for frame in out:
                         await ws.send(frame)
-                    if charger.wants_close:
-                        reason = "reset"
+                    if charger.wants_close:  # a reset, new credentials: reconnect
                         await ws.close()
                         break
                     self._schedule(slot)
-                if not self._stopping and reason != "reset":
+                if charger.wants_close:
+                    reason = charger.close_reason or "reset"
+                elif not self._stopping:
                     reason = close_reason(ws)
             except ConnectionClosed:
                 reason = "closed by client" if self._stopping else close_reason(ws)
@@ -282,7 +289,21 @@ class Fleet:
                 self.stats.closed(reason)
             if self._stopping or not plan.reconnect:
                 return
-            await asyncio.sleep(0.5 if reason == "reset" else backoff(1))
+            await asyncio.sleep(0.5 if charger.wants_close else backoff(1))
+
+    async def _open(self, slot: _Slot) -> ClientConnection:
+        """Open a charger's WebSocket with its password and, for wss://, its TLS context."""
+        plan = self.plan
+        charger = slot.charger
+        context = self.contexts.get(files=slot.files) if plan.tls else None
+        return await open_connection(
+            slot.url,
+            open_timeout=plan.connect_timeout_s,
+            ping_interval=plan.ping_interval_s,
+            source=slot.source,
+            ssl_context=context,
+            headers=credentials.headers(charger.id, charger.authorization_key),
+        )
 
     def _send(self, slot: _Slot, frames: list[str]) -> None:
         """Send frames from outside the charger's reader task, in order."""
@@ -358,30 +379,6 @@ async def _send_frames(ws: ClientConnection, frames: list[str]) -> None:
             await ws.send(frame)
 
 
-def _run_worker(plan: FleetPlan) -> Stats:
-    """Run one plan in a fresh event loop (the body of a worker process)."""
-    raise_file_limit()
-    return asyncio.run(Fleet(plan).run())
-
-
-async def run_in_processes(plan: FleetPlan, workers: int) -> Stats:
-    """Run a plan split over ``workers`` spawned processes and merge their stats exactly."""
-    import concurrent.futures
-    import multiprocessing
-
-    plans = split_plan(plan, workers)
-    context = multiprocessing.get_context("spawn")
-    loop = asyncio.get_running_loop()
-    with concurrent.futures.ProcessPoolExecutor(len(plans), mp_context=context) as pool:
-        results = await asyncio.gather(*(loop.run_in_executor(pool, _run_worker, p) for p in plans))
-    merged = Stats()
-    merged.started_at = min(r.started_at for r in results)
-    for result in results:
-        merged.merge(result)
-    merged.expected_chargers = plan.chargers
-    return merged
-
-
 __all__ = [
     "END_ALL_ACCEPTED",
     "END_DURATION",
@@ -390,5 +387,4 @@ __all__ = [
     "Fleet",
     "Unreachable",
     "connect_failure_reason",
-    "run_in_processes",
 ]

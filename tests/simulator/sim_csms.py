@@ -4,13 +4,20 @@ It answers every charger-initiated action with ``@on`` handlers, counts what it 
 action, can answer the first BootNotification of chosen chargers with Pending, refuses ids
 starting with ``UNKNOWN`` with HTTP 404, and can run a script of CSMS-initiated calls once a
 charger is Accepted.
+
+Security profiles: given a ``tls`` context it serves ``wss://`` (the context decides whether
+client certificates are required); given ``passwords`` it refuses a charger whose HTTP Basic
+password is not its own with 401.  It records the password and the client certificate's CN
+of every handshake, and the TLS version of every connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
+import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -106,11 +113,30 @@ class CsmsChargePoint(ChargePoint):
         return call_result.DiagnosticsStatusNotification()
 
 
+def _basic_password(header: str | None, charger_id: str) -> str | None:
+    if not header or not header.startswith("Basic "):
+        return None
+    user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+    return password if user == charger_id else None
+
+
 class Csms:
     """The server: ``async with Csms() as csms: ... csms.url``."""
 
-    def __init__(self, pending_first: set[str] | None = None, script: Script | None = None):
+    def __init__(
+        self,
+        pending_first: set[str] | None = None,
+        script: Script | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        passwords: dict[str, str] | None = None,
+    ):
         self.pending_first = pending_first or set()
+        self.tls = tls
+        self.passwords = passwords
+        self.authorizations: dict[str, list[str | None]] = {}  # passwords, per handshake
+        self.peer_names: dict[str, list[str | None]] = {}  # client certificate CNs
+        self.tls_versions: Counter[str] = Counter()
         self.pending_done: set[str] = set()
         self.script = script
         self.received: Counter[str] = Counter()
@@ -137,9 +163,10 @@ class Csms:
             subprotocols=["ocpp1.6"],  # type: ignore[list-item]
             process_request=self._admit,
             ping_interval=None,
+            ssl=self.tls,
         )
         port = next(iter(self._server.sockets)).getsockname()[1]
-        self.url = f"ws://127.0.0.1:{port}/ocpp"
+        self.url = f"{'wss' if self.tls else 'ws'}://127.0.0.1:{port}/ocpp"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -150,8 +177,22 @@ class Csms:
         await self._server.wait_closed()
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
-        if request.path.rsplit("/", 1)[-1].startswith("UNKNOWN"):
+        charger_id = unquote(request.path.rsplit("/", 1)[-1])
+        if charger_id.startswith("UNKNOWN"):
             return connection.respond(HTTPStatus.NOT_FOUND, "unknown charge point\n")
+        password = _basic_password(request.headers.get("Authorization"), charger_id)
+        self.authorizations.setdefault(charger_id, []).append(password)
+        tls = connection.transport.get_extra_info("ssl_object")
+        if tls is not None:
+            self.tls_versions[tls.version()] += 1
+            subject = dict(
+                pair for rdn in (tls.getpeercert() or {}).get("subject", ()) for pair in rdn
+            )
+            self.peer_names.setdefault(charger_id, []).append(subject.get("commonName"))
+        if self.passwords is not None and self.passwords.get(charger_id) != password:
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "bad credentials\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="sim"'
+            return response
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
