@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from simulator.charger_config import ChargerConfig
 from simulator.configuration import Configuration
 from simulator.connectors import Connector, PendingCall
+from simulator.security import SecurityState
 from simulator.session_script import SessionScript
 
 
@@ -30,6 +31,7 @@ class AnsweringCharger(Protocol):
     local_list: dict[str, dict[str, Any]]
     local_list_version: int
     wall_clock: Callable[[], float]
+    security: SecurityState  # certificates, security log, file transfers
 
     def enqueue(self, pending: PendingCall) -> None:
         """Queue a CALL, sent after the answer (and after the CALLs queued before it)."""
@@ -45,6 +47,9 @@ class AnsweringCharger(Protocol):
 
     def heartbeat_interval_changed(self, now: float) -> None:
         """HeartbeatInterval was changed: reschedule the heartbeat."""
+
+    def security_event(self, kind: str, tech_info: str | None = None) -> None:
+        """Log a security event, and send it when it is one the CSMS is told of."""
 
 
 #: An answer function: ``handler(charger, payload, now) -> ocpp.v16.call_result.<Action>``.

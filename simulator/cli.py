@@ -164,13 +164,14 @@ def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
     security.add_argument(
         "--ca-file",
         metavar="F",
-        help="PEM CA certificates the CSMS's certificate must chain to (default: the system store)",
+        help="PEM CA certificates the CSMS's certificate (and an https:// file server's) must "
+        "chain to (default: the system store); the chargers' CentralSystemRootCertificates",
     )
     security.add_argument(
         "--insecure",
         action="store_true",
-        help="TEST ONLY: do not verify the CSMS's certificate at all (neither its chain nor its "
-        "name); never use it against a CSMS that matters",
+        help="TEST ONLY: do not verify the CSMS's (or a file server's) certificate at all, "
+        "neither its chain nor its name; never use it against a CSMS that matters",
     )
     security.add_argument(
         "--cert-file", metavar="F", help="client certificate (PEM, chain) of each charger"
@@ -178,6 +179,17 @@ def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
     security.add_argument("--key-file", metavar="F", help="its private key (PEM)")
     security.add_argument(
         "--cert-dir", metavar="D", help="or a directory of <id>.pem and <id>.key per charger"
+    )
+    security.add_argument(
+        "--organization",
+        metavar="O",
+        help="CpoName: the O of the CSRs the chargers send when asked to "
+        "(ExtendedTriggerMessage SignChargePointCertificate); unset, they refuse",
+    )
+    security.add_argument(
+        "--certificate-cn",
+        metavar="CN",
+        help="the CN of those CSRs (default: the charger id, e.g. '{id}')",
     )
 
 
@@ -212,25 +224,25 @@ def plan_from_args(args: argparse.Namespace) -> FleetPlan:
         cert_file=args.cert_file,
         key_file=args.key_file,
         cert_dir=args.cert_dir,
+        organization=args.organization,
+        certificate_cn=args.certificate_cn,
     )
 
 
 def security_error(args: argparse.Namespace, plan: FleetPlan) -> str | None:
     """What is wrong with the security options (None: nothing); reads the files they name
     (the password file, the CA file and the first charger's certificate and key)."""
-    tls_options = [
+    certificate_options = [
         name
         for name, value in (
-            ("--ca-file", args.ca_file),
-            ("--insecure", args.insecure),
             ("--cert-file", args.cert_file),
             ("--key-file", args.key_file),
             ("--cert-dir", args.cert_dir),
         )
         if value
     ]
-    if tls_options and not plan.tls:
-        return f"{tls_options[0]} needs a wss:// URL"
+    if certificate_options and not plan.tls:
+        return f"{certificate_options[0]} needs a wss:// URL"
     if args.insecure and args.ca_file:
         return "--insecure and --ca-file exclude each other"
     if (args.cert_file is None) != (args.key_file is None):
@@ -242,7 +254,7 @@ def security_error(args: argparse.Namespace, plan: FleetPlan) -> str | None:
             credentials.read_password_file(args.password_file)
         except (OSError, ValueError) as exc:
             return f"--password-file: {getattr(exc, 'strerror', None) or exc}"
-    if plan.tls:
+    if plan.tls or plan.ca_file:
         contexts = ClientContexts(ca_file=plan.ca_file, insecure=plan.insecure)
         files = plan.client_files(0)
         try:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.charger_config import ChargerConfig
+
 
 @dataclass(slots=True)
 class Key:
@@ -66,18 +68,34 @@ def default_keys(
     }
 
 
+#: The whitepaper's readonly keys with the same value on every charger (shared: never written).
+_FIXED_SECURITY_KEYS = {
+    "AdditionalRootCertificateCheck": Key("false", readonly=True, kind="bool"),
+    "CertificateSignedMaxChainSize": Key("10000", readonly=True, kind="int"),
+    "CertificateStoreMaxLength": Key("20", readonly=True, kind="int"),
+    "SupportedFileTransferProtocols": Key("HTTP,HTTPS", readonly=True, kind="csv"),
+}
+
+
 def security_keys(
     profile: int, authorization_key: str | None, cpo_name: str | None
 ) -> dict[str, Key]:
     """The security whitepaper's keys (its section 7) a simulated charger starts with."""
     return {
-        "AdditionalRootCertificateCheck": Key("false", readonly=True, kind="bool"),
+        **_FIXED_SECURITY_KEYS,
         "AuthorizationKey": Key(authorization_key or "", kind="password", writeonly=True),
-        "CertificateSignedMaxChainSize": Key("10000", readonly=True, kind="int"),
-        "CertificateStoreMaxLength": Key("20", readonly=True, kind="int"),
         "CpoName": Key(cpo_name or ""),
         "SecurityProfile": Key(str(profile), readonly=True, kind="int"),
-        "SupportedFileTransferProtocols": Key("HTTP,HTTPS", readonly=True, kind="csv"),
+    }
+
+
+def charger_keys(config: ChargerConfig) -> dict[str, Key]:
+    """Every key a charger configured by ``config`` starts with."""
+    return {
+        **default_keys(
+            config.connectors, int(config.heartbeat_interval_s or 0), config.meter_interval_s
+        ),
+        **security_keys(config.security_profile, config.authorization_key, config.cpo_name),
     }
 
 

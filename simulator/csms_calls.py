@@ -4,9 +4,9 @@ One function per action: ``handler(charger, payload, now) -> ocpp.v16.call_resul
 The payload has already passed the 1.6 schema; the handler changes the charger's state and
 may queue CALLs that follow from the answer (a RemoteStartTransaction's StartTransaction,
 the message a TriggerMessage asks for, a firmware update's status notifications), which
-the charger sends after the CALLRESULT.  Actions not in
-:data:`HANDLERS` are answered with CALLERROR NotImplemented (NotSupported for the known
-actions of the other direction and the security extension).
+the charger sends after the CALLRESULT.  The security extension's CSMS calls are answered by
+:mod:`simulator.security_calls`; actions in neither table are answered with CALLERROR
+NotImplemented (NotSupported for the known actions of the other direction).
 
 The handlers see a charger only through :class:`~simulator.answering.AnsweringCharger`:
 :class:`simulator.charger.Charger` implements it and imports this module, never the reverse.
@@ -20,13 +20,13 @@ from ocpp.v16 import call, call_result, enums
 from ocpp.v16 import datatypes as dt
 
 from simulator import frames
-from simulator.actions import CHARGER_ACTIONS, SECURITY_CSMS_ACTIONS
+from simulator.actions import CHARGER_ACTIONS, SECURITY_CHARGER_ACTIONS
 from simulator.answering import AnsweringCharger, Handler
 from simulator.connectors import PendingCall, Phase
 
 #: Known 1.6 actions that a charge point does not accept from a CSMS: the charger-initiated
-#: ones (DataTransfer goes both ways) and the security extension, which the simulator lacks.
-KNOWN_NOT_SUPPORTED = (CHARGER_ACTIONS - {"DataTransfer"}) | SECURITY_CSMS_ACTIONS
+#: ones (DataTransfer goes both ways), the security extension's included.
+KNOWN_NOT_SUPPORTED = (CHARGER_ACTIONS - {"DataTransfer"}) | SECURITY_CHARGER_ACTIONS
 
 
 def reset(charger: AnsweringCharger, payload: dict[str, Any], now: float) -> call_result.Reset:
@@ -46,8 +46,10 @@ def change_configuration(
     status = charger.configuration.change(payload["key"], payload["value"])
     if status == "Accepted" and payload["key"] == "HeartbeatInterval":
         charger.heartbeat_interval_changed(now)
+    if status == "Accepted" and payload["key"] in ("AuthorizationKey", "CpoName"):
+        charger.security_event("ReconfigurationOfSecurityParameters", f"{payload['key']} changed")
     if status == "Accepted" and payload["key"] == "AuthorizationKey":
-        charger.request_reconnect()
+        charger.request_reconnect()  # its value is never logged (A01.FR.12)
     return call_result.ChangeConfiguration(status=enums.ConfigurationStatus(status))
 
 

@@ -28,6 +28,7 @@ import ssl
 import tempfile
 from collections.abc import Hashable
 
+from simulator.certificate_store import Identity, Trust
 from simulator.errors import TlsSetupError
 
 #: TLS 1.2 suites (OpenSSL names): A00.FR.318's AES-GCM ones, ECDHE first.
@@ -41,11 +42,6 @@ TLS12_CIPHERS = ":".join(
         "AES256-GCM-SHA384",
     )
 )
-
-#: A certificate and key held in memory: (cache key, certificate chain PEM, key PEM).
-Identity = tuple[Hashable, bytes, bytes]
-#: CA certificates held in memory: (cache key, PEM text; "" trusts nothing).
-Trust = tuple[Hashable, str]
 
 
 def client_context(
@@ -148,4 +144,4 @@ def _describe(exc: OSError | ValueError) -> str:
     return str(exc)
 
 
-__all__ = ["TLS12_CIPHERS", "ClientContexts", "Identity", "Trust", "client_context"]
+__all__ = ["TLS12_CIPHERS", "ClientContexts", "client_context", "load_identity"]

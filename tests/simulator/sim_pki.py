@@ -1,8 +1,8 @@
 """Certificates for the simulator's TLS tests, made here with ``cryptography``.
 
-A CA (:func:`make_ca`), certificates it issues (:func:`issue`: a server certificate for
-``localhost`` and 127.0.0.1, a charger's client certificate, or a certificate for the key of
-a CSR the simulator sent, :func:`sign_csr`), a signature over a firmware image
+A CA (:func:`make_ca`, :func:`make_sub_ca`), certificates it issues (:func:`issue`: a server
+certificate for ``localhost`` and 127.0.0.1, a charger's client certificate, or a certificate
+for the key of a CSR the simulator sent, :func:`sign_csr`), a signature over a firmware image
 (:func:`sign`), and server TLS contexts (:func:`server_context`).
 """
 
@@ -61,14 +61,15 @@ def _builder(
     subject: x509.Name, issuer: x509.Name, public_key: object, days: float
 ) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.UTC)
+    end = now + dt.timedelta(days=days)  # days < 0: expired already
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public_key)  # type: ignore[arg-type]
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(min(now, end) - dt.timedelta(hours=1))
+        .not_valid_after(end)
     )
 
 
@@ -85,6 +86,17 @@ def make_ca(common_name: str, *, rsa_key: bool = False) -> Issued:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
+    )
+    return Issued(certificate, key)
+
+
+def make_sub_ca(parent: Issued, common_name: str = "Sub CA") -> Issued:
+    """A CA certificate that ``parent`` issued."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        _builder(_name(common_name), parent.certificate.subject, key.public_key(), 30)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(parent.key, hashes.SHA256())
     )
     return Issued(certificate, key)
 

@@ -89,7 +89,7 @@ def test_unknown_action_is_not_implemented_and_bad_payload_is_typed() -> None:
     bench.boot()
     (error,) = bench.csms("Teleport", {})
     assert error[0] == CALLERROR and error[2] == "NotImplemented"
-    (error,) = bench.csms("CertificateSigned", {"certificateChain": "x"})
+    (error,) = bench.csms("SignCertificate", {"csr": "x"})  # a charger's call, not a CSMS's
     assert error[2] == "NotSupported"
     (error,) = bench.csms("Reset", {"type": 5})
     assert error[2] == "TypeConstraintViolation"

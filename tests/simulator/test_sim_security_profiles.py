@@ -114,6 +114,10 @@ async def test_a_wrong_password_is_reported_as_http_401(pki: Pki) -> None:
             await fleet.run()
     assert set(fleet.stats.connect_failures) == {"HTTP 401"}
     assert csms.authorizations["TLS1"][0] == "wrong"
+    # The charger logged it; not a critical event, so it is not queued to be sent.
+    charger = fleet.links[0].charger
+    assert [e.type for e in charger.security.log.entries] == ["FailedToAuthenticateAtCentralSystem"]
+    assert not charger.queue
 
 
 async def test_a_server_certificate_from_another_ca_fails_the_handshake(pki: Pki) -> None:
@@ -126,6 +130,8 @@ async def test_a_server_certificate_from_another_ca_fails_the_handshake(pki: Pki
         insecure = await _run_until_accepted(_plan(csms.url, insecure=True))
     (reason,) = fleet.stats.connect_failures
     assert "unable to get local issuer certificate" in reason
+    events = {e.type for e in fleet.links[0].charger.security.log.entries}
+    assert events == {"InvalidCentralSystemCertificate"}  # A00.FR.309
     assert insecure.report()["boot"]["chargers_accepted"] == 2
 
 
@@ -208,8 +214,11 @@ def _tls11_server(pki: Pki) -> Iterator[int]:
     try:
         yield listener.getsockname()[1]
     finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (Linux)
         listener.close()
         thread.join(timeout=5)
+        assert not thread.is_alive()
 
 
 def _old_client_version(port: int, ca_file: str) -> str | None:
@@ -236,6 +245,10 @@ async def test_a_server_offering_less_than_tls_1_2_is_refused(pki: Pki) -> None:
         fleet = Fleet(_plan(f"wss://127.0.0.1:{port}/ocpp", chargers=1, ca_file=pki.ca_file))
         with pytest.raises(Unreachable, match="TLS: protocol version refused"):
             await fleet.run()
+    # The charger keeps an InvalidTLSVersion event to send once it gets through (A00.FR.315).
+    charger = fleet.links[0].charger
+    assert [e.type for e in charger.security.log.entries] == ["InvalidTLSVersion"]
+    assert [p.action for p in charger.queue] == ["SecurityEventNotification"]
 
 
 async def _change_password(cp: CsmsChargePoint) -> None:
@@ -311,7 +324,7 @@ async def test_the_command_line_runs_profile_3_and_checks_its_options(
         captured = capsys.readouterr()
         assert status == 0 and "warning: --insecure" in captured.err
         bad = [
-            (("--url", "ws://127.0.0.1:1/ocpp", "--ca-file", pki.ca_file), "needs a wss:// URL"),
+            (("--url", "ws://127.0.0.1:1/ocpp", "--cert-dir", folder), "needs a wss:// URL"),
             (("--insecure", "--ca-file", pki.ca_file), "exclude each other"),
             (("--cert-file", "c.pem"), "--cert-file and --key-file go together"),
             (("--cert-dir", str(pki.folder)), "TLS files not loaded"),
