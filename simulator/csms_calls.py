@@ -9,7 +9,8 @@ the charger sends after the CALLRESULT.  The security extension's CSMS calls are
 NotImplemented (NotSupported for the known actions of the other direction).
 
 The handlers see a charger only through :class:`~simulator.answering.AnsweringCharger`:
-:class:`simulator.charger.Charger` implements it and imports this module, never the reverse.
+:class:`simulator.charger.Charger` implements it and answers with this module (through
+:mod:`simulator.dispatch`), never the reverse.
 """
 
 from __future__ import annotations

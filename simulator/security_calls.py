@@ -29,6 +29,10 @@ one function per action, seeing the charger through
   any, L01.FR.28/29); SignChargePointCertificate (A02): a new key pair and a SignCertificate
   with its CSR (CN the charger's ``certificate_cn``, O its ``CpoName``; Rejected while CpoName
   is not set, A02's prerequisite).
+
+The unsigned UpdateFirmware of core 1.6 is still answered (:mod:`simulator.csms_calls`) so
+that both paths can be exercised, where L01.FR.20 has a charger that supports signed updates
+answer it NotSupported.
 """
 
 from __future__ import annotations
