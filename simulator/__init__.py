@@ -2,9 +2,10 @@
 
 ``gridlink simulate`` (see :mod:`simulator.cli`) drives a :class:`~simulator.fleet.Fleet` of
 :class:`~simulator.charger.Charger` state machines over WebSockets and reports per-action
-latency percentiles (:mod:`simulator.stats`).  The simulator imports nothing of GridLink: it
-tests it from the outside, with its own 1.6 vocabulary (:mod:`simulator.actions`,
-:mod:`simulator.frames`) and errors (:mod:`simulator.errors`).
+latency percentiles (:mod:`simulator.stats`); the chargers connect with security profiles
+1-3 and answer the 1.6 security extension (``simulator/README.md``).  The simulator imports
+nothing of GridLink: it tests it from the outside, with its own 1.6 vocabulary
+(:mod:`simulator.actions`, :mod:`simulator.frames`) and errors (:mod:`simulator.errors`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One simulated OCPP 1.6 charge point's protocol core: state without I/O.
 
-A :class:`Charger` is fed events by its driver (``simulator/fleet.py`` over a WebSocket, or a
+A :class:`Charger` is fed events by its driver (``simulator/link.py`` over a WebSocket, or a
 test directly) and answers with the text frames to send::
 
     frames = charger.connected(now)          # -> [BootNotification CALL]
@@ -8,58 +8,45 @@ test directly) and answers with the text frames to send::
     frames = charger.timer(now)              # at charger.deadline(): timeouts, heartbeats, ...
     frames = charger.step(now)               # the fleet's pacer: the next scripted CALL
     charger.disconnected(now)
+    charger.security_event(kind, tech_info)  # e.g. a TLS handshake that failed
+    for transfer in charger.take_transfers():              # GetLog, SignedUpdateFirmware
+        frames = charger.transfer_started(transfer, now)   # ... the driver runs it, then
+        frames = charger.transfer_done(transfer, outcome, now)
 
 State kept here: the registration status (boot, honouring Accepted/Pending/Rejected and the
 interval), at most one outstanding CALL (OCPP-J §4.1.1) with its deadline, a queue of CALLs
-waiting their turn (only transaction messages survive a disconnect), the connectors and the
-configuration keys.  Every answered, failed or timed-out CALL is reported to a
-:class:`~simulator.recorder.Recorder` with its latency.
+waiting their turn (only transaction messages and security events survive a disconnect),
+the connectors and the configuration keys.  Every answered, failed or timed-out CALL is
+reported to a :class:`~simulator.recorder.Recorder` with its latency.
 
 What the charger sends on the pacer's turns, and how the connectors move through a charging
 session, is its :class:`~simulator.session_script.SessionScript`; CALLs from the CSMS are
-dispatched to the answer functions in :mod:`simulator.csms_calls`, which see the charger
-through the :class:`~simulator.csms_calls.AnsweringCharger` protocol.
+answered by :mod:`simulator.dispatch` with the answer functions of :mod:`simulator.csms_calls`
+and :mod:`simulator.security_calls`, which see the charger through the
+:class:`~simulator.answering.AnsweringCharger` protocol.  Its certificates, security log and
+file transfers are its :class:`~simulator.security.SecurityState`.
 """
 
 from __future__ import annotations
 
-import enum
 import itertools
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ocpp.v16 import call
 
-from simulator import csms_calls, frames
-from simulator.actions import TRANSACTION_ACTIONS
+from simulator import dispatch, frames, security_calls
+from simulator.actions import KEPT_OFFLINE_ACTIONS
 from simulator.charger_config import ChargerConfig
-from simulator.configuration import Configuration, default_keys
-from simulator.connectors import Connector, PendingCall, Phase
-from simulator.errors import FrameError, PayloadError
+from simulator.configuration import Configuration, charger_keys
+from simulator.connectors import Connector, Outstanding, PendingCall, Phase, Registration
+from simulator.errors import FrameError
 from simulator.recorder import DISCONNECTED, INVALID, OK, TIMEOUT, NullRecorder, Recorder
+from simulator.security import SENT_EVENTS, SecurityState, Transfer, TransferOutcome
 from simulator.session_script import SessionScript
 from simulator.validation import Validation
-
-
-class Registration(enum.StrEnum):
-    """Where the charger is in the boot sequence."""
-
-    OFFLINE = "Offline"
-    BOOTING = "Booting"
-    PENDING = "Pending"
-    REJECTED = "Rejected"
-    ACCEPTED = "Accepted"
-
-
-@dataclass(slots=True)
-class _Outstanding:
-    unique_id: str
-    pending: PendingCall
-    sent_at: float
-    deadline: float
 
 
 class Charger:
@@ -79,22 +66,24 @@ class Charger:
         self.wall_clock = wall_clock
         self.registration = Registration.OFFLINE
         self.connectors = [Connector(i) for i in range(1, config.connectors + 1)]
-        self.configuration = Configuration(
-            default_keys(
-                config.connectors, int(config.heartbeat_interval_s or 0), config.meter_interval_s
-            )
-        )
+        self.configuration = Configuration(charger_keys(config))
         self.queue: deque[PendingCall] = deque()
-        self.outstanding: _Outstanding | None = None
-        self.wants_close = False  # a Reset was accepted: the driver reconnects
+        self.outstanding: Outstanding | None = None
+        self.wants_close = False  # a Reset, new credentials: the driver reconnects
+        self.close_reason: str | None = None  # why: "reset", "new password"
         self.boots_accepted = 0
         self.local_list_version = 0
         self.local_list: dict[str, dict[str, Any]] = {}
         self.charging_profiles: dict[int, dict[str, Any]] = {}
+        self.security = SecurityState.for_charger(
+            config, self.configuration.get_int("CertificateStoreMaxLength", 20)
+        )
+        self._starting = True  # StartupOfTheDevice at the next Accepted boot
         self._ids = itertools.count(1)
         self._boot_at: float | None = None
         self._heartbeat_at: float | None = None
         self._reset_requested = False
+        self._reconnect_requested = False
         self._now = 0.0  # the time of the event being handled (result callbacks use it)
         self.script = SessionScript(
             config,
@@ -107,13 +96,17 @@ class Charger:
 
     # --- driver events -------------------------------------------------------------------
 
-    def connected(self, now: float) -> list[str]:
-        """The WebSocket is open: send BootNotification."""
+    def connected(self, now: float, *, server_certificate: bytes | None = None) -> list[str]:
+        """The WebSocket is open (over TLS verified with ``server_certificate``, DER): send
+        BootNotification."""
         self._now = now
+        self.security.store.server_certificate = server_certificate
         self.registration = Registration.BOOTING
         self.outstanding = None
         self.wants_close = False
+        self.close_reason = None
         self._reset_requested = False
+        self._reconnect_requested = False
         self._boot_at = None
         self._heartbeat_at = None
         out: list[str] = []
@@ -121,7 +114,8 @@ class Charger:
         return out
 
     def disconnected(self, now: float) -> None:
-        """The WebSocket closed; an outstanding transaction message is kept for the next one."""
+        """The WebSocket closed; an outstanding transaction message or security event is kept
+        for the next one."""
         current = self.outstanding
         self.outstanding = None
         self.registration = Registration.OFFLINE
@@ -129,10 +123,12 @@ class Charger:
         self._heartbeat_at = None
         if current is not None:
             self.recorder.call_done(current.pending.action, now - current.sent_at, DISCONNECTED)
-            if current.pending.action in TRANSACTION_ACTIONS:
+            if current.pending.action in KEPT_OFFLINE_ACTIONS:
                 self.queue.appendleft(current.pending)
-        # Only transaction messages survive a disconnect (OCPP 1.6 §4.8/§4.10).
-        kept = [p for p in self.queue if p.action in TRANSACTION_ACTIONS]
+        if self._reconnect_requested:
+            return  # closed to reconnect with new credentials: keep the queue (A01 step 3)
+        # Only transaction messages (OCPP 1.6 §4.8/§4.10) and security events survive.
+        kept = [p for p in self.queue if p.action in KEPT_OFFLINE_ACTIONS]
         self.queue = deque(kept)
 
     def received(self, text: str | bytes, now: float) -> list[str]:
@@ -221,18 +217,21 @@ class Charger:
     def _pump(self, now: float, out: list[str]) -> None:
         if self.outstanding is not None:
             return
+        if self._reconnect_requested:  # once the CALL in flight is answered; the rest waits
+            self.wants_close, self.close_reason = True, "new password"
+            return
         if self.registration is Registration.ACCEPTED and self.queue:
             self._send(self.queue.popleft(), now, out)
             return
         if self._reset_requested and not self.queue:
-            self.wants_close = True
+            self.wants_close, self.close_reason = True, "reset"
 
     def _send(self, pending: PendingCall, now: float, out: list[str]) -> None:
         payload = frames.to_payload(pending.build())
         if self.validation.wanted(frames.CALL, pending.action):
             frames.check(frames.CALL, pending.action, payload)
         unique_id = str(next(self._ids))
-        self.outstanding = _Outstanding(unique_id, pending, now, now + self.config.call_timeout_s)
+        self.outstanding = Outstanding(unique_id, pending, now, now + self.config.call_timeout_s)
         self.recorder.call_sent(pending.action)
         out.append(frames.encode_call(unique_id, pending.action, payload))
 
@@ -265,29 +264,9 @@ class Charger:
     # --- CSMS-initiated CALLs -----------------------------------------------------------------
 
     def _answer(self, frame: list[Any], now: float, out: list[str]) -> None:
-        unique_id = frame[1]
-        if len(frame) < 4 or not isinstance(frame[2], str):
-            out.append(frames.encode_error(unique_id, "FormationViolation", "bad CALL frame"))
-            self.recorder.csms_call("?", "FormationViolation")
-            return
-        action, payload = frame[2], frame[3]
-        handler = csms_calls.HANDLERS.get(action)
-        if handler is None:
-            code = "NotSupported" if action in csms_calls.KNOWN_NOT_SUPPORTED else "NotImplemented"
-            out.append(frames.encode_error(unique_id, code, f"{action} is not supported"))
-            self.recorder.csms_call(action, code)
-            return
-        try:
-            frames.check(frames.CALL, action, payload)
-        except PayloadError as exc:
-            out.append(frames.encode_error(unique_id, exc.code, exc.description))
-            self.recorder.csms_call(action, exc.code)
-            return
-        result = frames.to_payload(handler(self, payload, now))
-        if self.validation.wanted(frames.CALLRESULT, action):
-            frames.check(frames.CALLRESULT, action, result)
-        out.append(frames.encode_result(unique_id, result))
-        self.recorder.csms_call(action, str(result.get("status", "ok")))
+        out.append(
+            dispatch.answer(self, frame, now, recorder=self.recorder, validation=self.validation)
+        )
 
     # --- boot and heartbeat ---------------------------------------------------------------
 
@@ -320,6 +299,9 @@ class Charger:
             if first:
                 for connector_id in range(len(self.connectors) + 1):
                     self.queue.append(self.script.status_call(connector_id))
+            if self._starting and self.config.security_profile:
+                self.security_event("StartupOfTheDevice")  # after the StatusNotifications
+            self._starting = False
             return
         self.registration = Registration.PENDING if status == "Pending" else Registration.REJECTED
         wait = (
@@ -349,30 +331,54 @@ class Charger:
 
     # --- what the answer functions use (csms_calls.AnsweringCharger) ------------------------
 
-    def connector(self, connector_id: int) -> Connector | None:
-        """Connector ``connector_id`` (1-based), or None when there is no such connector."""
-        return self.script.connector(connector_id)
-
-    def status_call(self, connector_id: int, status: str | None = None) -> PendingCall:
-        """A StatusNotification for ``connector_id`` (0: the whole charger), setting ``status``."""
-        return self.script.status_call(connector_id, status)
-
-    def meter_values_call(self, connector: Connector) -> PendingCall:
-        """A MeterValues with the connector's Energy.Active.Import.Register."""
-        return self.script.meter_values_call(connector)
-
-    def remote_start(self, connector: Connector, id_tag: str) -> None:
-        """Start a transaction on ``connector`` for ``id_tag`` without the pacer."""
-        self.script.remote_start(connector, id_tag)
-
-    def stop_transaction(self, connector: Connector, reason: str) -> None:
-        """Stop the running transaction on ``connector`` with ``reason``, without the pacer."""
-        self.script.stop_transaction(connector, reason)
-
     def request_reset(self, reset_type: str) -> None:
         """Stop every transaction, then ask the driver to reconnect (a reboot)."""
         self.script.reset(reset_type)
         self._reset_requested = True
+        self._starting = True
+        if self.config.security_profile:
+            self.security_event("ResetOrReboot", f"{reset_type} reset by the CSMS")
+
+    def request_reconnect(self) -> None:
+        """Close after the answer (and the answer to a CALL in flight) and reconnect, keeping
+        the queue (a new AuthorizationKey, whitepaper A01)."""
+        self._reconnect_requested = True
+
+    def security_event(self, kind: str, tech_info: str | None = None) -> None:
+        """Log a security event; queue a SecurityEventNotification when it is one the CSMS is
+        told of (:data:`~simulator.security.SENT_EVENTS`).  The driver calls it too, for a
+        failed connection."""
+        event = self.security.log.record(kind, frames.timestamp(self.wall_clock()), tech_info)
+        if kind in SENT_EVENTS:
+            security_calls.queue_security_event(self, event)
+
+    # --- file transfers the driver runs (simulator/transfers.py) ----------------------------
+
+    def take_transfers(self) -> list[Transfer]:
+        """The file transfers to start (GetLog uploads, SignedUpdateFirmware downloads)."""
+        return self.security.take_transfers() if self.security.transfers else []
+
+    def transfer_started(self, transfer: Transfer, now: float) -> list[str]:
+        """The driver started ``transfer``; the frames to send."""
+        self._now = now
+        security_calls.transfer_started(self, transfer)
+        out: list[str] = []
+        self._pump(now, out)
+        return out
+
+    def transfer_done(self, transfer: Transfer, outcome: TransferOutcome, now: float) -> list[str]:
+        """``transfer`` ended with ``outcome``; the frames to send."""
+        self._now = now
+        self.recorder.transfer_done(transfer.kind, OK if outcome.ok else outcome.error)
+        security_calls.transfer_done(self, transfer, outcome)
+        out: list[str] = []
+        self._pump(now, out)
+        return out
+
+    @property
+    def authorization_key(self) -> str | None:
+        """The HTTP Basic password it connects with (None: no Authorization header)."""
+        return self.configuration.get("AuthorizationKey") or None
 
     @property
     def transactions(self) -> dict[int, int]:

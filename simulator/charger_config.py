@@ -23,6 +23,12 @@ class ChargerConfig:
     meter_interval_s: int = 60  # MeterValueSampleInterval for autonomous transactions
     script: str = "session"  # "session", "authorize" or "heartbeat"
     jitter: bool = False  # random first-session delay and session lengths (desynchronises a fleet)
+    # --- security (OCPP 1.6 Security Whitepaper ed. 2) ---
+    authorization_key: str | None = None  # the HTTP Basic password (profiles 1 and 2)
+    security_profile: int = 0  # 0: none; 1-3 as in the whitepaper's section 2
+    cpo_name: str | None = None  # CpoName: the O of the CSRs it sends (A02.FR.13)
+    certificate_cn: str | None = None  # the CN of its CSRs (None: its id)
+    central_system_roots: str = ""  # PEM: its CentralSystemRootCertificates (--ca-file)
 
 
 __all__ = ["ChargerConfig"]

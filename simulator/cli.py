@@ -18,11 +18,14 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-from simulator.errors import Unreachable
-from simulator.fleet import PROFILES, Fleet, run_in_processes
+from simulator import credentials
+from simulator.errors import TlsSetupError, Unreachable
+from simulator.fleet import PROFILES, Fleet
 from simulator.plan import FleetPlan
 from simulator.resources import raise_file_limit
 from simulator.stats import render_table
+from simulator.tls import ClientContexts
+from simulator.workers import run_in_processes
 
 
 def _positive_int(text: str) -> int:
@@ -138,6 +141,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="IP",
         help="local address(es) to connect from, e.g. 127.0.0.2 (repeat for more ports)",
     )
+    _add_security_arguments(parser)
+
+
+def _add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    security = parser.add_argument_group(
+        "security profiles (OCPP 1.6 Security Whitepaper ed. 2)",
+        "profile 1: ws:// and --password; 2: wss:// and --password; 3: wss:// and client "
+        "certificates. File and value templates may contain {n} (the charger's number) and "
+        "{id} (its identity).",
+    )
+    security.add_argument(
+        "--password",
+        metavar="P",
+        help="HTTP Basic password of every charger (its AuthorizationKey), e.g. 'secret-{id}'",
+    )
+    security.add_argument(
+        "--password-file",
+        metavar="F",
+        help="passwords per charger, lines 'ID PASSWORD' (chargers not listed use --password)",
+    )
+    security.add_argument(
+        "--ca-file",
+        metavar="F",
+        help="PEM CA certificates the CSMS's certificate (and an https:// file server's) must "
+        "chain to (default: the system store); the chargers' CentralSystemRootCertificates",
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_true",
+        help="TEST ONLY: do not verify the CSMS's (or a file server's) certificate at all, "
+        "neither its chain nor its name; never use it against a CSMS that matters",
+    )
+    security.add_argument(
+        "--cert-file", metavar="F", help="client certificate (PEM, chain) of each charger"
+    )
+    security.add_argument("--key-file", metavar="F", help="its private key (PEM)")
+    security.add_argument(
+        "--cert-dir", metavar="D", help="or a directory of <id>.pem and <id>.key per charger"
+    )
+    security.add_argument(
+        "--organization",
+        metavar="O",
+        help="CpoName: the O of the CSRs the chargers send when asked to "
+        "(ExtendedTriggerMessage SignChargePointCertificate); unset, they refuse",
+    )
+    security.add_argument(
+        "--certificate-cn",
+        metavar="CN",
+        help="the CN of those CSRs (default: the charger id, e.g. '{id}')",
+    )
 
 
 def _error(message: str) -> int:
@@ -164,7 +217,52 @@ def plan_from_args(args: argparse.Namespace) -> FleetPlan:
         meter_values_per_session=args.meter_values,
         heartbeat_interval_s=args.heartbeat_interval,
         source_addresses=tuple(args.source_address),
+        password=args.password,
+        password_file=args.password_file,
+        ca_file=args.ca_file,
+        insecure=args.insecure,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+        cert_dir=args.cert_dir,
+        organization=args.organization,
+        certificate_cn=args.certificate_cn,
     )
+
+
+def security_error(args: argparse.Namespace, plan: FleetPlan) -> str | None:
+    """What is wrong with the security options (None: nothing); reads the files they name
+    (the password file, the CA file and the first charger's certificate and key)."""
+    certificate_options = [
+        name
+        for name, value in (
+            ("--cert-file", args.cert_file),
+            ("--key-file", args.key_file),
+            ("--cert-dir", args.cert_dir),
+        )
+        if value
+    ]
+    if certificate_options and not plan.tls:
+        return f"{certificate_options[0]} needs a wss:// URL"
+    if args.insecure and args.ca_file:
+        return "--insecure and --ca-file exclude each other"
+    if (args.cert_file is None) != (args.key_file is None):
+        return "--cert-file and --key-file go together"
+    if args.cert_dir and args.cert_file:
+        return "--cert-dir and --cert-file exclude each other"
+    if args.password_file:
+        try:
+            credentials.read_password_file(args.password_file)
+        except (OSError, ValueError) as exc:
+            return f"--password-file: {getattr(exc, 'strerror', None) or exc}"
+    if plan.tls or plan.ca_file:
+        contexts = ClientContexts(ca_file=plan.ca_file, insecure=plan.insecure)
+        files = plan.client_files(0)
+        try:
+            contexts.get(files=files)
+        except TlsSetupError as exc:
+            named = ", ".join(filter(None, (plan.ca_file, *(files or ()))))
+            return f"TLS files not loaded ({named}): {exc}"
+    return None
 
 
 def failed(report: dict[str, Any]) -> bool:
@@ -192,6 +290,15 @@ async def run(args: argparse.Namespace) -> int:
     if len(args.id_tag.replace("{n}", str(args.chargers))) > 20:
         return _error("--id-tag must be at most 20 characters (OCPP IdToken)")
     plan = plan_from_args(args)
+    problem = security_error(args, plan)
+    if problem is not None:
+        return _error(problem)
+    if args.insecure:
+        print(
+            "gridlink simulate: warning: --insecure: the CSMS's certificate is NOT verified "
+            "(test only)",
+            file=sys.stderr,
+        )
     limit = raise_file_limit()
     per_process = -(-args.chargers // args.workers)
     if per_process + 64 > limit:

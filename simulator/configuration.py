@@ -4,11 +4,18 @@ A small typed key/value store: ``GetConfiguration`` reads it, ``ChangeConfigurat
 writes it (readonly keys are Rejected, unknown keys NotSupported, values of the wrong
 kind Rejected).  The charger reads ``HeartbeatInterval``, ``MeterValueSampleInterval``
 and ``AuthorizeRemoteTxRequests`` from here, so changing them changes its behaviour.
+
+The security whitepaper's keys (its section 7) are here too: ``AuthorizationKey`` holds the
+HTTP Basic password the charger connects with (A00.FR.205, A01.FR.01; write-only: reported
+without its value), ``CpoName`` the O of its CSRs (A02.FR.13), ``SecurityProfile`` the
+profile it uses (readonly here: the simulator's profile is set by its options).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from simulator.charger_config import ChargerConfig
 
 
 @dataclass(slots=True)
@@ -17,7 +24,8 @@ class Key:
 
     value: str
     readonly: bool = False
-    kind: str = "str"  # "int", "bool", "csv" or "str"
+    kind: str = "str"  # "int", "bool", "csv", "str" or "password" (16 to 40 characters)
+    writeonly: bool = False  # reported without its value (AuthorizationKey)
 
 
 def default_keys(
@@ -60,6 +68,37 @@ def default_keys(
     }
 
 
+#: The whitepaper's readonly keys with the same value on every charger (shared: never written).
+_FIXED_SECURITY_KEYS = {
+    "AdditionalRootCertificateCheck": Key("false", readonly=True, kind="bool"),
+    "CertificateSignedMaxChainSize": Key("10000", readonly=True, kind="int"),
+    "CertificateStoreMaxLength": Key("20", readonly=True, kind="int"),
+    "SupportedFileTransferProtocols": Key("HTTP,HTTPS", readonly=True, kind="csv"),
+}
+
+
+def security_keys(
+    profile: int, authorization_key: str | None, cpo_name: str | None
+) -> dict[str, Key]:
+    """The security whitepaper's keys (its section 7) a simulated charger starts with."""
+    return {
+        **_FIXED_SECURITY_KEYS,
+        "AuthorizationKey": Key(authorization_key or "", kind="password", writeonly=True),
+        "CpoName": Key(cpo_name or ""),
+        "SecurityProfile": Key(str(profile), readonly=True, kind="int"),
+    }
+
+
+def charger_keys(config: ChargerConfig) -> dict[str, Key]:
+    """Every key a charger configured by ``config`` starts with."""
+    return {
+        **default_keys(
+            config.connectors, int(config.heartbeat_interval_s or 0), config.meter_interval_s
+        ),
+        **security_keys(config.security_profile, config.authorization_key, config.cpo_name),
+    }
+
+
 class Configuration:
     """The key/value store behind GetConfiguration and ChangeConfiguration."""
 
@@ -83,7 +122,8 @@ class Configuration:
         return (self.get(name) or "").lower() == "true"
 
     def report(self, names: list[str] | None) -> tuple[list[dict[str, object]], list[str]]:
-        """``(configurationKey, unknownKey)``; every key when ``names`` is empty."""
+        """``(configurationKey, unknownKey)``; every key when ``names`` is empty (write-only
+        keys without their value)."""
         wanted = names or list(self._keys)
         known: list[dict[str, object]] = []
         unknown: list[str] = []
@@ -92,7 +132,8 @@ class Configuration:
             if key is None:
                 unknown.append(name)
             else:
-                known.append({"key": name, "readonly": key.readonly, "value": key.value})
+                value = None if key.writeonly else key.value
+                known.append({"key": name, "readonly": key.readonly, "value": value})
         return known, unknown
 
     def change(self, name: str, value: str) -> str:
@@ -110,5 +151,7 @@ class Configuration:
                 return "Rejected"
         elif key.kind == "bool" and value.lower() not in ("true", "false"):
             return "Rejected"
+        elif key.kind == "password" and not 16 <= len(value) <= 40:
+            return "Rejected"  # A00.FR.205: at least 16 bytes, at most 40 hexadecimal digits
         key.value = value
         return "Accepted"

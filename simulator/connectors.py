@@ -1,8 +1,9 @@
-"""A connector's state and the CALLs a charger queues: plain data, no behaviour.
+"""A charger's plain data, no behaviour: its connectors, its registration, its CALLs.
 
 ``Phase`` is the connector's place in the charging-session script that
-``simulator/session_script.py`` drives; ``PendingCall`` is a CALL waiting its turn (at most one
-CALL is outstanding per connection, OCPP-J §4.1.1).
+``simulator/session_script.py`` drives; ``Registration`` is where the charger is in the boot
+sequence; ``PendingCall`` is a CALL waiting its turn and ``Outstanding`` the one in flight (at
+most one CALL is outstanding per connection, OCPP-J §4.1.1).
 """
 
 from __future__ import annotations
@@ -11,6 +12,16 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+
+class Registration(enum.StrEnum):
+    """Where the charger is in the boot sequence."""
+
+    OFFLINE = "Offline"
+    BOOTING = "Booting"
+    PENDING = "Pending"
+    REJECTED = "Rejected"
+    ACCEPTED = "Accepted"
 
 
 class Phase(enum.IntEnum):
@@ -54,3 +65,13 @@ class PendingCall:
     build: Callable[[], Any]
     on_result: Callable[[dict[str, Any]], None] | None = None
     on_failure: Callable[[str], None] | None = None
+
+
+@dataclass(slots=True)
+class Outstanding:
+    """The CALL in flight: its id, when it was sent and when it times out."""
+
+    unique_id: str
+    pending: PendingCall
+    sent_at: float
+    deadline: float

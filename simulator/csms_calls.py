@@ -4,74 +4,30 @@ One function per action: ``handler(charger, payload, now) -> ocpp.v16.call_resul
 The payload has already passed the 1.6 schema; the handler changes the charger's state and
 may queue CALLs that follow from the answer (a RemoteStartTransaction's StartTransaction,
 the message a TriggerMessage asks for, a firmware update's status notifications), which
-the charger sends after the CALLRESULT.  Actions not in
-:data:`HANDLERS` are answered with CALLERROR NotImplemented (NotSupported for the known
-actions of the other direction and the security extension).
+the charger sends after the CALLRESULT.  The security extension's CSMS calls are answered by
+:mod:`simulator.security_calls`; actions in neither table are answered with CALLERROR
+NotImplemented (NotSupported for the known actions of the other direction).
 
-The handlers see a charger only through :class:`AnsweringCharger`, declared here:
-:class:`simulator.charger.Charger` implements it and imports this module, never the reverse.
+The handlers see a charger only through :class:`~simulator.answering.AnsweringCharger`:
+:class:`simulator.charger.Charger` implements it and answers with this module (through
+:mod:`simulator.dispatch`), never the reverse.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from ocpp.v16 import call, call_result, enums
 from ocpp.v16 import datatypes as dt
 
 from simulator import frames
-from simulator.actions import CHARGER_ACTIONS, SECURITY_CSMS_ACTIONS
-from simulator.charger_config import ChargerConfig
-from simulator.configuration import Configuration
-from simulator.connectors import Connector, PendingCall, Phase
-
-
-class AnsweringCharger(Protocol):
-    """What a charger offers the answer functions: its state and the CALLs it can queue."""
-
-    id: str
-    config: ChargerConfig
-    configuration: Configuration
-    connectors: list[Connector]
-    charging_profiles: dict[int, dict[str, Any]]
-    local_list: dict[str, dict[str, Any]]
-    local_list_version: int
-    wall_clock: Callable[[], float]
-
-    def connector(self, connector_id: int) -> Connector | None:
-        """Connector ``connector_id`` (1-based), or None when there is no such connector."""
-
-    def enqueue(self, pending: PendingCall) -> None:
-        """Queue a CALL, sent after the answer (and after the CALLs queued before it)."""
-
-    def boot_call(self) -> PendingCall:
-        """A BootNotification."""
-
-    def status_call(self, connector_id: int, status: str | None = None) -> PendingCall:
-        """A StatusNotification for ``connector_id`` (0: the whole charger), setting ``status``."""
-
-    def meter_values_call(self, connector: Connector) -> PendingCall:
-        """A MeterValues of ``connector``."""
-
-    def remote_start(self, connector: Connector, id_tag: str) -> None:
-        """Start a transaction on ``connector`` for ``id_tag``."""
-
-    def stop_transaction(self, connector: Connector, reason: str) -> None:
-        """Stop the transaction running on ``connector`` with ``reason``."""
-
-    def request_reset(self, reset_type: str) -> None:
-        """Stop every transaction, then reconnect and boot again."""
-
-    def heartbeat_interval_changed(self, now: float) -> None:
-        """HeartbeatInterval was changed: reschedule the heartbeat."""
-
-
-Handler = Callable[[AnsweringCharger, dict[str, Any], float], Any]
+from simulator.actions import CHARGER_ACTIONS, SECURITY_CHARGER_ACTIONS
+from simulator.answering import AnsweringCharger, Handler
+from simulator.connectors import PendingCall, Phase
 
 #: Known 1.6 actions that a charge point does not accept from a CSMS: the charger-initiated
-#: ones (DataTransfer goes both ways) and the security extension, which the simulator lacks.
-KNOWN_NOT_SUPPORTED = (CHARGER_ACTIONS - {"DataTransfer"}) | SECURITY_CSMS_ACTIONS
+#: ones (DataTransfer goes both ways), the security extension's included.
+KNOWN_NOT_SUPPORTED = (CHARGER_ACTIONS - {"DataTransfer"}) | SECURITY_CHARGER_ACTIONS
 
 
 def reset(charger: AnsweringCharger, payload: dict[str, Any], now: float) -> call_result.Reset:
@@ -83,10 +39,18 @@ def reset(charger: AnsweringCharger, payload: dict[str, Any], now: float) -> cal
 def change_configuration(
     charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.ChangeConfiguration:
-    """Set a writable key; Rejected for readonly or ill-typed values, NotSupported if unknown."""
+    """Set a writable key; Rejected for readonly or ill-typed values, NotSupported if unknown.
+
+    A new AuthorizationKey (whitepaper A01) makes the charger close the connection after this
+    answer and reconnect with it.
+    """
     status = charger.configuration.change(payload["key"], payload["value"])
     if status == "Accepted" and payload["key"] == "HeartbeatInterval":
         charger.heartbeat_interval_changed(now)
+    if status == "Accepted" and payload["key"] in ("AuthorizationKey", "CpoName"):
+        charger.security_event("ReconfigurationOfSecurityParameters", f"{payload['key']} changed")
+    if status == "Accepted" and payload["key"] == "AuthorizationKey":
+        charger.request_reconnect()  # its value is never logged (A01.FR.12)
     return call_result.ChangeConfiguration(status=enums.ConfigurationStatus(status))
 
 
@@ -97,7 +61,11 @@ def get_configuration(
     known, unknown = charger.configuration.report(payload.get("key"))
     return call_result.GetConfiguration(
         configuration_key=[
-            dt.KeyValue(key=str(k["key"]), readonly=bool(k["readonly"]), value=str(k["value"]))
+            dt.KeyValue(
+                key=str(k["key"]),
+                readonly=bool(k["readonly"]),
+                value=None if k["value"] is None else str(k["value"]),
+            )
             for k in known
         ],
         unknown_key=unknown or None,
@@ -110,7 +78,7 @@ def remote_start_transaction(
     """Start a transaction on the requested (or first free) connector."""
     wanted = payload.get("connectorId")
     if wanted is not None:
-        connector = charger.connector(wanted)
+        connector = charger.script.connector(wanted)
         candidates = [connector] if connector is not None else []
     else:
         candidates = list(charger.connectors)
@@ -120,7 +88,7 @@ def remote_start_transaction(
             and connector.operative
             and connector.reservation_id is None
         ):
-            charger.remote_start(connector, payload["idTag"])
+            charger.script.remote_start(connector, payload["idTag"])
             return call_result.RemoteStartTransaction(status=enums.RemoteStartStopStatus.accepted)
     return call_result.RemoteStartTransaction(status=enums.RemoteStartStopStatus.rejected)
 
@@ -134,7 +102,7 @@ def remote_stop_transaction(
             Phase.STARTED,
             Phase.CHARGING,
         ):
-            charger.stop_transaction(connector, "Remote")
+            charger.script.stop_transaction(connector, "Remote")
             return call_result.RemoteStopTransaction(status=enums.RemoteStartStopStatus.accepted)
     return call_result.RemoteStopTransaction(status=enums.RemoteStartStopStatus.rejected)
 
@@ -143,11 +111,11 @@ def unlock_connector(
     charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.UnlockConnector:
     """Unlock; a running transaction is stopped first (reason UnlockCommand)."""
-    connector = charger.connector(payload["connectorId"])
+    connector = charger.script.connector(payload["connectorId"])
     if connector is None:
         return call_result.UnlockConnector(status=enums.UnlockStatus.not_supported)
     if connector.transaction_id is not None and connector.phase in (Phase.STARTED, Phase.CHARGING):
-        charger.stop_transaction(connector, "UnlockCommand")
+        charger.script.stop_transaction(connector, "UnlockCommand")
     return call_result.UnlockConnector(status=enums.UnlockStatus.unlocked)
 
 
@@ -160,7 +128,7 @@ def change_availability(
     if connector_id == 0:
         targets = list(charger.connectors)
     else:
-        connector = charger.connector(connector_id)
+        connector = charger.script.connector(connector_id)
         if connector is None:
             return call_result.ChangeAvailability(status=enums.AvailabilityStatus.rejected)
         targets = [connector]
@@ -175,9 +143,9 @@ def change_availability(
             connector.operative = operative
             if connector.phase is Phase.IDLE and connector.reservation_id is None:
                 status = "Available" if operative else "Unavailable"
-                charger.enqueue(charger.status_call(connector.id, status))
+                charger.enqueue(charger.script.status_call(connector.id, status))
     if connector_id == 0:
-        charger.enqueue(charger.status_call(0))
+        charger.enqueue(charger.script.status_call(0))
     status = enums.AvailabilityStatus.scheduled if scheduled else enums.AvailabilityStatus.accepted
     return call_result.ChangeAvailability(status=status)
 
@@ -186,10 +154,27 @@ def trigger_message(
     charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.TriggerMessage:
     """Accept and queue the requested message (sent right after this answer)."""
-    requested = payload["requestedMessage"]
     connector_id = payload.get("connectorId")
-    if connector_id is not None and connector_id != 0 and charger.connector(connector_id) is None:
+    if (
+        connector_id is not None
+        and connector_id != 0
+        and charger.script.connector(connector_id) is None
+    ):
         return call_result.TriggerMessage(status=enums.TriggerMessageStatus.rejected)
+    requested = payload["requestedMessage"]
+    if requested == "DiagnosticsStatusNotification":
+        charger.enqueue(_diagnostics_status("Idle"))
+    elif requested == "FirmwareStatusNotification":
+        charger.enqueue(_firmware_status("Idle"))
+    elif not queue_triggered(charger, requested, connector_id):
+        return call_result.TriggerMessage(status=enums.TriggerMessageStatus.not_implemented)
+    return call_result.TriggerMessage(status=enums.TriggerMessageStatus.accepted)
+
+
+def queue_triggered(charger: AnsweringCharger, requested: str, connector_id: int | None) -> bool:
+    """Queue a triggered core message (TriggerMessage, ExtendedTriggerMessage): the
+    BootNotification, Heartbeat, StatusNotifications or MeterValues asked for; False for
+    any other message."""
     if requested == "BootNotification":
         charger.enqueue(charger.boot_call())
     elif requested == "Heartbeat":
@@ -197,19 +182,15 @@ def trigger_message(
     elif requested == "StatusNotification":
         ids = [connector_id] if connector_id is not None else range(len(charger.connectors) + 1)
         for each in ids:
-            charger.enqueue(charger.status_call(each))
+            charger.enqueue(charger.script.status_call(each))
     elif requested == "MeterValues":
-        targets = [charger.connector(connector_id)] if connector_id else list(charger.connectors)
+        targets = [charger.script.connector(connector_id)] if connector_id else charger.connectors
         for connector in targets:
             if connector is not None:
-                charger.enqueue(charger.meter_values_call(connector))
-    elif requested == "DiagnosticsStatusNotification":
-        charger.enqueue(_diagnostics_status("Idle"))
-    elif requested == "FirmwareStatusNotification":
-        charger.enqueue(_firmware_status("Idle"))
+                charger.enqueue(charger.script.meter_values_call(connector))
     else:
-        return call_result.TriggerMessage(status=enums.TriggerMessageStatus.not_implemented)
-    return call_result.TriggerMessage(status=enums.TriggerMessageStatus.accepted)
+        return False
+    return True
 
 
 def clear_cache(
@@ -235,7 +216,7 @@ def set_charging_profile(
 ) -> call_result.SetChargingProfile:
     """Store the profile by id; Rejected for no such connector."""
     connector_id = payload["connectorId"]
-    if connector_id != 0 and charger.connector(connector_id) is None:
+    if connector_id != 0 and charger.script.connector(connector_id) is None:
         return call_result.SetChargingProfile(status=enums.ChargingProfileStatus.rejected)
     profile = dict(payload["csChargingProfiles"])
     profile["connectorId"] = connector_id
@@ -266,7 +247,7 @@ def get_composite_schedule(
 ) -> call_result.GetCompositeSchedule:
     """A flat 32 A (or 22 kW) schedule for ``duration``; Rejected for no such connector."""
     connector_id = payload["connectorId"]
-    if connector_id != 0 and charger.connector(connector_id) is None:
+    if connector_id != 0 and charger.script.connector(connector_id) is None:
         return call_result.GetCompositeSchedule(status=enums.GetCompositeScheduleStatus.rejected)
     unit = payload.get("chargingRateUnit", "A")
     return call_result.GetCompositeSchedule(
@@ -287,7 +268,7 @@ def reserve_now(
     charger: AnsweringCharger, payload: dict[str, Any], now: float
 ) -> call_result.ReserveNow:
     """Reserve an idle connector (status Reserved); Occupied/Unavailable/Rejected otherwise."""
-    connector = charger.connector(payload["connectorId"])
+    connector = charger.script.connector(payload["connectorId"])
     if connector is None:
         return call_result.ReserveNow(status=enums.ReservationStatus.rejected)
     if not connector.operative:
@@ -299,7 +280,7 @@ def reserve_now(
         return call_result.ReserveNow(status=enums.ReservationStatus.occupied)
     connector.reservation_id = payload["reservationId"]
     connector.id_tag = payload["idTag"]
-    charger.enqueue(charger.status_call(connector.id, "Reserved"))
+    charger.enqueue(charger.script.status_call(connector.id, "Reserved"))
     return call_result.ReserveNow(status=enums.ReservationStatus.accepted)
 
 
@@ -312,7 +293,7 @@ def cancel_reservation(
             connector.reservation_id = None
             connector.id_tag = None
             if connector.phase is Phase.IDLE:
-                charger.enqueue(charger.status_call(connector.id, "Available"))
+                charger.enqueue(charger.script.status_call(connector.id, "Available"))
             return call_result.CancelReservation(status=enums.CancelReservationStatus.accepted)
     return call_result.CancelReservation(status=enums.CancelReservationStatus.rejected)
 

@@ -8,8 +8,10 @@ small tree instead of GridLink's::
     │                               array, no string id): the frame is counted and dropped
     ├── PayloadError(ValueError)    a payload failed its 1.6 schema; ``code`` is the OCPP 1.6
     │                               CALLERROR code (see :mod:`simulator.frames` for the mapping)
-    └── Unreachable                 no charger of a fleet could connect at all (wrong URL,
-                                    nothing listening, handshake refused): the run gives up
+    ├── Unreachable                 no charger of a fleet could connect at all (wrong URL,
+    │                               nothing listening, handshake refused): the run gives up
+    └── TlsSetupError               a charger's TLS files (client certificate, key, CAs)
+                                    cannot be loaded: its connection attempt fails
 
 ``FrameError`` and ``PayloadError`` are also ``ValueError`` s: both say that a value (a text,
 a payload) is not what OCPP 1.6 allows.
@@ -39,4 +41,8 @@ class Unreachable(SimulatorError):
     """No charger could connect at all (wrong URL, nothing listening, refused handshake)."""
 
 
-__all__ = ["FrameError", "PayloadError", "SimulatorError", "Unreachable"]
+class TlsSetupError(SimulatorError):
+    """A charger's TLS files (client certificate, key, CA certificates) cannot be loaded."""
+
+
+__all__ = ["FrameError", "PayloadError", "SimulatorError", "TlsSetupError", "Unreachable"]

@@ -1,8 +1,8 @@
-"""A fleet of simulated chargers over WebSockets: connecting, timers, rate limiting, shutdown.
+"""A fleet of simulated chargers over WebSockets: the run, rate limiting, shutdown.
 
-One asyncio task per charger reads its WebSocket and feeds a
-:class:`~simulator.charger.Charger`; everything else is shared so that one process drives
-thousands of chargers:
+One asyncio task per charger (:class:`~simulator.link.ChargerLink`: connect, read, answer,
+reconnect, its timer and file transfers) feeds a :class:`~simulator.charger.Charger`;
+everything else is shared so that one process drives thousands of chargers:
 
 - timers: one ``loop.call_later`` handle per charger, moved only when its deadline gets earlier
   (a timer that fires early just re-arms);
@@ -20,39 +20,37 @@ Profiles: ``realistic`` (ramp, sessions paced at ``rate`` msgs/s, heartbeats),
 ``duration_s``), ``idle`` (ramp, boot, heartbeats only).  Why a run ended is
 :attr:`Fleet.end_reason` (and ``end_reason`` in the report).
 
+Security profiles: each connect sends the charger's HTTP Basic header when it has a password
+(:mod:`simulator.credentials`) and, for ``wss://``, uses its TLS context
+(:mod:`simulator.tls`: the plan's CAs or the system store, its client certificate); the
+plan's files are read once here (the passwords, the CA file the chargers start with as
+their CentralSystemRootCertificates).
+
 What to run is a :class:`~simulator.plan.FleetPlan`; opening a WebSocket and naming why one
 failed or closed is :mod:`simulator.connections`; the live line is
-:mod:`simulator.progress`.
+:mod:`simulator.progress`; running in several processes is :mod:`simulator.workers`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from time import monotonic as clock
 from typing import Any, TextIO
 
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
+from simulator import credentials
 from simulator.charger import Charger
-from simulator.connections import (
-    SUBPROTOCOL,
-    backoff,
-    close_reason,
-    connect_failure_reason,
-    is_definite,
-    open_connection,
-)
+from simulator.connections import connect_failure_reason, is_definite
 from simulator.errors import Unreachable
+from simulator.link import ChargerLink, Shared
 from simulator.pacer import Pacer
-from simulator.plan import FleetPlan, split_plan
+from simulator.plan import FleetPlan
 from simulator.progress import ProgressLine
-from simulator.resources import raise_file_limit
 from simulator.stats import Stats
+from simulator.tls import ClientContexts
 from simulator.validation import Validation
 
 PROFILES = ("realistic", "storm", "idle")
@@ -61,17 +59,6 @@ PROFILES = ("realistic", "storm", "idle")
 END_DURATION = "duration"  # duration_s ran out
 END_ALL_ACCEPTED = "all_accepted"  # storm: every charger was Accepted
 END_STOPPED = "stopped"  # Fleet.stop() (e.g. SIGINT)
-
-
-@dataclass(eq=False)
-class _Slot:
-    charger: Charger
-    url: str
-    source: str | None
-    ws: ClientConnection | None = None
-    timer: asyncio.TimerHandle | None = None
-    timer_at: float = math.inf
-    connected_once: bool = False
 
 
 class Fleet:
@@ -95,9 +82,9 @@ class Fleet:
         self._on_all_accepted = on_all_accepted
         self._stopping = False
         self._stop = asyncio.Event()
-        self._slots: list[_Slot] = []
-        self._send_tasks: set[asyncio.Task[None]] = set()
+        self.links: list[ChargerLink] = []
         self.pacer = Pacer(plan.rate, self.stats)
+        self.contexts = ClientContexts(ca_file=plan.ca_file, insecure=plan.insecure)
         self.elapsed_s = 0.0
         self.end_reason: str | None = None  # END_*: set when the run ends (None: it raised)
 
@@ -120,12 +107,19 @@ class Fleet:
         """Connect, drive the profile for ``duration_s``, drain, close; may raise Unreachable."""
         plan = self.plan
         loop = asyncio.get_running_loop()
-        self._loop = loop
+        shared = Shared(plan, self.stats, self.contexts, loop, lambda: self._stopping)
+        passwords = (
+            credentials.read_password_file(plan.password_file) if plan.password_file else None
+        )
+        roots = _read_text(plan.ca_file) if plan.ca_file else ""
         for index in range(plan.chargers):
-            config = plan.charger_config(index)
+            config = plan.charger_config(index, passwords=passwords, central_system_roots=roots)
             charger = Charger(config, self.stats, self.validation)
             url = plan.charger_url(config.charger_id)
-            self._slots.append(_Slot(charger, url, plan.source_address(index)))
+            link = ChargerLink(
+                charger, url, plan.source_address(index), shared, plan.client_files(index)
+            )
+            self.links.append(link)
         if plan.start_at is not None:
             await asyncio.sleep(max(plan.start_at - clock(), 0.0))
         start = clock()
@@ -133,13 +127,13 @@ class Fleet:
         end = start + plan.duration_s
         ramp = 0.0 if plan.profile == "storm" else min(plan.ramp_s, plan.duration_s)
         drivers = [
-            loop.create_task(self._drive(slot, ramp * i / max(len(self._slots), 1)))
-            for i, slot in enumerate(self._slots)
+            loop.create_task(link.drive(ramp * i / max(len(self.links), 1)))
+            for i, link in enumerate(self.links)
         ]
         pacer = (
             loop.create_task(
                 # the rate and skips count once the ramp is over
-                self.pacer.run(len(self._slots), self._turn, measure_from=start + ramp, end=end)
+                self.pacer.run(len(self.links), self._turn, measure_from=start + ramp, end=end)
             )
             if plan.profile == "realistic" and plan.rate > 0
             else None
@@ -155,12 +149,12 @@ class Fleet:
             await self._drain()
             self.elapsed_s = clock() - start
             await self._close_all()
-            for task in drivers:
+            for task in [*drivers, *shared.tasks]:
                 task.cancel()
-            await asyncio.gather(*drivers, return_exceptions=True)
-            for slot in self._slots:
-                if slot.timer is not None:
-                    slot.timer.cancel()
+            await asyncio.gather(*drivers, *shared.tasks, return_exceptions=True)
+            for link in self.links:
+                if link.timer is not None:
+                    link.timer.cancel()
             if self._progress is not None:
                 self._progress.print(self.stats, clock(), final=True)
         return self.stats
@@ -195,10 +189,10 @@ class Fleet:
         """Give outstanding CALLs a short grace to be answered; count the rest as unanswered."""
         deadline = clock() + min(self.plan.close_grace_s, self.plan.call_timeout_s)
         while clock() < deadline and any(  # noqa: ASYNC110 - bounded poll at shutdown
-            s.ws is not None and s.charger.outstanding is not None for s in self._slots
+            s.ws is not None and s.charger.outstanding is not None for s in self.links
         ):
             await asyncio.sleep(0.02)
-        for slot in self._slots:
+        for slot in self.links:
             outstanding = slot.charger.outstanding
             if slot.ws is not None and outstanding is not None:
                 self.stats.unanswered_at_end[outstanding.pending.action] += 1
@@ -212,128 +206,14 @@ class Fleet:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ws.close(), timeout=3.0)
 
-        open_ = [s.ws for s in self._slots if s.ws is not None]
+        open_ = [s.ws for s in self.links if s.ws is not None]
         await asyncio.gather(*(close(ws) for ws in open_))
-
-    # --- one charger -----------------------------------------------------------------------
-
-    async def _drive(self, slot: _Slot, delay: float) -> None:
-        plan = self.plan
-        charger = slot.charger
-        if delay > 0:
-            await asyncio.sleep(delay)
-        attempt = 0
-        while not self._stopping:
-            try:
-                ws = await open_connection(
-                    slot.url,
-                    open_timeout=plan.connect_timeout_s,
-                    ping_interval=plan.ping_interval_s,
-                    source=slot.source,
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.stats.connect_failed(connect_failure_reason(exc))
-                if not plan.reconnect:
-                    return
-                attempt += 1
-                await asyncio.sleep(backoff(attempt))
-                continue
-            if ws.subprotocol != SUBPROTOCOL:
-                self.stats.connect_failed("no ocpp1.6 subprotocol")
-                await ws.close()
-                attempt += 1
-                await asyncio.sleep(backoff(attempt))
-                continue
-            attempt = 0
-            slot.ws = ws
-            slot.connected_once = True
-            self.stats.connected()
-            reason = "closed by client"
-            try:
-                self._send(slot, charger.connected(clock()))
-                async for message in ws:
-                    out = charger.received(message, clock())
-                    for frame in out:
-                        await ws.send(frame)
-                    if charger.wants_close:
-                        reason = "reset"
-                        await ws.close()
-                        break
-                    self._schedule(slot)
-                if not self._stopping and reason != "reset":
-                    reason = close_reason(ws)
-            except ConnectionClosed:
-                reason = "closed by client" if self._stopping else close_reason(ws)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug in the simulator: count it, keep the fleet going
-                self.stats.internal_errors[f"{type(exc).__name__}: {exc}"[:120]] += 1
-                reason = "simulator error"
-                await ws.close()
-            finally:
-                slot.ws = None
-                if slot.timer is not None:
-                    slot.timer.cancel()
-                    slot.timer = None
-                    slot.timer_at = math.inf
-                charger.disconnected(clock())
-                self.stats.closed(reason)
-            if self._stopping or not plan.reconnect:
-                return
-            await asyncio.sleep(0.5 if reason == "reset" else backoff(1))
-
-    def _send(self, slot: _Slot, frames: list[str]) -> None:
-        """Send frames from outside the charger's reader task, in order."""
-        ws = slot.ws
-        if not frames or ws is None:
-            return
-        task = self._loop.create_task(_send_frames(ws, frames))
-        self._send_tasks.add(task)
-        task.add_done_callback(self._send_tasks.discard)
-        self._schedule(slot)
-
-    def _schedule(self, slot: _Slot) -> None:
-        deadline = slot.charger.deadline()
-        if deadline is None or deadline >= slot.timer_at:
-            return
-        if slot.timer is not None:
-            slot.timer.cancel()
-        slot.timer_at = deadline
-        slot.timer = self._loop.call_later(max(deadline - clock(), 0.0), self._on_timer, slot)
-
-    def _on_timer(self, slot: _Slot) -> None:
-        slot.timer = None
-        slot.timer_at = math.inf
-        if slot.ws is None:
-            return
-        try:
-            out = slot.charger.timer(clock())
-        except Exception as exc:
-            self.stats.internal_errors[f"{type(exc).__name__}: {exc}"[:120]] += 1
-            return
-        self._send(slot, out)
-        self._schedule(slot)
-        if slot.charger.wants_close and slot.ws is not None:
-            self._loop.create_task(slot.ws.close())
 
     # --- the pacer's turns ---------------------------------------------------------------
 
     def _turn(self, index: int, now: float) -> bool:
         """Charger ``index``'s turn from the pacer: whether it sent its next scripted CALL."""
-        slot = self._slots[index]
-        if slot.ws is None:
-            return False
-        try:
-            out = slot.charger.step(now)
-        except Exception as exc:
-            self.stats.internal_errors[f"{type(exc).__name__}: {exc}"[:120]] += 1
-            return False
-        if not out:
-            return False
-        self._send(slot, out)
-        return True
+        return self.links[index].turn(now)
 
     def report(self) -> dict[str, Any]:
         """The stats report with this run's plan and achieved rate."""
@@ -352,34 +232,9 @@ class Fleet:
         )
 
 
-async def _send_frames(ws: ClientConnection, frames: list[str]) -> None:
-    with contextlib.suppress(ConnectionClosed):
-        for frame in frames:
-            await ws.send(frame)
-
-
-def _run_worker(plan: FleetPlan) -> Stats:
-    """Run one plan in a fresh event loop (the body of a worker process)."""
-    raise_file_limit()
-    return asyncio.run(Fleet(plan).run())
-
-
-async def run_in_processes(plan: FleetPlan, workers: int) -> Stats:
-    """Run a plan split over ``workers`` spawned processes and merge their stats exactly."""
-    import concurrent.futures
-    import multiprocessing
-
-    plans = split_plan(plan, workers)
-    context = multiprocessing.get_context("spawn")
-    loop = asyncio.get_running_loop()
-    with concurrent.futures.ProcessPoolExecutor(len(plans), mp_context=context) as pool:
-        results = await asyncio.gather(*(loop.run_in_executor(pool, _run_worker, p) for p in plans))
-    merged = Stats()
-    merged.started_at = min(r.started_at for r in results)
-    for result in results:
-        merged.merge(result)
-    merged.expected_chargers = plan.chargers
-    return merged
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
 
 
 __all__ = [
@@ -390,5 +245,4 @@ __all__ = [
     "Fleet",
     "Unreachable",
     "connect_failure_reason",
-    "run_in_processes",
 ]

@@ -35,6 +35,9 @@ class Recorder(Protocol):
     def malformed(self, reason: str) -> None:
         """A received frame was not OCPP-J or answered no outstanding call."""
 
+    def transfer_done(self, kind: str, outcome: str) -> None:
+        """A file transfer (``upload``, ``download``) ended: ``ok`` or why it failed."""
+
 
 class NullRecorder:
     """A :class:`Recorder` that records nothing."""
@@ -52,6 +55,9 @@ class NullRecorder:
         """Ignore."""
 
     def malformed(self, reason: str) -> None:
+        """Ignore."""
+
+    def transfer_done(self, kind: str, outcome: str) -> None:
         """Ignore."""
 
 

@@ -62,6 +62,7 @@ class Stats:
     csms_calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     malformed_frames: Counter[str] = field(default_factory=Counter)
     connect_failures: Counter[str] = field(default_factory=Counter)
+    transfers: Counter[tuple[str, str]] = field(default_factory=Counter)
     disconnects: Counter[str] = field(default_factory=Counter)
     connects: int = 0
     open_connections: int = 0
@@ -122,6 +123,10 @@ class Stats:
         """Count a frame that was not OCPP-J or answered nothing outstanding."""
         self.malformed_frames[reason.split(":")[0][:60]] += 1
 
+    def transfer_done(self, kind: str, outcome: str) -> None:
+        """Count a file transfer by kind and outcome."""
+        self.transfers[(kind, outcome[:80])] += 1
+
     # --- connections ---------------------------------------------------------------------
 
     def connected(self) -> None:
@@ -153,6 +158,7 @@ class Stats:
         for name in (
             "boots",
             "csms_calls",
+            "transfers",
             "malformed_frames",
             "connect_failures",
             "disconnects",
@@ -246,6 +252,9 @@ class Stats:
         csms: dict[str, dict[str, int]] = {}
         for (action, outcome), count in sorted(self.csms_calls.items()):
             csms.setdefault(action, {})[outcome] = count
+        transfers: dict[str, dict[str, int]] = {}
+        for (kind, outcome), count in sorted(self.transfers.items()):
+            transfers.setdefault(kind, {})[outcome] = count
         return {
             **run,
             "chargers": self.expected_chargers,
@@ -265,6 +274,7 @@ class Stats:
             "actions": actions,
             "overall": {**self.totals(), **_latency_summary(all_latencies)},
             "csms_calls": csms,
+            "transfers": transfers,
             "malformed_frames": dict(sorted(self.malformed_frames.items())),
             "pacer_skips": self.pacer_skips,
             "internal_errors": dict(sorted(self.internal_errors.items())),
@@ -345,6 +355,8 @@ def render_table(report: dict[str, Any]) -> str:
             for action, outcomes in report["csms_calls"].items()
         )
         lines.append(f"CSMS calls answered: {answered}")
+    for kind, outcomes in (report.get("transfers") or {}).items():
+        lines.append(f"file {kind}s" + _detail(outcomes))
     if report.get("malformed_frames"):
         lines.append("malformed frames" + _detail(report["malformed_frames"]))
     if report.get("target_rate"):

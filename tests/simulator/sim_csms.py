@@ -4,13 +4,20 @@ It answers every charger-initiated action with ``@on`` handlers, counts what it 
 action, can answer the first BootNotification of chosen chargers with Pending, refuses ids
 starting with ``UNKNOWN`` with HTTP 404, and can run a script of CSMS-initiated calls once a
 charger is Accepted.
+
+Security profiles: given a ``tls`` context it serves ``wss://`` (the context decides whether
+client certificates are required); given ``passwords`` it refuses a charger whose HTTP Basic
+password is not its own with 401.  It records the password and the client certificate's CN
+of every handshake, and the TLS version of every connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
+import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,7 +27,7 @@ from urllib.parse import unquote
 
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call_result
-from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
+from ocpp.v16.enums import Action, AuthorizationStatus, GenericStatus, RegistrationStatus
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -105,12 +112,59 @@ class CsmsChargePoint(ChargePoint):
         self._saw("DiagnosticsStatusNotification")
         return call_result.DiagnosticsStatusNotification()
 
+    # --- the security extension: what was received is kept in csms.security ---------------
+
+    def _keep(self, action: str, payload: dict[str, Any]) -> None:
+        self.csms.security.setdefault(self.id, []).append((action, payload))
+        self._saw(action)
+
+    @on(Action.security_event_notification)
+    def on_security_event(self, **payload: Any) -> Any:
+        self._keep("SecurityEventNotification", payload)
+        return call_result.SecurityEventNotification()
+
+    @on(Action.sign_certificate)
+    def on_sign_certificate(self, csr: str) -> Any:
+        self._keep("SignCertificate", {"csr": csr})
+        return call_result.SignCertificate(status=GenericStatus.accepted)
+
+    @on(Action.log_status_notification)
+    def on_log_status(self, **payload: Any) -> Any:
+        self._keep("LogStatusNotification", payload)
+        return call_result.LogStatusNotification()
+
+    @on(Action.signed_firmware_status_notification)
+    def on_signed_firmware_status(self, **payload: Any) -> Any:
+        self._keep("SignedFirmwareStatusNotification", payload)
+        return call_result.SignedFirmwareStatusNotification()
+
+
+def _basic_password(header: str | None, charger_id: str) -> str | None:
+    if not header or not header.startswith("Basic "):
+        return None
+    user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+    return password if user == charger_id else None
+
 
 class Csms:
     """The server: ``async with Csms() as csms: ... csms.url``."""
 
-    def __init__(self, pending_first: set[str] | None = None, script: Script | None = None):
+    def __init__(
+        self,
+        pending_first: set[str] | None = None,
+        script: Script | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        passwords: dict[str, str] | None = None,
+    ):
         self.pending_first = pending_first or set()
+        self.tls = tls
+        self.passwords = passwords
+        self.authorizations: dict[str, list[str | None]] = {}  # passwords, per handshake
+        self.peer_names: dict[str, list[str | None]] = {}  # client certificate CNs
+        self.peer_certificates: dict[str, list[bytes | None]] = {}  # and their DER
+        self.tls_versions: Counter[str] = Counter()
+        self.security: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # per charger, in order
         self.pending_done: set[str] = set()
         self.script = script
         self.received: Counter[str] = Counter()
@@ -137,9 +191,10 @@ class Csms:
             subprotocols=["ocpp1.6"],  # type: ignore[list-item]
             process_request=self._admit,
             ping_interval=None,
+            ssl=self.tls,
         )
         port = next(iter(self._server.sockets)).getsockname()[1]
-        self.url = f"ws://127.0.0.1:{port}/ocpp"
+        self.url = f"{'wss' if self.tls else 'ws'}://127.0.0.1:{port}/ocpp"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -150,8 +205,24 @@ class Csms:
         await self._server.wait_closed()
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
-        if request.path.rsplit("/", 1)[-1].startswith("UNKNOWN"):
+        charger_id = unquote(request.path.rsplit("/", 1)[-1])
+        if charger_id.startswith("UNKNOWN"):
             return connection.respond(HTTPStatus.NOT_FOUND, "unknown charge point\n")
+        password = _basic_password(request.headers.get("Authorization"), charger_id)
+        self.authorizations.setdefault(charger_id, []).append(password)
+        tls = connection.transport.get_extra_info("ssl_object")
+        if tls is not None:
+            self.tls_versions[tls.version()] += 1
+            subject = dict(
+                pair for rdn in (tls.getpeercert() or {}).get("subject", ()) for pair in rdn
+            )
+            self.peer_names.setdefault(charger_id, []).append(subject.get("commonName"))
+            der = tls.getpeercert(binary_form=True)
+            self.peer_certificates.setdefault(charger_id, []).append(der)
+        if self.passwords is not None and self.passwords.get(charger_id) != password:
+            response = connection.respond(HTTPStatus.UNAUTHORIZED, "bad credentials\n")
+            response.headers["WWW-Authenticate"] = 'Basic realm="sim"'
+            return response
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
@@ -176,3 +247,57 @@ class Csms:
             raise
         finally:
             self.script_done.set()
+
+
+class FileServer:
+    """A tiny HTTP(S) file server (``async with FileServer() as files: files.url``): GET serves
+    ``files.content[path]`` (404 otherwise), PUT stores the body in ``files.uploads[path]``
+    (answered ``put_status``, 201 by default).  ``files.requests`` lists (method, path)."""
+
+    def __init__(self, *, tls: ssl.SSLContext | None = None, put_status: int = 201) -> None:
+        self.tls = tls
+        self.put_status = put_status
+        self.content: dict[str, bytes] = {}
+        self.uploads: dict[str, bytes] = {}
+        self.upload_types: dict[str, str] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> FileServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            method, path, _ = (await reader.readline()).decode().split(" ", 2)
+            headers: dict[str, str] = {}
+            while (line := (await reader.readline()).decode().strip()) != "":
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            self.requests.append((method, path))
+            status, answer = 405, b""
+            if method == "GET":
+                status, answer = (200, self.content[path]) if path in self.content else (404, b"")
+            elif method == "PUT":
+                self.uploads[path] = body
+                self.upload_types[path] = headers.get("content-type", "")
+                status = self.put_status
+            writer.write(
+                f"HTTP/1.1 {status} X\r\nContent-Length: {len(answer)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+                + answer
+            )
+            await writer.drain()
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, ValueError):
+            pass  # a client that went away: nothing to answer
+        finally:
+            writer.close()

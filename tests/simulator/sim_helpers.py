@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from simulator.charger import Charger, ChargerConfig, Validation
@@ -20,6 +21,10 @@ ANSWERS: dict[str, dict[str, Any]] = {
     },
     "DiagnosticsStatusNotification": {},
     "FirmwareStatusNotification": {},
+    "LogStatusNotification": {},
+    "SecurityEventNotification": {},
+    "SignCertificate": {"status": "Accepted"},
+    "SignedFirmwareStatusNotification": {},
     "Heartbeat": {"currentTime": "2026-11-23T20:00:00.000Z"},
     "MeterValues": {},
     "StartTransaction": {"transactionId": 42, "idTagInfo": {"status": "Accepted"}},
@@ -49,9 +54,10 @@ class Bench:
         self.sent.extend(parsed)
         return parsed
 
-    def connect(self) -> list[Any]:
-        """Connect; return the BootNotification CALL."""
-        (boot,) = self._take(self.charger.connected(self.tick()))
+    def connect(self, server_certificate: bytes | None = None) -> list[Any]:
+        """Connect (over TLS verified with ``server_certificate``); return the BootNotification."""
+        frames = self.charger.connected(self.tick(), server_certificate=server_certificate)
+        (boot,) = self._take(frames)
         return boot
 
     def reply(self, frame: list[Any], payload: dict[str, Any] | None = None) -> list[list[Any]]:
@@ -80,12 +86,32 @@ class Bench:
             pending.extend(f for f in self.reply(frame) if f[0] == 2)
         return calls
 
-    def boot(self, **answer: Any) -> list[list[Any]]:
+    def boot(self, server_certificate: bytes | None = None, **answer: Any) -> list[list[Any]]:
         """Connect, accept the boot, answer the StatusNotifications; return the CALLs after boot."""
-        boot = self.connect()
+        boot = self.connect(server_certificate)
         return self.drain(self.reply(boot, {**ANSWERS["BootNotification"], **answer}))
 
     def step(self) -> list[Any] | None:
         """The pacer's turn; the CALL sent, if any."""
         frames = self._take(self.charger.step(self.tick()))
         return frames[0] if frames else None
+
+
+def booted(**config: Any) -> Bench:
+    """A booted charger whose wall clock is the real one (certificates made now are valid)."""
+    bench = Bench(**config)
+    bench.charger.wall_clock = lambda: datetime.now(UTC).timestamp()
+    bench.boot()
+    return bench
+
+
+def result_status(frames: list[list[Any]]) -> Any:
+    """The status of the CALLRESULT that comes first in ``frames``."""
+    result = frames[0]
+    assert result[0] == 3, result
+    return result[2].get("status")
+
+
+def sent_calls(frames: list[list[Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The (action, payload) of the CALLs among ``frames``."""
+    return [(f[2], f[3]) for f in frames if f[0] == 2]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from sim_helpers import Bench
 
+from simulator.answering import AnsweringCharger
 from simulator.charger import Phase
-from simulator.csms_calls import AnsweringCharger
 from simulator.frames import CALL, CALLERROR, CALLRESULT, check
 
 #: Every CSMS action with a valid request and the status the simulator should answer.
@@ -88,7 +89,7 @@ def test_unknown_action_is_not_implemented_and_bad_payload_is_typed() -> None:
     bench.boot()
     (error,) = bench.csms("Teleport", {})
     assert error[0] == CALLERROR and error[2] == "NotImplemented"
-    (error,) = bench.csms("CertificateSigned", {"certificateChain": "x"})
+    (error,) = bench.csms("SignCertificate", {"csr": "x"})  # a charger's call, not a CSMS's
     assert error[2] == "NotSupported"
     (error,) = bench.csms("Reset", {"type": 5})
     assert error[2] == "TypeConstraintViolation"
@@ -252,3 +253,34 @@ def test_a_charger_offers_everything_the_answers_use() -> None:
         name for name in vars(AnsweringCharger) if not name.startswith("_")
     }
     assert members and not [m for m in sorted(members) if not hasattr(charger, m)]
+
+
+def test_authorization_key_is_write_only_and_a_new_one_reconnects() -> None:
+    bench = Bench(authorization_key="the-first-password", security_profile=2)
+    bench.boot()
+    assert bench.charger.authorization_key == "the-first-password"
+    (result,) = bench.csms("GetConfiguration", {"key": ["AuthorizationKey", "SecurityProfile"]})
+    assert result[2]["configurationKey"] == [
+        {"key": "AuthorizationKey", "readonly": False},  # write-only: no value (A01.FR.12)
+        {"key": "SecurityProfile", "readonly": True, "value": "2"},
+    ]
+    (everything,) = bench.csms("GetConfiguration", {}, "c2")
+    assert "the-first-password" not in json.dumps(everything)
+    (short,) = bench.csms(
+        "ChangeConfiguration", {"key": "AuthorizationKey", "value": "short"}, "c3"
+    )
+    assert short[2] == {"status": "Rejected"} and not bench.charger.wants_close
+    # A CALL of the charger's own is in flight: the connection closes once it is answered.
+    heartbeat = bench.csms("TriggerMessage", {"requestedMessage": "Heartbeat"}, "c4")[1]
+    bench.charger.enqueue(bench.charger.script.status_call(1))  # queued behind it
+    (accepted,) = bench.csms(
+        "ChangeConfiguration", {"key": "AuthorizationKey", "value": "the-second-password"}, "c5"
+    )
+    assert accepted[2] == {"status": "Accepted"} and not bench.charger.wants_close
+    assert bench.reply(heartbeat) == []  # nothing more is sent on this connection
+    assert bench.charger.wants_close and bench.charger.close_reason == "new password"
+    assert bench.charger.authorization_key == "the-second-password"
+    bench.charger.disconnected(bench.tick())
+    assert [p.action for p in bench.charger.queue] == ["StatusNotification"]  # kept (A01)
+    bench.connect()
+    assert not bench.charger.wants_close

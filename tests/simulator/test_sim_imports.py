@@ -13,7 +13,7 @@ import simulator
 
 PACKAGE = Path(simulator.__file__).parent
 GRIDLINK_PACKAGES = {"services", "gateway", "authz", "transactions", "commands", "gridlink"}
-THIRD_PARTY = {"ocpp", "websockets", "jsonschema", "uvloop"}  # uvloop: optional, in cli.main
+THIRD_PARTY = {"ocpp", "websockets", "jsonschema", "cryptography", "uvloop"}  # uvloop: optional
 
 
 def _module_name(path: Path) -> str:

@@ -32,3 +32,54 @@ def test_charger_configs_follow_the_plan() -> None:
     assert plan.source_address(0) is None
     spread = FleetPlan(url="ws://x/ocpp", chargers=3, source_addresses=("a", "b"))
     assert [spread.source_address(i) for i in range(3)] == ["a", "b", "a"]
+
+
+def test_security_fields_select_the_profile_and_per_charger_files() -> None:
+    plain = FleetPlan(url="ws://x/ocpp", chargers=2)
+    assert plain.security_profile == 0 and not plain.tls and plain.client_files(0) is None
+    assert FleetPlan(url="ws://x/ocpp", chargers=2, password="p").security_profile == 1
+    secure = FleetPlan(url="wss://x/ocpp", chargers=12, password="pw-{id}-{n}", id_prefix="CP")
+    assert secure.tls and secure.security_profile == 2
+    assert secure.charger_config(2).authorization_key == "pw-CP03-03"
+    by_file = secure.charger_config(2, passwords={"CP03": "from-file"})
+    assert by_file.authorization_key == "from-file" and by_file.security_profile == 2
+    templates = FleetPlan(
+        url="wss://x/ocpp", chargers=2, cert_file="/c/{id}.crt", key_file="/k/{n}.key"
+    )
+    assert templates.security_profile == 3
+    assert templates.client_files(1) == ("/c/SIM2.crt", "/k/2.key")
+    folder = FleetPlan(url="wss://x/ocpp", chargers=2, cert_dir="/certs", organization="CPO")
+    assert folder.client_files(0) == ("/certs/SIM1.pem", "/certs/SIM1.key")
+    config = folder.charger_config(0, central_system_roots="PEM")
+    assert (config.cpo_name, config.certificate_cn, config.central_system_roots) == (
+        "CPO",
+        "SIM1",
+        "PEM",
+    )
+    named = FleetPlan(url="wss://x/ocpp", chargers=2, certificate_cn="serial-{n}")
+    assert named.charger_config(1).certificate_cn == "serial-2"
+
+
+def test_split_carries_the_security_fields_to_every_worker() -> None:
+    plan = FleetPlan(
+        url="wss://x/ocpp",
+        chargers=4,
+        password="p-{id}",
+        password_file="/p.txt",
+        ca_file="/ca.pem",
+        cert_dir="/certs",
+        organization="CPO",
+        certificate_cn="{id}",
+    )
+    for part in split_plan(plan, 2):
+        assert (
+            part.password,
+            part.password_file,
+            part.ca_file,
+            part.insecure,
+            part.cert_dir,
+            part.organization,
+            part.certificate_cn,
+        ) == ("p-{id}", "/p.txt", "/ca.pem", False, "/certs", "CPO", "{id}")
+    second = split_plan(plan, 2)[1]
+    assert second.client_files(0) == ("/certs/SIM3.pem", "/certs/SIM3.key")

@@ -110,3 +110,17 @@ def test_window_reports_only_what_happened_after_the_mark() -> None:
     assert window["actions"]["MeterValues"]["errors"] == 1
     assert window["overall"]["timeouts"] == 1
     assert window["overall"]["answered"] == 4 and window["overall"]["sent"] == 5
+
+
+def test_file_transfers_are_counted_merged_and_shown() -> None:
+    one, two = Stats(), Stats()
+    one.transfer_done("upload", "ok")
+    two.transfer_done("upload", "ok")
+    two.transfer_done("download", "HTTP 404")
+    merged = Stats()
+    merged.merge(pickle.loads(pickle.dumps(one)))
+    merged.merge(pickle.loads(pickle.dumps(two)))
+    report = merged.report()
+    assert report["transfers"] == {"download": {"HTTP 404": 1}, "upload": {"ok": 2}}
+    table = render_table(report)
+    assert "file uploads (ok: 2)" in table and "file downloads (HTTP 404: 1)" in table
