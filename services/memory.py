@@ -276,6 +276,9 @@ class _AsyncDatabase:
             raise AttributeError(name)
         return self[name]
 
+    async def list_collection_names(self) -> list[str]:
+        return list(self._sync.list_collection_names())
+
     async def command(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if name == "ping":
             return {"ok": 1.0}
