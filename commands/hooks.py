@@ -8,6 +8,9 @@ Through the hooks a feature can:
 - check a command request before it is recorded (``hooks.validate(action)``): raise
   :class:`~services.errors.CommandRefused` (or call :func:`refuse`) and the requester gets
   ``invalid``, nothing reaches the charger;
+- add fields to a command when it is recorded (``hooks.record(action)``: a dict merged into
+  the stored document), e.g. the hash of a new AuthorizationKey whose clear value is never
+  stored (:mod:`commands.redaction`);
 - react when a command ends (``hooks.after(action)``), e.g. keep a configuration snapshot;
 - react to events on ``{ns}.events`` (``hooks.on_event("transaction.started")``, also
   ``transaction.stopped``, ``station.status``, ``station.booted``); the queue is bound to
@@ -31,6 +34,7 @@ from services.runtime import Job, ServiceRuntime
 from services.store import IndexSpec
 
 Validator = Callable[[ServiceRuntime, CommandRequest], Awaitable[None]]
+Recorder = Callable[[ServiceRuntime, CommandRequest], Awaitable[dict[str, Any]]]
 AfterHook = Callable[[ServiceRuntime, dict[str, Any]], Awaitable[None]]  # the final document
 EventHook = Callable[[ServiceRuntime, dict[str, Any]], Awaitable[None]]  # the event body
 
@@ -46,6 +50,7 @@ class CommandHooks:
     runtime: ServiceRuntime
     router: Router
     validators: dict[str, list[Validator]] = field(default_factory=dict)
+    recorders: dict[str, list[Recorder]] = field(default_factory=dict)
     after_final: dict[str, list[AfterHook]] = field(default_factory=dict)
     events: dict[str, list[EventHook]] = field(default_factory=dict)
     background: list[Job] = field(default_factory=list)
@@ -62,6 +67,12 @@ class CommandHooks:
         def register(check: Validator) -> Validator:
             self.validators.setdefault(action, []).append(check)
             return check
+        return register
+
+    def record(self, action: str) -> Callable[[Recorder], Recorder]:
+        def register(recorder: Recorder) -> Recorder:
+            self.recorders.setdefault(action, []).append(recorder)
+            return recorder
         return register
 
     def after(self, action: str) -> Callable[[AfterHook], AfterHook]:

@@ -9,6 +9,13 @@ asked for ``queue_if_offline``, waits ``queued`` for the station's next BootNoti
 timeout) back as a :class:`CallOutcome`; the result is stored, published to every
 requester's ``reply_to`` and as event ``command.<status>``, and features react to it.
 
+Each command records who sent it (``sender``): the AMQP ``user_id`` of the request message,
+which RabbitMQ checks against the publishing connection's user (None when the publisher set
+none), or ``gridlink:<origin>`` for GridLink's own commands. Secrets (a new AuthorizationKey)
+are never stored or published: payloads and answers pass through :mod:`commands.redaction`,
+and the clear payload goes from the request to the charger in memory only — which is why a
+command holding one cannot wait for an offline station.
+
 Statuses: queued → sent → accepted | rejected | callerror | timeout | offline | expired.
 """
 
@@ -22,6 +29,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
+from commands import redaction
 from commands.hooks import CommandHooks
 from commands.repository import CommandRepository
 from services import ocpp16
@@ -128,21 +136,39 @@ class Lifecycle:
             raise CommandRefused("UnknownStation", f"unknown station {request.station!r}")
         if request.expires_at is not None and request.expires_at <= utcnow():
             raise CommandRefused("Expired", "expires_at is in the past")
+        if request.queue_if_offline and redaction.holds_secret(request.action, request.payload):
+            raise CommandRefused("NotQueueable", (
+                f"{request.payload['key']} is never stored in clear, so this command cannot "
+                "wait for an offline station: send it without queue_if_offline while the "
+                "station is online"))
         for check in self.hooks.validators.get(request.action, []):
             await check(runtime, request)
 
-    def new_document(self, request: CommandRequest, reply_to: str | None, origin: str
-                     ) -> dict[str, Any]:
+    async def new_document(self, request: CommandRequest, reply_to: str | None, origin: str,
+                           sender: str | None) -> dict[str, Any]:
+        """The command as it is stored: its payload redacted, with the fields the features
+        record for it (:meth:`CommandHooks.record`)."""
+        fields: dict[str, Any] = {}
+        for recorder in self.hooks.recorders.get(request.action, []):
+            fields.update(await recorder(self.runtime, request))
         now = utcnow()
         timeout = request.timeout_s or self.runtime.settings.command_timeout_s
         return {
+            **fields,
             "_id": request.command_id, "station": request.station, "action": request.action,
-            "payload": request.payload, "status": "queued", "timeout_s": timeout,
-            "reply_to": [reply_to] if reply_to else [], "created_at": now, "origin": origin,
+            "payload": redaction.redacted(request.action, request.payload), "status": "queued",
+            "timeout_s": timeout, "reply_to": [reply_to] if reply_to else [],
+            "created_at": now, "origin": origin, "sender": sender,
             "expires_at": request.expires_at, "queue_if_offline": request.queue_if_offline,
             "deadline": now + timedelta(seconds=timeout + DEADLINE_GRACE_S),
             "history": [{"status": "queued", "at": now}],
         }
+
+    def log_recorded(self, document: dict[str, Any]) -> None:
+        log.info("command recorded", extra={
+            "station": document["station"], "command_id": document["_id"],
+            "action": document["action"], "sender": document["sender"],
+            "origin": document["origin"]})
 
     async def submit(self, request: CommandRequest, *, origin: str) -> dict[str, Any] | None:
         """Send a command on GridLink's own behalf (a feature); None if refused or a
@@ -154,11 +180,12 @@ class Lifecycle:
                 "station": request.station, "action": request.action,
                 "error": exc.description})
             return None
-        document = self.new_document(request, None, origin)
+        document = await self.new_document(request, None, origin, f"gridlink:{origin}")
         if await self.runtime.with_store(lambda: self.repo.create(document)) is None:
             return None
+        self.log_recorded(document)
         await self.publish_transition(document)
-        await self.send(document)
+        await self.send(document, request.payload)
         return document
 
     async def handle_request(self, message: AbstractIncomingMessage) -> None:
@@ -175,16 +202,20 @@ class Lifecycle:
             raise
         reply_to = request.reply_to or message.reply_to
         waiters = [reply_to] if reply_to else []
+        sender = message.user_id or None  # validated by RabbitMQ: it cannot be forged
         try:
             await self.validate(request)
         except CommandRefused as exc:
+            log.info("command refused", extra={
+                "station": request.station, "command_id": request.command_id,
+                "action": request.action, "sender": sender, "error": exc.code})
             await self.publish_result(CommandResult(
                 command_id=request.command_id, station=request.station, action=request.action,
                 status="invalid", error_code=exc.code, error_description=exc.description,
                 at=utcnow()), waiters)
             COMMANDS.labels(request.action, "invalid").inc()
             return
-        document = self.new_document(request, reply_to, "request")
+        document = await self.new_document(request, reply_to, "request", sender)
         if await runtime.with_store(lambda: repo.create(document)) is None:
             # The same command_id again: it runs once, and every requester gets the outcome.
             if reply_to:  # register first, then look: the outcome cannot slip between the two
@@ -199,17 +230,27 @@ class Lifecycle:
                 return  # in progress: the outcome reaches every waiter
             document = existing  # we stopped between recording and sending: send now
         else:
+            self.log_recorded(document)
             await self.publish_transition(document)
-        await self.send(document)
+        await self.send(document, request.payload)
 
-    async def send(self, document: dict[str, Any]) -> None:
-        """Route a queued command to the gateway holding its station."""
+    async def send(self, document: dict[str, Any], payload: dict[str, Any] | None = None
+                   ) -> None:
+        """Route a queued command to the gateway holding its station: with ``payload``, the
+        clear request in memory, or else the stored (redacted) one."""
         runtime = self.runtime
         expires_at = document.get("expires_at")
         if expires_at is not None and expires_at <= utcnow():
             await self.finish(document["_id"], "expired", {
                 "error_description": "expired before it could be sent"}, ["queued"])
             return
+        if payload is None:
+            payload = document["payload"]
+            if redaction.withheld(document["action"], payload):
+                await self.finish(document["_id"], "expired", {
+                    "error_description": "its secret value is not stored: send it again"},
+                    ["queued"])
+                return
         now = utcnow()
         sent = await runtime.with_store(lambda: self.repo.transition(
             document["_id"], "sent", now,
@@ -218,7 +259,7 @@ class Lifecycle:
         if sent is None:
             return  # not queued any more: sent (or ended) by another delivery
         csms_call = CsmsCall(command_id=document["_id"], station=document["station"],
-                             action=document["action"], payload=document["payload"],
+                             action=document["action"], payload=payload,
                              timeout_s=document["timeout_s"])
         try:
             await runtime.bus.publish(runtime.topology.stations, document["station"],
@@ -248,7 +289,9 @@ class Lifecycle:
         if outcome.status == "result":
             declined = (outcome.payload or {}).get("status") in DECLINED
             await self.finish(outcome.command_id, "rejected" if declined else "accepted",
-                              {"response": outcome.payload}, replay=replay)
+                              {"response": redaction.redacted_answer(outcome.action,
+                                                                     outcome.payload)},
+                              replay=replay)
         elif outcome.status == "timeout":
             await self.finish(outcome.command_id, "timeout", {
                 "error_description": "the charger did not answer in time"}, replay=replay)

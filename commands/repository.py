@@ -4,6 +4,9 @@
 ``queued -> sent -> accepted | rejected | callerror | timeout | offline`` (``invalid`` ones
 are answered but never stored) and a ``history`` of transitions with timestamps. Status
 changes are conditional on the current status, so a late or repeated outcome changes nothing.
+The stored ``payload`` is redacted (:mod:`commands.redaction`); ``sender`` is who asked for
+it (the request's AMQP ``user_id``, or ``gridlink:<origin>``); features add fields of their
+own when it is recorded (``new_key_hash``: :mod:`commands.security.hooks`).
 (Each feature's own documents live in its package's ``repository.py``.)
 """
 
@@ -57,8 +60,12 @@ class CommandRepository:
         self.reads = ReadBatcher(db)  # a boot storm asks for every station's queue at once
 
     async def station_exists(self, station: str) -> bool:
-        found = await self.db[stations.COLLECTION].find_one({"_id": station}, {"_id": 1})
-        return found is not None
+        return await self.station(station) is not None
+
+    async def station(self, station: str, fields: tuple[str, ...] = ()) -> Document | None:
+        """The station's registry document (:mod:`services.stations`), with ``fields``."""
+        projection = {"_id": 1, **{field: 1 for field in fields}}
+        return await self.db[stations.COLLECTION].find_one({"_id": station}, projection)
 
     async def create(self, document: Document) -> Document | None:
         """Insert a new command; None when the id exists (returns nothing new)."""
@@ -87,6 +94,10 @@ class CommandRepository:
              "$push": {"history": {"status": status, "at": at}}},
             return_document=True,
         )
+
+    async def annotate(self, command_id: str, fields: Document) -> None:
+        """Store fields a feature keeps on the command (whatever its status)."""
+        await self.db[COMMANDS].update_one({"_id": command_id}, {"$set": fields})
 
     async def unsend(self, command_id: str) -> None:
         """Undo a "sent" that reached no gateway: queued again, as if never sent."""

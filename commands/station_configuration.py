@@ -9,6 +9,10 @@ and ChangeConfiguration answers (``commands/core/hooks.py``)::
 Features read it through :func:`read` to learn what a charger reported about itself
 (NumberOfConnectors, SendLocalListMaxLength, ChargeProfileMaxStackLevel, ...); a key the
 charger never reported is ``None``: GridLink does not guess.
+
+A secret key's value (AuthorizationKey, write-only on the charger) is never kept: a change
+is recorded with :data:`commands.redaction.MARKER` as its value, and so is a value a charger
+should not have returned in a GetConfiguration answer.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
+
+from commands import redaction
 
 COLLECTION = "station_configuration"
 
@@ -83,8 +89,9 @@ def merge_answer(snapshot: Document | None, request: Document, response: Documen
         keys = {k["key"]: k for k in snapshot.get("keys", [])}
         unknown = set(snapshot.get("unknown_keys", []))
     for entry in response.get("configurationKey", []):
-        keys[entry["key"]] = {"key": entry["key"], "value": entry.get("value"),
-                              "readonly": bool(entry.get("readonly"))}
+        keys[entry["key"]] = redaction.redacted_entry({
+            "key": entry["key"], "value": entry.get("value"),
+            "readonly": bool(entry.get("readonly"))})
         unknown.discard(entry["key"])
     unknown.update(response.get("unknownKey", []))
     return {"keys": sorted(keys.values(), key=lambda k: k["key"]),
@@ -99,8 +106,9 @@ def merge_change(snapshot: Document | None, key: str, value: str, answer: str) -
         unknown.add(key)
         keys.pop(key, None)
     else:
-        keys[key] = {"key": key, "value": value, "readonly": False,
-                     "reboot_required": answer == "RebootRequired"}
+        keys[key] = {"key": key,
+                     "value": redaction.MARKER if redaction.is_secret_key(key) else value,
+                     "readonly": False, "reboot_required": answer == "RebootRequired"}
     return {"keys": sorted(keys.values(), key=lambda k: k["key"]),
             "unknown_keys": sorted(unknown)}
 

@@ -1,7 +1,9 @@
 """Publish one command message and wait for its result: ``gridlink command``, and the public
 client face for other Python services (``from gridlink import send_command``).
 
-Other services do the same with their own AMQP client: see docs/commands.md.
+Other services do the same with their own AMQP client: see docs/commands.md. The request
+carries the AMQP ``user_id`` of the login (RabbitMQ checks it against the connection's user),
+and the commands service records it as the command's ``sender``.
 """
 
 from __future__ import annotations
@@ -10,12 +12,24 @@ import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from services.bus import Bus
 from services.envelope import CommandRequest, CommandResult
 from services.ocpp16 import utcnow
 from services.settings import Settings
 from services.topology import Topology
+
+
+def amqp_user(url: str) -> str | None:
+    """The user an AMQP URL logs in as, exactly as RabbitMQ will see it: the URL's user
+    (percent-decoded), ``guest`` when it names none (aio-pika's default); None with
+    ``auth=external`` (the user comes from the client certificate)."""
+    parts = urlsplit(url)
+    mechanism = parse_qs(parts.query).get("auth", ["plain"])[-1]
+    if mechanism.lower() == "external":
+        return None
+    return unquote(parts.username or "") or "guest"
 
 
 async def send_command(settings: Settings, station: str, action: str, payload: dict[str, Any],
@@ -44,7 +58,8 @@ async def send_command(settings: Settings, station: str, action: str, payload: d
 
         await bus.consume(reply_queue, on_result, ack=False)
         await bus.publish(bus.topology.commands_in, "command", request.to_bytes(),
-                          reply_to=reply_queue.name, correlation_id=request.command_id)
+                          reply_to=reply_queue.name, correlation_id=request.command_id,
+                          user_id=amqp_user(settings.amqp_url))
         if not wait:
             return None
         return await asyncio.wait_for(result, timeout_s + (expires_in_s or 0) + 5)

@@ -55,7 +55,8 @@ class MessageBus(Protocol):
     async def publish(self, exchange: str, routing_key: str, body: bytes, *,
                       mandatory: bool = False, reply_to: str | None = None,
                       correlation_id: str | None = None, message_id: str | None = None,
-                      persistent: bool = True, expiration: float | None = None) -> None: ...
+                      persistent: bool = True, expiration: float | None = None,
+                      user_id: str | None = None) -> None: ...
     async def consume(self, queue: Any, handler: MessageHandler, *, ack: bool = True
                       ) -> str: ...
     async def cancel(self, queue: Any, tag: str) -> None: ...
@@ -195,8 +196,12 @@ class Bus:
         message_id: str | None = None,
         persistent: bool = True,
         expiration: float | None = None,
+        user_id: str | None = None,
     ) -> None:
-        """Publish and wait for the broker's confirm; raise Unroutable or BusUnavailable."""
+        """Publish and wait for the broker's confirm; raise Unroutable or BusUnavailable.
+
+        ``user_id``: the AMQP user this connection logged in as; RabbitMQ refuses any other,
+        so a consumer can trust it to name the sender."""
         if self.channel is None:
             raise BusUnavailable("not connected to RabbitMQ")
         message = aio_pika.Message(
@@ -207,6 +212,7 @@ class Bus:
             correlation_id=correlation_id,
             message_id=message_id,
             expiration=expiration,
+            user_id=user_id,
         )
         try:
             target = (

@@ -45,6 +45,7 @@ class MemoryMessage:
     correlation_id: str | None = None
     message_id: str | None = None
     persistent: bool = True
+    user_id: str | None = None
     redelivered: bool = False
     deliveries: int = 0
     _queue: MemoryQueue | None = field(default=None, repr=False)
@@ -138,16 +139,17 @@ class MemoryBus:
     async def publish(self, exchange: str, routing_key: str, body: bytes, *,
                       mandatory: bool = False, reply_to: str | None = None,
                       correlation_id: str | None = None, message_id: str | None = None,
-                      persistent: bool = True, expiration: float | None = None) -> None:
+                      persistent: bool = True, expiration: float | None = None,
+                      user_id: str | None = None) -> None:
         targets = self._route(exchange, routing_key)
         if not targets and mandatory:
             raise Unroutable(f"no queue for routing key {routing_key!r}")
         message = MemoryMessage(body, exchange, routing_key, reply_to, correlation_id,
-                                message_id, persistent)
+                                message_id, persistent, user_id)
         self.published.append(message)
         for queue in targets:
             copy = MemoryMessage(body, exchange, routing_key, reply_to, correlation_id,
-                                 message_id, persistent)
+                                 message_id, persistent, user_id)
             self._enqueue(queue, copy)
 
     def _route(self, exchange: str, key: str) -> list[MemoryQueue]:
@@ -275,6 +277,9 @@ class _AsyncDatabase:
         if name.startswith("_"):
             raise AttributeError(name)
         return self[name]
+
+    async def list_collection_names(self) -> list[str]:
+        return list(self._sync.list_collection_names())
 
     async def command(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if name == "ping":

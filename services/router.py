@@ -1,12 +1,19 @@
 """Per-action handler registration on a Router instance, and the one pipeline every call takes.
 
-``router.dispatch(call)``: look up the route, build the typed request (``ocpp.v16.call``),
-call ``handler(request, context)``, turn the typed response into a payload, validate it
-against the 1.6 response schema, and return a :class:`Dispatched`: the :class:`CallReply`
-and the events the handler emitted (``context.emit(...)``), which the runtime publishes
-once the reply is confirmed. An :class:`OcppError` becomes a CALLERROR;
-:class:`StoreUnavailable` propagates (the caller retries, with a fresh context, and never
-answers).
+``router.dispatch(call)``: look up the route, validate the payload against the 1.6 request
+schema (again), build the typed request (``ocpp.v16.call``), call ``handler(request,
+context)``, turn the typed response into a payload, validate it against the 1.6 response
+schema, and return a :class:`Dispatched`: the :class:`CallReply` and the events the handler
+emitted (``context.emit(...)``), which the runtime publishes once the reply is confirmed.
+An :class:`OcppError` becomes a CALLERROR; :class:`StoreUnavailable` propagates (the caller
+retries, with a fresh context, and never answers).
+
+The gateway validated the call already, but a service trusts nothing it reads from the
+broker: a message published there by anyone else (``{"transactionId": {"$in": [12, 14]}}``
+would be a MongoDB query operator in a handler's filter) is answered with the 1.6 CALLERROR
+its payload earns and never reaches a handler. The check is the gateway's own
+(:func:`services.ocpp16.check_charger_call`, schemas compiled once per process), a few
+microseconds per call.
 """
 
 from __future__ import annotations
@@ -104,6 +111,14 @@ class Router:
             handler = self._routes.get(message.action)
             if handler is None:
                 raise NotSupported(f"{message.action} is not handled by {self.component}")
+            try:
+                ocpp16.check_charger_call(message.action, message.payload)
+            except OcppError as exc:
+                log.warning("charger call failed validation at the service (not published "
+                            "by a gateway?)", extra={"station": message.station,
+                                                     "action": message.action,
+                                                     "error": exc.description})
+                raise
             request = ocpp16.request_model(message.action, message.payload)
             response = await handler(request, context)
             payload = ocpp16.response_payload(response)

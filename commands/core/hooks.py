@@ -4,8 +4,9 @@
   answer; ``Scheduled`` (and ``Accepted``) stay unconfirmed until the connector's
   StatusNotification shows it (Unavailable for Inoperative, anything else for Operative).
 - GetConfiguration / ChangeConfiguration: the station's configuration snapshot
-  (:mod:`commands.station_configuration`) follows the answers; a change to a key the charger
-  reported read-only is refused before sending.
+  (:mod:`commands.station_configuration`) follows the answers, secret values redacted; a
+  change to a key the charger reported read-only is refused before sending (what
+  AuthorizationKey and SecurityProfile changes do besides: :mod:`commands.security.hooks`).
 - RemoteStartTransaction, RemoteStopTransaction, UnlockConnector: :mod:`commands.core.rules`.
 """
 

@@ -47,13 +47,14 @@ class World:
         gateway = await self.bus.declare_private_queue("gateway")
         self.bus.bind(gateway, self.runtime.topology.stations, "CP-1")
 
-    async def request(self, action: str, payload: dict[str, Any], **fields: Any) -> None:
+    async def request(self, action: str, payload: dict[str, Any], *,
+                      user_id: str | None = None, **fields: Any) -> None:
         body = CommandRequest(station=fields.pop("station", "CP-1"), action=action,
                               payload=payload, command_id=fields.pop("command_id", "c1"),
                               **fields).to_bytes()
         await self.lifecycle.handle_request(MemoryMessage(  # type: ignore[arg-type]
             body, self.runtime.topology.commands_in, "command", reply_to="requester",
-            correlation_id="c1"))
+            correlation_id="c1", user_id=user_id))
 
     def results(self) -> list[CommandResult]:
         return [CommandResult.model_validate_json(m.body) for m in self.bus.waiting("requester")]
@@ -181,3 +182,54 @@ async def test_the_commands_service_wires_its_features_in_order() -> None:
     keys = {route.key for route in service.routes}
     assert {"command", "outcome.*", "station.booted", "transaction.started"} <= keys
     assert service.indexes["commands"] and service.indexes["reservations"]
+
+
+async def test_the_sender_is_the_requests_amqp_user_or_gridlink_itself(world: World) -> None:
+    await world.online()
+    await world.request("Reset", {"type": "Soft"}, user_id="billing-service")
+    await world.request("Reset", {"type": "Soft"}, command_id="c2")
+    assert (await world.command("c1"))["sender"] == "billing-service"
+    assert (await world.command("c2"))["sender"] is None  # the publisher set no user_id
+    own = await world.lifecycle.submit(CommandRequest(
+        command_id="own", station="CP-1", action="Reset", payload={"type": "Soft"}),
+        origin="load_management")
+    assert own is not None and own["sender"] == "gridlink:load_management"
+    assert (await world.command("own"))["sender"] == "gridlink:load_management"
+
+
+async def test_the_sender_travels_with_the_message_through_the_bus() -> None:
+    runtime = memory_runtime(SPEC)
+    consumers = await runtime.start()
+    bus = runtime.bus
+    assert isinstance(bus, MemoryBus)
+    await stations.add_station(runtime.store.db, "CP-1", registration="Accepted",
+                               password=None, now=utcnow())
+    request = CommandRequest(command_id="c1", station="CP-1", action="ClearCache")
+    await bus.publish(runtime.topology.commands_in, "command", request.to_bytes(),
+                      user_id="ops-team")
+    await bus.settled()
+    stored = await runtime.store.db["commands"].find_one({"_id": "c1"})
+    assert stored is not None and stored["sender"] == "ops-team"
+    runtime.stopping.set()
+    await runtime.stop(consumers)
+    await runtime.close()
+
+
+async def test_a_secret_is_stored_redacted_and_sent_in_clear(world: World) -> None:
+    await world.online()
+    key = "0123456789abcdef0123"
+    await world.request("ChangeConfiguration", {"key": "authorizationKEY", "value": key})
+    [sent] = world.sent()
+    assert sent.payload == {"key": "authorizationKEY", "value": key}
+    assert (await world.command())["payload"] == {"key": "authorizationKEY",
+                                                  "value": "********"}
+
+
+async def test_a_secret_cannot_wait_for_an_offline_station(world: World) -> None:
+    await world.request("ChangeConfiguration", {"key": "AuthorizationKey",
+                                                "value": "0123456789abcdef0123"},
+                        queue_if_offline=True)
+    [result] = world.results()
+    assert (result.status, result.error_code) == ("invalid", "NotQueueable")
+    assert "never stored in clear" in (result.error_description or "")
+    assert await world.runtime.store.db["commands"].count_documents({}) == 0

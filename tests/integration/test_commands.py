@@ -8,7 +8,10 @@ import uuid
 
 import aio_pika
 import pytest
+from aio_pika.exceptions import AMQPError
 
+from gridlink.client import amqp_user
+from services import stations
 from services.envelope import CommandRequest, CommandResult
 from tests.charger import Charger
 from tests.helpers import add_station, new_id
@@ -33,6 +36,59 @@ async def test_command_round_trip(stack: Stack) -> None:
     assert stored["status"] == "accepted"
     assert [h["status"] for h in stored["history"]] == ["queued", "sent", "accepted"]
     assert stored["response"] == {"status": "Accepted"}
+    assert stored["sender"] == amqp_user(stack.amqp_url)  # the CLI's login, checked by RabbitMQ
+
+
+async def test_rabbitmq_refuses_a_request_whose_user_id_is_not_its_login(stack: Stack) -> None:
+    """Why ``sender`` can be believed: a user_id that is not the connection's user closes
+    the channel, and the request goes nowhere."""
+    station = new_id("FORGE")
+    await add_station(stack, station)
+    connection = await aio_pika.connect(stack.amqp_url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(f"{stack.namespace}.commands.in")
+        request = CommandRequest(command_id=f"forged-{uuid.uuid4()}", station=station,
+                                 action="ClearCache")
+        with pytest.raises(AMQPError):
+            await exchange.publish(aio_pika.Message(request.to_bytes(),
+                                                    user_id="somebody-else"),
+                                   routing_key="command")
+            await channel.get_exchange(f"{stack.namespace}.commands.in")  # the close arrives
+    code, out, err = await stack.cli("commands", "list", "--station", station, "--json")
+    assert code == 0 and json.loads(out) == [], err
+
+
+async def test_a_new_authorization_key_reaches_the_charger_and_nothing_else(
+        stack: Stack) -> None:
+    """A01 end to end: the key in the ChangeConfiguration frame, and in no document, no
+    result, no event and no log line of any process."""
+    station = new_id("KEY")
+    key = uuid.uuid4().hex + "0123abcd"
+    await add_station(stack, station)  # profile 0: the key is its first (A05's prerequisite)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        process = await stack.start_cli("command", station, "ChangeConfiguration",
+                                        json.dumps({"key": "AuthorizationKey", "value": key}))
+        frame = await charger.next_csms_call(timeout=20)
+        assert frame[2:] == ["ChangeConfiguration", {"key": "AuthorizationKey", "value": key}]
+        await charger.answer([3, frame[1], {"status": "Accepted"}])
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err
+    assert json.loads(out) == {"status": "Accepted"}
+    registered = await stack.db().stations.find_one({"_id": station})
+    assert stations.check_password(key, registered["password_hash"])
+    code, listed, _ = await stack.cli("commands", "list", "--station", station, "--json")
+    assert code == 0 and json.loads(listed)[0]["sender"] == amqp_user(stack.amqp_url)
+    db = stack.db()
+    for name in await db.list_collection_names():
+        async for document in db[name].find({}):
+            assert key not in json.dumps(document, default=str), name
+    logs = sorted(stack.logs.glob("*.log"))
+    assert {log.name.split("-")[0] for log in logs} >= {"gateway", "commands", "authz"}
+    for log in logs:
+        assert key not in log.read_text(errors="replace"), log.name
+    assert key not in listed + out.decode() + err.decode()
 
 
 async def test_command_answered_with_callerror(stack: Stack) -> None:

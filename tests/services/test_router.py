@@ -8,7 +8,7 @@ import pytest
 
 from services.envelope import ChargerCall
 from services.errors import PropertyConstraintViolation
-from services.ocpp16 import call, call_result
+from services.ocpp16 import _fast_validator, call, call_result
 from services.router import CallContext, Router
 
 
@@ -102,3 +102,60 @@ def test_actions_know_their_lane() -> None:
 
     assert router.lanes == {"Authorize": "rpc", "Heartbeat": "work"}
     assert router.actions == {"Authorize", "Heartbeat"}
+
+
+@pytest.mark.parametrize(("payload", "code"), [
+    ({"transactionId": {"$in": [12, 14]}, "meterStop": 0,
+      "timestamp": "2026-01-01T00:00:00Z"}, "TypeConstraintViolation"),
+    ({"transactionId": 12, "timestamp": "2026-01-01T00:00:00Z"},
+     "OccurenceConstraintViolation"),
+    ({"transactionId": 12, "meterStop": 0, "timestamp": "2026-01-01T00:00:00Z",
+      "$where": "sleep(1000)"}, "FormationViolation"),
+    ({"transactionId": 12, "meterStop": 0, "timestamp": "yesterday"},
+     "TypeConstraintViolation"),
+    ({"transactionId": 12, "meterStop": 0, "timestamp": "2026-01-01T00:00:00Z",
+      "reason": "Because"}, "PropertyConstraintViolation"),
+])
+async def test_a_payload_that_breaks_the_schema_never_reaches_the_handler(
+        payload: dict, code: str) -> None:
+    """Whoever published it (the broker is not the gateway): the 1.6 CALLERROR instead."""
+    router = Router("test")
+    seen: list[call.StopTransaction] = []
+
+    @router.on("StopTransaction")
+    async def stop(request: call.StopTransaction, ctx: CallContext
+                   ) -> call_result.StopTransaction:
+        seen.append(request)
+        return call_result.StopTransaction()
+
+    dispatched = await router.dispatch(message("StopTransaction", payload))
+    assert dispatched.reply is not None and dispatched.reply.error_code == code
+    assert dispatched.reply.payload is None and dispatched.events == ()
+    assert seen == []
+
+
+async def test_an_answered_call_with_a_bad_payload_is_not_handled_either() -> None:
+    router = Router("test")
+    ran: list[str] = []
+
+    @router.on("Heartbeat")
+    async def beat(request: call.Heartbeat, ctx: CallContext) -> call_result.Heartbeat:
+        ran.append(ctx.station)
+        return call_result.Heartbeat(current_time="2026-01-01T00:00:00Z")
+
+    dispatched = await router.dispatch(message("Heartbeat", {"extra": 1}, answered=True))
+    assert dispatched.reply is None and ran == []
+
+
+async def test_the_schemas_are_compiled_once_not_per_message() -> None:
+    router = Router("test")
+
+    @router.on("Heartbeat")
+    async def beat(request: call.Heartbeat, ctx: CallContext) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time="2026-01-01T00:00:00Z")
+
+    await router.dispatch(message("Heartbeat", {}))
+    compiled = _fast_validator.cache_info().misses
+    for _ in range(50):
+        await router.dispatch(message("Heartbeat", {}))
+    assert _fast_validator.cache_info().misses == compiled

@@ -1,5 +1,5 @@
 """The transactions handlers over the in-memory store: every write idempotent, every answer
-what the charger may rely on, the events they emit."""
+what the charger may rely on, the events they emit; a forged call changes nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services import id_tags
-from services.envelope import ChargerCall
+from services.envelope import CallReply, ChargerCall
+from services.memory import MemoryBus
 from services.router import Dispatched
 from services.runtime import ServiceRuntime
 from tests.helpers import memory_runtime
@@ -113,3 +114,46 @@ async def test_a_blocked_tag_still_gets_its_transaction_id() -> None:
     assert started.reply is not None
     assert started.reply.payload["idTagInfo"] == {"status": "Blocked"}
     assert isinstance(started.reply.payload["transactionId"], int)
+
+
+async def test_a_forged_stop_from_the_broker_is_answered_and_changes_nothing() -> None:
+    """A StopTransaction published on the broker by someone other than a gateway, with a
+    MongoDB operator for a transaction id, gets a CALLERROR and no handler sees it."""
+    runtime = memory_runtime(SPEC, transaction_id_block=10)
+    consumers = await runtime.start()
+    bus = runtime.bus
+    assert isinstance(bus, MemoryBus)
+    await id_tags.upsert_tag(runtime.store.db, "TAG", status="Accepted", expiry=None,
+                             parent=None)
+    ids = []
+    for connector in (1, 2):
+        started = await dispatch(runtime, "StartTransaction", {**START, "connectorId": connector})
+        assert started.reply is not None
+        ids.append(started.reply.payload["transactionId"])
+    gateway = await bus.declare_private_queue("gateway")
+    bus.bind(gateway, runtime.topology.stations, "CP-1")
+    before = await everything(runtime)
+    published = len(bus.published)
+
+    forged = ChargerCall(station="CP-1", session="s", unique_id="forged",
+                         action="StopTransaction", received_at=NOW, payload={
+                             "transactionId": {"$in": ids}, "meterStop": 0,
+                             "timestamp": "2026-06-01T11:30:00.000Z"})
+    await bus.publish(runtime.topology.calls, "call.StopTransaction", forged.to_bytes())
+    await bus.settled()
+
+    [reply] = [CallReply.model_validate_json(m.body) for m in bus.waiting("gateway")]
+    assert (reply.unique_id, reply.error_code) == ("forged", "TypeConstraintViolation")
+    assert await everything(runtime) == before
+    assert [m.routing_key for m in bus.published[published:]] == [
+        "call.StopTransaction", "CP-1"]  # the call and its CALLERROR: no event
+    assert bus.dead_letters == []
+    runtime.stopping.set()
+    await runtime.stop(consumers)
+    await runtime.close()
+
+
+async def everything(runtime: ServiceRuntime) -> dict[str, list[dict[str, Any]]]:
+    db = runtime.store.db
+    return {name: await db[name].find({}, sort=[("_id", 1)]).to_list()
+            for name in sorted(await db.list_collection_names())}

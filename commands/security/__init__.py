@@ -1,0 +1,1 @@
+"""Security configuration: AuthorizationKey rotation (A01) and security profile upgrades (A05)."""
