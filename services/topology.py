@@ -8,13 +8,23 @@ Every name starts with the namespace (``GRIDLINK_NAMESPACE``, default ``gridlink
                                                             └─> {ns}.commands      (quorum)
     services ──publish rk "<stationId>"──> {ns}.stations (direct) ──> {ns}.gateway.<pod>
                                               (binding per connected charger, exclusive queue)
+    gateway pods ──takeover, rk "<stationId>"──> {ns}.takeovers (fanout) ──> {ns}.stations
     requesters ──rk "command"──> {ns}.commands.in (direct) ──> {ns}.commands
-    services, gateways ──rk "health.*", "station.*", "transaction.*", "command.*"──>
+    services ──rk "health.*", "station.*", "transaction.*", "command.*"──>
         {ns}.events (topic) ──the events a service listens to──> its queue
+                            ──"health.*"──> each {ns}.gateway.<pod>
     rejected / over-delivered messages ──> {ns}.dead-letter (fanout) ──> {ns}.dead-letter
 
 Charger answers to CSMS calls travel on ``{ns}.calls`` with routing key ``outcome.<Action>``;
 the handshake asks authz with routing key ``rpc.connect`` and a ``reply_to`` of the pod queue.
+
+Gateways publish takeovers ("I hold this station now") on ``{ns}.takeovers``, an exchange bound
+to ``{ns}.stations``: so they reach the pod that holds the station, while the gateways, which
+face the Internet, have no write permission on ``{ns}.stations`` (they cannot send a CSMS call
+to a charger on another pod), and a gateway believes nothing but a takeover from there.
+
+The services declare the exchanges; the gateway and requesters (:data:`PASSIVE_COMPONENTS`)
+only check that they exist, so their broker users need no configure permission on them.
 
 Which keys reach a service's queues is never written down here: each service declares what
 it consumes (:class:`Subscription` — its router's actions and its other routes), and
@@ -39,6 +49,10 @@ QUESTION_TTL_MS = 60_000  # nobody waits longer for an answer on a fast lane
 ADMISSION_KEY = "rpc.connect"  # handshake admission, on the calls exchange
 COMMAND_KEY = "command"  # command requests, on the commands.in exchange
 HEALTH_KEYS = "health.*"  # services' database health, on the events exchange
+
+#: Components that use the exchanges without declaring them: they hold no configure permission
+#: on them and check them passively (which needs no permission). The services declare them.
+PASSIVE_COMPONENTS = frozenset({"gateway", "cli"})
 
 Lane = Literal["work", "rpc"]
 #: The exchanges a service may consume from, by role.
@@ -96,6 +110,7 @@ class Topology:
     quorum: bool = True
     calls: str = field(init=False)
     stations: str = field(init=False)
+    takeovers: str = field(init=False)
     commands_in: str = field(init=False)
     events: str = field(init=False)
     dead_letter: str = field(init=False)
@@ -104,6 +119,7 @@ class Topology:
         ns = self.namespace
         object.__setattr__(self, "calls", f"{ns}.calls")
         object.__setattr__(self, "stations", f"{ns}.stations")
+        object.__setattr__(self, "takeovers", f"{ns}.takeovers")
         object.__setattr__(self, "commands_in", f"{ns}.commands.in")
         object.__setattr__(self, "events", f"{ns}.events")
         object.__setattr__(self, "dead_letter", f"{ns}.dead-letter")
@@ -146,6 +162,10 @@ class Topology:
     def gateway_queue(self, instance: str) -> str:
         return f"{self.namespace}.gateway.{instance}"
 
+    def requester_queue(self, tag: str) -> str:
+        """The exclusive reply queue of a command requester (``gridlink command``)."""
+        return f"{self.namespace}.cli.{tag}"
+
     def queue_arguments(self) -> dict[str, object]:
         args: dict[str, object] = {"x-dead-letter-exchange": self.dead_letter}
         if self.quorum:
@@ -159,4 +179,5 @@ class Topology:
         return [name for pair in names for name in pair] + [self.dead_letter]
 
     def all_exchanges(self) -> list[str]:
-        return [self.calls, self.stations, self.commands_in, self.events, self.dead_letter]
+        return [self.calls, self.stations, self.takeovers, self.commands_in, self.events,
+                self.dead_letter]
