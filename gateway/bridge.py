@@ -3,8 +3,13 @@ comes back (replies, CSMS calls, takeovers), ask authz at the handshake, follow 
 
 Each gateway process owns one exclusive queue ``{ns}.gateway.{instance}``. While a charger
 is connected here, that queue is bound to ``{ns}.stations`` with the station id as routing
-key; before binding, a :class:`Takeover` is published on the same key so a pod that still
+key; before binding, a :class:`Takeover` is published with the same key so a pod that still
 holds an older connection of the station closes it (newest connection wins across pods).
+
+Takeovers go to ``{ns}.takeovers``, which the services bind to ``{ns}.stations``: a gateway
+may not publish to ``{ns}.stations`` itself (its broker user cannot: a gateway facing the
+Internet must not be able to send CSMS calls to chargers on other pods), and what arrives
+from ``{ns}.takeovers`` is believed only as a takeover.
 """
 
 from __future__ import annotations
@@ -159,7 +164,7 @@ class GatewayBridge:
     async def take_over(self, station: str, session_id: str, profile: int) -> None:
         """Publish a :class:`Takeover` of ``station`` for this session."""
         takeover = Takeover(station=station, session=session_id, profile=profile)
-        await self.bus.publish(self.topology.stations, station, takeover.to_bytes(),
+        await self.bus.publish(self.topology.takeovers, station, takeover.to_bytes(),
                                persistent=False)
 
     async def detach(self, station: str) -> None:
@@ -188,7 +193,9 @@ class GatewayBridge:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
-            if message.correlation_id:  # admission answers (late ones are dropped)
+            if message.exchange == self.topology.takeovers:  # any gateway may publish there
+                self._on_station_message(Takeover.model_validate_json(message.body))
+            elif message.correlation_id:  # admission answers (late ones are dropped)
                 self._answer_admissions(message.correlation_id, message.body)
             elif message.exchange == self.topology.events:
                 self._on_health(HealthReport.model_validate_json(message.body))

@@ -45,7 +45,8 @@ async def send_command(settings: Settings, station: str, action: str, payload: d
               name=f"gridlink-cli-{uuid.uuid4().hex[:8]}", component="cli")
     await bus.connect(attempts=1)
     try:
-        reply_queue = await bus.declare_private_queue(f"{settings.namespace}.cli.{uuid.uuid4()}")
+        reply_queue = await bus.declare_private_queue(bus.topology.requester_queue(
+            str(uuid.uuid4())))
         result: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
         expires_at = utcnow() + timedelta(seconds=expires_in_s) if expires_in_s else None
         request = CommandRequest(command_id=command_id or str(uuid.uuid4()), station=station,

@@ -5,11 +5,16 @@ no queue takes raise :class:`Unroutable` (a command for a station no gateway hol
 Consumers acknowledge only after the work and its reply are done; a message that cannot be
 parsed is rejected to the dead-letter exchange, one whose handler failed is requeued (quorum
 queues dead-letter it after ``DELIVERY_LIMIT`` deliveries).
+
+The services declare the topology (:meth:`Bus.declare`); the gateway and command requesters
+(:data:`~services.topology.PASSIVE_COMPONENTS`), whose broker users may not configure it, wait
+until it exists instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -26,7 +31,7 @@ from aio_pika.exceptions import DeliveryError
 
 from services.errors import BusUnavailable, Reject, Unroutable
 from services.metrics import BUS_PUBLISH_FAILURES
-from services.topology import QUESTION_TTL_MS, ServiceQueue, Topology
+from services.topology import PASSIVE_COMPONENTS, QUESTION_TTL_MS, ServiceQueue, Topology
 
 log = logging.getLogger("gridlink.bus")
 
@@ -80,7 +85,9 @@ class Bus:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def connect(self, *, prefetch: int = 64, attempts: int | None = None) -> None:
-        """Connect (retrying until the broker answers) and declare the topology."""
+        """Connect (retrying until the broker answers) and declare the topology, or, for the
+        components that do not own it, wait until it is declared (``attempts`` bounds both
+        waits)."""
         delay = 0.5
         tried = 0
         while True:
@@ -106,7 +113,10 @@ class Bus:
         assert isinstance(channel, AbstractRobustChannel)
         self.channel = channel
         await channel.set_qos(prefetch_count=prefetch)
-        await self.declare()
+        if self.component in PASSIVE_COMPONENTS:
+            await self._await_topology(attempts)
+        else:
+            await self.declare()
 
     async def open_channels(self, count: int) -> list[AbstractRobustChannel]:
         """Extra channels (reopened with the connection) for requests AMQP serialises per
@@ -142,24 +152,55 @@ class Bus:
     # --- topology -------------------------------------------------------------------------
 
     async def declare(self) -> None:
-        """Declare every exchange idempotently (queues are declared by their owners)."""
+        """Declare every exchange idempotently, the dead-letter queue, and the binding that
+        takes takeovers to the stations exchange (service queues are declared by their
+        owners)."""
         t = self.topology
-        kinds = {
-            t.calls: ExchangeType.TOPIC,
-            t.stations: ExchangeType.DIRECT,
-            t.commands_in: ExchangeType.DIRECT,
-            t.events: ExchangeType.TOPIC,
-            t.dead_letter: ExchangeType.FANOUT,
-        }
         assert self.channel is not None
-        for name, kind in kinds.items():
+        for name, kind in _exchange_types(t).items():
             self._exchanges[name] = await self.channel.declare_exchange(
                 name, kind, durable=True
             )
+        await self._exchanges[t.stations].bind(self._exchanges[t.takeovers], routing_key="")
         dead = await self.channel.declare_queue(
             t.dead_letter, durable=True, arguments=_quorum_only(t)
         )
         await dead.bind(t.dead_letter, routing_key="")
+
+    async def _await_topology(self, attempts: int | None) -> None:
+        """Check passively (no permission needed) that the services declared the exchanges,
+        waiting for them if not (``attempts`` checks at most), then use them by name."""
+        delay = 0.5
+        tried = 0
+        while missing := await self._missing_exchanges():
+            tried += 1
+            if attempts is not None and tried >= attempts:
+                raise BusUnavailable(f"RabbitMQ at {_safe(self.url)} has no exchange "
+                                     f"{', '.join(missing)}: the GridLink services declare "
+                                     "them when they start")
+            log.warning("waiting for the services to declare the exchanges",
+                        extra={"missing": missing})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+        assert self.channel is not None
+        for name in _exchange_types(self.topology):
+            self._exchanges[name] = await self.channel.get_exchange(name, ensure=False)
+
+    async def _missing_exchanges(self) -> list[str]:
+        """The topology's exchanges that do not exist, asked on a channel of their own (a
+        passive declaration of a missing exchange closes its channel)."""
+        assert self.connection is not None
+        missing = []
+        for name in _exchange_types(self.topology):
+            probe = await self.connection.channel(publisher_confirms=False)
+            try:
+                await probe.declare_exchange(name, passive=True, robust=False)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                missing.append(name)
+            finally:
+                with contextlib.suppress(aio_pika.exceptions.AMQPError, RuntimeError):
+                    await probe.close()
+        return missing
 
     async def declare_queue(self, spec: ServiceQueue, *, durable: bool = True
                             ) -> AbstractQueue:
@@ -284,6 +325,17 @@ async def _settle(operation: Awaitable[Any]) -> None:
 
 def _returned(exc: DeliveryError) -> bool:
     return type(exc.frame).__name__ == "Return" or "Return" in type(exc.frame).__qualname__
+
+
+def _exchange_types(t: Topology) -> dict[str, ExchangeType]:
+    return {
+        t.calls: ExchangeType.TOPIC,
+        t.stations: ExchangeType.DIRECT,
+        t.takeovers: ExchangeType.FANOUT,
+        t.commands_in: ExchangeType.DIRECT,
+        t.events: ExchangeType.TOPIC,
+        t.dead_letter: ExchangeType.FANOUT,
+    }
 
 
 def _quorum_only(topology: Topology) -> dict[str, object]:

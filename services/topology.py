@@ -8,13 +8,26 @@ Every name starts with the namespace (``GRIDLINK_NAMESPACE``, default ``gridlink
                                                             └─> {ns}.commands      (quorum)
     services ──publish rk "<stationId>"──> {ns}.stations (direct) ──> {ns}.gateway.<pod>
                                               (binding per connected charger, exclusive queue)
+    gateway pods ──takeover, rk "<stationId>"──> {ns}.takeovers (fanout) ──> {ns}.stations
     requesters ──rk "command"──> {ns}.commands.in (direct) ──> {ns}.commands
-    services, gateways ──rk "health.*", "station.*", "transaction.*", "command.*"──>
+    services ──rk "health.*", "station.*", "transaction.*", "command.*"──>
         {ns}.events (topic) ──the events a service listens to──> its queue
+                            ──"health.*"──> each {ns}.gateway.<pod>
     rejected / over-delivered messages ──> {ns}.dead-letter (fanout) ──> {ns}.dead-letter
 
 Charger answers to CSMS calls travel on ``{ns}.calls`` with routing key ``outcome.<Action>``;
 the handshake asks authz with routing key ``rpc.connect`` and a ``reply_to`` of the pod queue.
+
+Gateways publish takeovers ("I hold this station now") on ``{ns}.takeovers``, an exchange bound
+to ``{ns}.stations``: so they reach the pod that holds the station, while the gateways, which
+face the Internet, have no write permission on ``{ns}.stations`` (they cannot send a CSMS call
+to a charger on another pod), and a gateway believes nothing but a takeover from there.
+
+Each component has a broker user of its own, allowed exactly what it does (:class:`Grant`,
+docs/security.md): the services declare the exchanges (:data:`PASSIVE_COMPONENTS` only check
+them), the gateway publishes only to ``{ns}.calls`` and ``{ns}.takeovers`` and reads only its
+own queue, a requester (``gridlink command``) publishes only to ``{ns}.commands.in`` and reads
+only its reply queue.
 
 Which keys reach a service's queues is never written down here: each service declares what
 it consumes (:class:`Subscription` — its router's actions and its other routes), and
@@ -27,7 +40,7 @@ charger calls and without a Raft write per message.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,6 +52,13 @@ QUESTION_TTL_MS = 60_000  # nobody waits longer for an answer on a fast lane
 ADMISSION_KEY = "rpc.connect"  # handshake admission, on the calls exchange
 COMMAND_KEY = "command"  # command requests, on the commands.in exchange
 HEALTH_KEYS = "health.*"  # services' database health, on the events exchange
+
+#: Components that use the exchanges without declaring them: they hold no configure permission
+#: on them and check them passively (which needs no permission). The services declare them.
+PASSIVE_COMPONENTS = frozenset({"gateway", "cli"})
+#: The default exchange (routing key = queue name) as RabbitMQ's permissions name it: answering
+#: a ``reply_to`` needs write on it, which reaches any queue of the virtual host.
+DEFAULT_EXCHANGE = "amq.default"
 
 Lane = Literal["work", "rpc"]
 #: The exchanges a service may consume from, by role.
@@ -96,6 +116,7 @@ class Topology:
     quorum: bool = True
     calls: str = field(init=False)
     stations: str = field(init=False)
+    takeovers: str = field(init=False)
     commands_in: str = field(init=False)
     events: str = field(init=False)
     dead_letter: str = field(init=False)
@@ -104,6 +125,7 @@ class Topology:
         ns = self.namespace
         object.__setattr__(self, "calls", f"{ns}.calls")
         object.__setattr__(self, "stations", f"{ns}.stations")
+        object.__setattr__(self, "takeovers", f"{ns}.takeovers")
         object.__setattr__(self, "commands_in", f"{ns}.commands.in")
         object.__setattr__(self, "events", f"{ns}.events")
         object.__setattr__(self, "dead_letter", f"{ns}.dead-letter")
@@ -146,6 +168,10 @@ class Topology:
     def gateway_queue(self, instance: str) -> str:
         return f"{self.namespace}.gateway.{instance}"
 
+    def requester_queue(self, tag: str) -> str:
+        """The exclusive reply queue of a command requester (``gridlink command``)."""
+        return f"{self.namespace}.cli.{tag}"
+
     def queue_arguments(self) -> dict[str, object]:
         args: dict[str, object] = {"x-dead-letter-exchange": self.dead_letter}
         if self.quorum:
@@ -159,4 +185,88 @@ class Topology:
         return [name for pair in names for name in pair] + [self.dead_letter]
 
     def all_exchanges(self) -> list[str]:
-        return [self.calls, self.stations, self.commands_in, self.events, self.dead_letter]
+        return [self.calls, self.stations, self.takeovers, self.commands_in, self.events,
+                self.dead_letter]
+
+    # --- broker permissions ---------------------------------------------------------------
+
+    def gateway_grant(self) -> Grant:
+        """A gateway: declares, binds and consumes its own queue (bound to ``{ns}.stations``
+        per charger and to ``{ns}.events`` for health reports only); publishes charger calls,
+        outcomes and admission questions to ``{ns}.calls`` and takeovers to ``{ns}.takeovers``.
+        Nothing else: no ``{ns}.stations`` write, no service queue, no exchange declared."""
+        own = Resources(prefixes=(self.gateway_queue(""),))
+        return Grant(configure=own,
+                     write=Resources((self.calls, self.takeovers)) | own,
+                     read=Resources((self.stations, self.events)) | own,
+                     topic_read={self.events: (HEALTH_KEYS,)})
+
+    def requester_grant(self) -> Grant:
+        """A command requester (``gridlink command``, other teams' services): publishes to
+        ``{ns}.commands.in``, declares and consumes its own reply queue (the commands service
+        answers it through the default exchange)."""
+        own = Resources(prefixes=(self.requester_queue(""),))
+        return Grant(configure=own, write=Resources((self.commands_in,)), read=own)
+
+    def service_grant(self, service: str, *, consumes: Iterable[ExchangeRole],
+                      answers_reply_to: bool) -> Grant:
+        """A service: declares every exchange, the dead-letter queue and its own queues
+        (whose dead-letter exchange needs write on it), binds its queues to the exchanges it
+        ``consumes`` and ``{ns}.stations`` to ``{ns}.takeovers``; publishes replies and CSMS
+        calls to ``{ns}.stations``, events and health to ``{ns}.events`` and, if it
+        ``answers_reply_to`` (a question's or a command's ``reply_to``), to the default
+        exchange."""
+        own = Resources((self.work_queue_name(service), self.rpc_queue_name(service)))
+        replies = (DEFAULT_EXCHANGE,) if answers_reply_to else ()
+        sources = tuple(dict.fromkeys(self.exchange(role) for role in consumes))
+        # {ns}.dead-letter names the dead-letter exchange and its queue.
+        return Grant(
+            configure=Resources((*self.all_exchanges(), self.dead_letter)) | own,
+            write=Resources((self.stations, self.events, self.dead_letter, *replies)) | own,
+            read=Resources((*sources, self.takeovers, self.dead_letter)) | own)
+
+
+def _escape(name: str) -> str:
+    """``name`` as a literal in a RabbitMQ (PCRE) permission regex."""
+    return "".join(f"\\{c}" if c in r"\.^$*+?()[]{}|" else c for c in name)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Exchanges and queues by name: exact ``names``, and every name that starts with one of
+    ``prefixes`` and goes on (a gateway pod's queue, a requester's reply queue)."""
+
+    names: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+
+    def __or__(self, other: Resources) -> Resources:
+        return Resources(tuple(dict.fromkeys(self.names + other.names)),
+                         tuple(dict.fromkeys(self.prefixes + other.prefixes)))
+
+    def pattern(self) -> str:
+        """The permission regex that matches exactly these names (``^$``: none)."""
+        parts = [_escape(n) for n in self.names] + [f"{_escape(p)}.+" for p in self.prefixes]
+        return f"^({'|'.join(parts)})$" if parts else "^$"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one component's broker user may do in its virtual host: RabbitMQ's configure
+    (declare, delete), write (publish; a binding's queue) and read (consume; a binding's
+    exchange) permissions, and on the topic exchanges in ``topic_read`` only those binding
+    keys (RabbitMQ topic permissions)."""
+
+    configure: Resources = Resources()
+    write: Resources = Resources()
+    read: Resources = Resources()
+    topic_read: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def patterns(self) -> tuple[str, str, str]:
+        """The configure, write and read regexes, in ``rabbitmqctl set_permissions`` order."""
+        return self.configure.pattern(), self.write.pattern(), self.read.pattern()
+
+    def topic_patterns(self) -> dict[str, tuple[str, str]]:
+        """Per topic exchange: the write and read regexes (nothing published, only those
+        binding keys), in ``rabbitmqctl set_topic_permissions`` order."""
+        return {exchange: ("^$", Resources(keys).pattern())
+                for exchange, keys in self.topic_read.items()}

@@ -4,7 +4,9 @@ The command line is the container's, with ``gridlink`` resolved to this environm
 script. The environment is the container's and nothing else (plus PATH), except the values
 that must point at this machine: broker and database URLs, a namespace and database of the
 test's own, and free ports instead of 9000/9100/9180 (several deployments' components run side
-by side, next to other engineers' tests). Starting, probing and stopping the process is
+by side, next to other engineers' tests). PYTHONPATH is this checkout, so the console script
+runs the code under test even when it belongs to a virtualenv installed from another checkout
+(a git worktree sharing one). Starting, probing and stopping the process is
 :mod:`tests.processes`' job.
 """
 
@@ -73,5 +75,6 @@ def start_deployed(component: str, argv: list[str], env: dict[str, str], log: Pa
     files_port = sources.port_setting(env, "GRIDLINK_FILES_PORT") if component == "commands" \
         else None
     return start(component, [gridlink_executable(), *argv[1:]],
-                 {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}, log,
+                 {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                  "PYTHONPATH": str(sources.ROOT), **env}, log,
                  port=port, metrics_port=metrics_port, files_port=files_port or None)

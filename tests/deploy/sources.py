@@ -177,9 +177,7 @@ def kubernetes_launch(kustomization: str, component: str) -> tuple[list[str], di
     container = only_container(deploy)
     argv = list(container.get("command", [])) + list(container.get("args", []))
     config_maps = manifests.by_kind(resources, "ConfigMap")
-    # kubectl wraps long base64 values over lines; b64decode drops the newlines.
-    secrets = {name: {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
-               for name, s in manifests.by_kind(resources, "Secret").items()}
+    secrets = {name: secret_data(s) for name, s in manifests.by_kind(resources, "Secret").items()}
     pod_name = f"{deploy['metadata']['name']}-5d9c7b8f6-x2x7q"
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
@@ -204,6 +202,12 @@ def kubernetes_launch(kustomization: str, component: str) -> tuple[list[str], di
         else:
             raise AssertionError(f"unsupported valueFrom {ref}")
     return argv, env
+
+
+def secret_data(secret: Resource) -> dict[str, str]:
+    """A rendered Secret's values, decoded."""
+    # kubectl wraps long base64 values over lines; b64decode drops the newlines.
+    return {k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()}
 
 
 def compose_launch(service: str) -> tuple[list[str], dict[str, str]]:

@@ -14,12 +14,15 @@ from tests.deploy.sources import COMPOSE_COMPONENTS
 
 GATEWAY_CAPACITY = 15000
 INFRASTRUCTURE = {"rabbitmq", "mongo", "mongo-init", "haproxy", "prometheus", "grafana"}
+TOOLS = {"cli"}  # `docker compose run --rm cli ...`; `up` does not start them
 
 
 def test_compose_has_the_whole_cluster() -> None:
-    assert set(sources.compose_services()) == INFRASTRUCTURE | set(COMPOSE_COMPONENTS)
+    assert set(sources.compose_services()) == INFRASTRUCTURE | TOOLS | set(COMPOSE_COMPONENTS)
     gateways = [s for s, c in COMPOSE_COMPONENTS.items() if c == "gateway"]
     assert len(gateways) == 2
+    for tool in TOOLS:
+        assert sources.compose_services()[tool]["profiles"] == ["tools"]
 
 
 @pytest.mark.parametrize("service", sorted(COMPOSE_COMPONENTS))
@@ -43,10 +46,9 @@ def test_service_environment_is_valid_gridlink_settings(
     unknown = sorted(set(env) - set(known))
     assert not unknown, f"not GridLink settings (GridLink would silently ignore them): {unknown}"
     settings = sources.settings_of(env, monkeypatch, service)
-    # Reaches the compose broker and database, as the users they create.
-    rabbit = sources.compose_services()["rabbitmq"]["environment"]
-    assert settings.amqp_url == (f"amqp://{rabbit['RABBITMQ_DEFAULT_USER']}:"
-                                 f"{rabbit['RABBITMQ_DEFAULT_PASS']}@rabbitmq:5672/")
+    # Reaches the compose broker (as its own user: test_deploy_broker_users) and database.
+    assert settings.amqp_url.startswith("amqp://gridlink-")
+    assert settings.amqp_url.endswith("@rabbitmq:5672/gridlink")
     assert settings.mongo_url is not None
     assert settings.mongo_url.startswith("mongodb://mongo:27017/")
     assert "replicaSet=rs0" in settings.mongo_url

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from services.bus import Bus, _safe, acknowledged, decode_json
-from services.errors import Reject, Unroutable
+from services.errors import BusUnavailable, Reject, Unroutable
 from services.topology import ServiceQueue, Topology
 from tests.helpers import delete_namespace
 
@@ -123,3 +123,31 @@ async def test_confirmed_publishes_consumers_and_dead_letters_on_rabbitmq(bus: B
     await message.ack()
     with pytest.raises(Unroutable):
         await bus.publish(t.stations, "nobody-holds-this", b"x", mandatory=True)
+
+
+@pytest.mark.integration
+async def test_gateway_and_requesters_wait_for_the_topology_the_services_declare(
+        amqp_url: str) -> None:
+    topology = Topology(f"glbus-{uuid.uuid4().hex[:8]}")
+    gateway = Bus(amqp_url, topology, name="test-gateway", component="gateway")
+    with pytest.raises(BusUnavailable, match=f"has no exchange {topology.calls}, "):
+        await gateway.connect(attempts=1)
+    await gateway.close()
+    service = Bus(amqp_url, topology, name="test-service", component="test")
+    try:
+        waiting = asyncio.create_task(gateway.connect())  # retries until they exist
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await service.connect(attempts=1)
+        await asyncio.wait_for(waiting, 10)
+        # A takeover published on {ns}.takeovers reaches whoever is bound on {ns}.stations.
+        pod = await gateway.declare_private_queue(topology.gateway_queue("pod"))
+        await pod.bind(topology.stations, routing_key="CP-1")
+        await gateway.publish(topology.takeovers, "CP-1", b"takeover")
+        delivered = await pod.get(timeout=5)
+        assert (delivered.body, delivered.exchange) == (b"takeover", topology.takeovers)
+        assert await pod.get(fail=False) is None
+    finally:
+        await gateway.close()
+        await service.close()
+        await delete_namespace(amqp_url, topology.namespace, services=())
