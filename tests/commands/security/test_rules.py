@@ -22,7 +22,7 @@ def test_security_keys_are_named_in_any_case() -> None:
     assert security_key("HeartbeatInterval") is None
 
 
-@pytest.mark.parametrize("key", ["short", "x" * 41, "0123456789:abcdef", "0123456789\nabcdef"])
+@pytest.mark.parametrize("key", ["short", "x" * 41, "0123456789\x7fabcdef", "0123456789\nabcdef"])
 def test_an_authorization_key_has_rules(key: str) -> None:
     problem = authorization_key_problem(key)
     assert problem is not None and problem[0] == "PropertyConstraintViolation"
