@@ -6,7 +6,7 @@ are answered but never stored) and a ``history`` of transitions with timestamps.
 changes are conditional on the current status, so a late or repeated outcome changes nothing.
 The stored ``payload`` is redacted (:mod:`commands.redaction`); ``sender`` is who asked for
 it (the request's AMQP ``user_id``, or ``gridlink:<origin>``); features add fields of their
-own when it is recorded (``new_key_hash``: :mod:`commands.security.hooks`).
+own when it is recorded (``new_key_hash``: :mod:`commands.credentials.hooks`).
 (Each feature's own documents live in its package's ``repository.py``.)
 """
 

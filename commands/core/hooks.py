@@ -6,7 +6,7 @@
 - GetConfiguration / ChangeConfiguration: the station's configuration snapshot
   (:mod:`commands.station_configuration`) follows the answers, secret values redacted; a
   change to a key the charger reported read-only is refused before sending (what
-  AuthorizationKey and SecurityProfile changes do besides: :mod:`commands.security.hooks`).
+  AuthorizationKey and SecurityProfile changes do besides: :mod:`commands.credentials.hooks`).
 - RemoteStartTransaction, RemoteStopTransaction, UnlockConnector: :mod:`commands.core.rules`.
 """
 

@@ -1,6 +1,6 @@
 """Security configuration through ChangeConfiguration, wired into the command path.
 
-- AuthorizationKey (A01): the new key must be a valid key (:mod:`commands.security.rules`).
+- AuthorizationKey (A01): the new key must be a valid key (:mod:`commands.credentials.rules`).
   Only its Argon2id hash is recorded with the command (``new_key_hash``); the payload is
   stored redacted and the clear key goes to the charger from memory
   (:mod:`commands.redaction`). When the charger takes it, the station's password becomes
@@ -25,15 +25,15 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from commands.credentials import rules
 from commands.hooks import CommandHooks, refuse
 from commands.lifecycle import Lifecycle
-from commands.security import rules
 from services import security_events, stations
 from services.envelope import CommandRequest
 from services.ocpp16 import utcnow
 from services.runtime import ServiceRuntime
 
-log = logging.getLogger("gridlink.commands.security")
+log = logging.getLogger("gridlink.commands.credentials")
 
 #: Argon2id hashes computed at once (each ~40 ms of CPU and 19 MiB); the rest wait.
 HASHES_AT_ONCE = 2

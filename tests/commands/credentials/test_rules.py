@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from commands.security.rules import (
+from commands.credentials.rules import (
     Offered,
     authorization_key_problem,
     parse_profile,

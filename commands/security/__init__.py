@@ -1,1 +1,0 @@
-"""Security configuration: AuthorizationKey rotation (A01) and security profile upgrades (A05)."""
