@@ -170,13 +170,13 @@ def register(hooks: CommandHooks, commands: Lifecycle) -> None:
             db, station, leaf.public_key_id,
             [*repository.OPEN, repository.ACCEPTED, repository.SUPERSEDED]))
         request_id = request["_id"] if request is not None else None
-        await rt.with_store(lambda: repository.record_charger_certificate(
-            db, station, leaf, status=answer, request_id=request_id,
-            command_id=command["_id"], answered_at=command.get("updated_at") or utcnow()))
         if request_id is not None:
             status = repository.ACCEPTED if answer == "Accepted" else repository.REJECTED
             await rt.with_store(lambda: repository.request_answered(
                 db, request_id, status, command["_id"]))
+        await rt.with_store(lambda: repository.record_charger_certificate(
+            db, station, leaf, status=answer, request_id=request_id,
+            command_id=command["_id"], answered_at=command.get("updated_at") or utcnow()))
         (log.info if answer == "Accepted" else log.warning)(
             "charger certificate answered", extra={
                 "station": station, "serial": leaf.serial, "answer": answer})
