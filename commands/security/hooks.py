@@ -13,9 +13,9 @@
   queued until the station is back if it is offline; without, the request waits for an
   operator (``gridlink certificates sign``) — or for a CA integration that follows the event.
 - **CertificateSigned** is checked before it is sent: the chain is valid for the station
-  (:func:`rules.check_chain`) and its certificate carries the public key of an open request
-  of that station. The charger's answer ends the request and records the certificate
-  (``charger_certificates``).
+  (:func:`rules.check_chain`), fits its CertificateSignedMaxSize when it reported one, and its
+  certificate carries the public key of an open request of that station. The charger's
+  answer ends the request and records the certificate (``charger_certificates``).
 - **InstallCertificate** (M05): one root CA certificate, checked before sending; Accepted
   adds it to the station's inventory (``installed_certificates``).
 - **GetInstalledCertificateIds** (M03): the answer replaces the inventory of that type.
@@ -36,6 +36,7 @@ from typing import Any
 
 from cryptography import x509
 
+from commands import station_configuration
 from commands.hooks import CommandHooks, refuse
 from commands.lifecycle import Lifecycle
 from commands.security import ca, expiry, repository, rules
@@ -145,13 +146,18 @@ def register(hooks: CommandHooks, commands: Lifecycle) -> None:
 
     @hooks.validate("CertificateSigned")
     async def chain_answers_a_request(rt: ServiceRuntime, request: CommandRequest) -> None:
+        chain = request.payload["certificateChain"]
         station = await rt.with_store(lambda: repository.station_document(db, request.station))
         identity = stations.certificate_identity(station, request.station)
         try:
-            leaf = rules.check_chain(request.payload["certificateChain"], identity=identity,
-                                     now=utcnow())
+            leaf = rules.check_chain(chain, identity=identity, now=utcnow())
         except rules.CertificateRejected as exc:
             raise CommandRefused("PropertyConstraintViolation", str(exc)) from None
+        configuration = await rt.with_store(lambda: station_configuration.read(
+            db, request.station))
+        problem = rules.chain_size_problem(
+            chain, configuration.integer("CertificateSignedMaxSize"))
+        refuse(("PropertyConstraintViolation", problem) if problem else None)
         if await rt.with_store(lambda: repository.request_for_key(
                 db, request.station, leaf.public_key_id)) is None:
             raise CommandRefused("UnknownCertificateRequest", (

@@ -7,7 +7,7 @@
   least 2048 bits, or EC P-256 / P-384) and its signature hash not SHA-1 or MD5 (A00.FR.504).
 - CertificateSigned: :func:`check_chain` — PEM certificates, the first the charger's (not a
   CA, not expired, the station's CN, usable for TLS client authentication), each issued by
-  the next.
+  the next; no longer than the station's CertificateSignedMaxSize (:func:`chain_size_problem`).
 - InstallCertificate (M05): :func:`install_problem` — one PEM X.509 root CA certificate.
 - ExtendedTriggerMessage (§5.5): :func:`trigger_problem` — connectorId (> 0) only for the
   messages that are about a connector.
@@ -245,6 +245,15 @@ def check_chain(pem: str, *, identity: str, now: datetime) -> CertificateFacts:
             raise CertificateRejected(f"certificateChain: certificate {position + 1} is not "
                                       f"issued by certificate {position + 2}") from None
     return leaf_facts
+
+
+def chain_size_problem(chain: str, max_size: int | None) -> str | None:
+    """Why a chain is too long for the station's CertificateSignedMaxSize (§7.3), or None
+    (also when the station never reported the key)."""
+    if max_size is not None and 0 < max_size < len(chain):
+        return (f"certificateChain: {len(chain)} characters, more than the station's "
+                f"CertificateSignedMaxSize ({max_size})")
+    return None
 
 
 def install_problem(payload: dict[str, Any], now: datetime) -> str | None:

@@ -164,10 +164,9 @@ async def certificates_list(settings: Settings, args: argparse.Namespace) -> int
 
 
 async def certificates_delete(settings: Settings, args: argparse.Namespace) -> int:
+    wanted = _hash_option(args.hash) if args.hash is not None else None
     inventories = await with_db(settings, lambda db: repository.inventories(db, args.station))
-    if args.hash is not None:
-        wanted = _hash_option(args.hash)
-    else:
+    if wanted is None:
         wanted = _by_serial(inventories, args.station, args.serial, args.type)
     if not args.force:
         _not_the_last_root(inventories, wanted, args.station)

@@ -94,12 +94,21 @@ async def document(stack: Stack, collection: str, query: dict[str, Any]) -> dict
 
 async def test_a_good_csr_is_accepted_and_signed_by_gridlinks_ca(
         ca_stack: tuple[Stack, x509.Certificate]) -> None:
+    """A02: the operator asks for a new certificate, the charger sends a CSR, GridLink's CA
+    signs it."""
     stack, authority = ca_stack
     station = new_id("SIGN")
     await add_station(stack, station)
     key = pki.ec_key()
     async with Charger.connect(stack.gateway_url, station) as charger:
         await charger.boot()
+        process = await stack.start_cli("trigger", station, "SignChargePointCertificate")
+        frame = await charger.next_csms_call(timeout=20)
+        assert frame[2:] == ["ExtendedTriggerMessage",
+                             {"requestedMessage": "SignChargePointCertificate"}]
+        await charger.answer([3, frame[1], {"status": "Accepted"}])
+        code, out, err = await finish(process, 30)
+        assert (code, json.loads(out)) == (0, {"status": "Accepted"}), err
         answer = await charger.result("SignCertificate", {
             "csr": pki.csr_pem(pki.make_csr(key, station, ORGANIZATION))})
         assert answer == {"status": "Accepted"}

@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import REGISTRY
 
+from commands import station_configuration
 from commands.hooks import CommandHooks
 from commands.lifecycle import Lifecycle
 from commands.repository import CommandRepository
@@ -173,6 +174,16 @@ async def test_without_a_ca_the_csr_waits_for_an_operators_chain(world: Commands
     assert (world.results()[-1].status, world.results()[-1].error_code) == (
         "invalid", "UnknownCertificateRequest")
     leaf = pki.issue(external, key.public_key(), csr.subject, days=20)
+    chain = pki.pem(leaf, external[0])
+    await station_configuration.save(world.db, STATION, {"keys": [
+        {"key": "CertificateSignedMaxSize", "value": str(len(chain) - 1), "readonly": True}]},
+        utcnow())
+    await world.request("CertificateSigned", {"certificateChain": chain}, "c00")
+    assert "CertificateSignedMaxSize" in (world.results()[-1].error_description or "")
+    await station_configuration.save(world.db, STATION, {"keys": [
+        {"key": "CertificateSignedMaxSize", "value": str(len(chain)), "readonly": True}]},
+        utcnow())
+    assert world.sent() == []
     result = await world.command("CertificateSigned",
                                  {"certificateChain": pki.pem(leaf, external[0])},
                                  {"status": "Accepted"}, "c1")

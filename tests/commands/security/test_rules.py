@@ -108,6 +108,13 @@ def test_bad_chains_are_refused(ca: tuple[x509.Certificate, pki.Key]) -> None:
         assert reason in str(raised.value), reason
 
 
+def test_a_chain_must_fit_the_stations_certificate_signed_max_size() -> None:
+    assert rules.chain_size_problem("x" * 100, None) is None
+    assert rules.chain_size_problem("x" * 100, 100) is None
+    assert "more than the station's CertificateSignedMaxSize (99)" in (
+        rules.chain_size_problem("x" * 100, 99) or "")
+
+
 # --- InstallCertificate ----------------------------------------------------------------------
 
 
