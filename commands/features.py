@@ -21,6 +21,7 @@ from commands.lifecycle import Lifecycle
 from commands.load_management import hooks as load_management
 from commands.local_list import hooks as local_list
 from commands.reservations import hooks as reservations
+from commands.security import hooks as security
 from commands.smart_charging import hooks as smart_charging
 
 Register = Callable[[CommandHooks, Lifecycle], None]
@@ -33,4 +34,5 @@ FEATURES: tuple[tuple[str, Register], ...] = (
     ("local_list", local_list.register),
     ("reservations", reservations.register),
     ("smart_charging", smart_charging.register),
+    ("security", security.register),
 )

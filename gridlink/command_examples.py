@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+_PEM = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"
+
 EXAMPLES: dict[str, dict[str, Any]] = {
     # Core
     "ChangeAvailability": {"connectorId": 1, "type": "Inoperative"},
@@ -45,6 +47,17 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             {"startPeriod": 0, "limit": 16.0}]}}},
     # Remote Trigger
     "TriggerMessage": {"requestedMessage": "StatusNotification", "connectorId": 1},
+    # Security extension (certificates: easier with `gridlink certificates ...`)
+    "CertificateSigned": {"certificateChain": _PEM + _PEM},
+    "DeleteCertificate": {"certificateHashData": {
+        "hashAlgorithm": "SHA256",
+        "issuerNameHash": "6c5f2a8e0b0d4f0e9c1a3b7d5e2f4a6c8e0b2d4f6a8c0e2b4d6f8a0c2e4b6d8f",
+        "issuerKeyHash": "1d3f5b7a9c0e2a4c6e8a0c2e4a6c8e0a2c4e6a8c0e2a4c6e8a0c2e4a6c8e0a2c",
+        "serialNumber": "5a3c9e01"}},
+    "ExtendedTriggerMessage": {"requestedMessage": "SignChargePointCertificate"},
+    "GetInstalledCertificateIds": {"certificateType": "CentralSystemRootCertificate"},
+    "InstallCertificate": {"certificateType": "CentralSystemRootCertificate",
+                           "certificate": _PEM},
 }
 
 

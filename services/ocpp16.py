@@ -35,7 +35,8 @@ from services.errors import (
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
-#: CALLs a charge point sends to the CSMS, in the core profiles.
+#: CALLs a charge point sends to the CSMS: the core profiles and the security extension's
+#: certificate and security-event messages.
 CHARGER_ACTIONS = frozenset(
     {
         "Authorize",
@@ -45,25 +46,33 @@ CHARGER_ACTIONS = frozenset(
         "FirmwareStatusNotification",
         "Heartbeat",
         "MeterValues",
+        "SecurityEventNotification",
+        "SignCertificate",
         "StartTransaction",
         "StatusNotification",
         "StopTransaction",
     }
 )
 
-#: CALLs the CSMS sends to a charge point (all six feature profiles).
+#: CALLs the CSMS sends to a charge point (all six feature profiles, and the security
+#: extension's certificate management and ExtendedTriggerMessage).
 CSMS_ACTIONS = frozenset(
     {
         "CancelReservation",
+        "CertificateSigned",
         "ChangeAvailability",
         "ChangeConfiguration",
         "ClearCache",
         "ClearChargingProfile",
         "DataTransfer",
+        "DeleteCertificate",
+        "ExtendedTriggerMessage",
         "GetCompositeSchedule",
         "GetConfiguration",
         "GetDiagnostics",
+        "GetInstalledCertificateIds",
         "GetLocalListVersion",
+        "InstallCertificate",
         "RemoteStartTransaction",
         "RemoteStopTransaction",
         "ReserveNow",
@@ -80,19 +89,12 @@ CSMS_ACTIONS = frozenset(
 SECURITY_CHARGER_ACTIONS = frozenset(
     {
         "LogStatusNotification",
-        "SecurityEventNotification",
-        "SignCertificate",
         "SignedFirmwareStatusNotification",
     }
 )
 SECURITY_CSMS_ACTIONS = frozenset(
     {
-        "CertificateSigned",
-        "DeleteCertificate",
-        "ExtendedTriggerMessage",
-        "GetInstalledCertificateIds",
         "GetLog",
-        "InstallCertificate",
         "SignedUpdateFirmware",
     }
 )
@@ -284,9 +286,17 @@ def check_csms_call(action: str, payload: Any) -> None:
 
 
 def request_model(action: str, payload: dict[str, Any]) -> Any:
-    """The ``ocpp.v16.call`` dataclass for a validated CALL payload (snake_case fields)."""
+    """The ``ocpp.v16.call`` dataclass for a validated CALL payload (snake_case fields).
+
+    An optional field the payload leaves out is None, also where the library forgot its
+    default (``SecurityEventNotification.tech_info``)."""
     cls = getattr(call, action)
-    return cls(**camel_to_snake_case(payload))
+    fields = camel_to_snake_case(payload)
+    for field in dataclasses.fields(cls):
+        if field.name not in fields and field.default is dataclasses.MISSING and \
+                field.default_factory is dataclasses.MISSING:
+            fields[field.name] = None
+    return cls(**fields)
 
 
 def response_payload(response: Any) -> dict[str, Any]:

@@ -170,6 +170,16 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         100 << 20, description="Largest diagnostics upload accepted by the file server."
     )
+    charger_ca_cert_file: str | None = Field(
+        None, description="commands: PEM certificate of GridLink's own charger CA; with "
+        "GRIDLINK_CHARGER_CA_KEY_FILE, chargers' SignCertificate CSRs are signed by it and "
+        "sent back with CertificateSigned. Unset: CSRs wait for an external CA "
+        "(`gridlink certificates pending`, `gridlink certificates sign`).")
+    charger_ca_key_file: str | None = Field(
+        None, description="commands: PEM private key (unencrypted) of the charger CA.")
+    charger_cert_days: int = Field(
+        365, ge=1, description="commands: validity in days of the charger certificates the "
+        "charger CA issues (never beyond the CA certificate's own expiry).")
     profile_sends_per_s: float = Field(
         5.0, description="Rate limit of SetChargingProfile sends by site load management."
     )
@@ -185,7 +195,8 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level.")
 
-    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", mode="before")
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file",
+                     "charger_ca_cert_file", "charger_ca_key_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """A deployment sets every variable; an empty one means "not configured"."""
@@ -203,6 +214,11 @@ class Settings(BaseSettings):
     def tls(self) -> bool:
         """Do GridLink's listeners serve TLS (a certificate and its key are configured)?"""
         return bool(self.tls_cert_file and self.tls_key_file)
+
+    @property
+    def charger_ca(self) -> bool:
+        """Does GridLink sign chargers' CSRs itself (its charger CA is configured)?"""
+        return bool(self.charger_ca_cert_file and self.charger_ca_key_file)
 
 
 def embedded_mongo_url(port: int) -> str:

@@ -1,6 +1,6 @@
 """Helpers shared by the tests (the only module tests import helpers from, besides the
-fixtures in conftest.py, the raw-frame charger in tests/charger.py and the process launcher
-in tests/processes.py)."""
+fixtures in conftest.py, the raw-frame charger in tests/charger.py, the process launcher
+in tests/processes.py and the keys and certificates of tests/pki.py)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@
     gridlink remote start|stop      gridlink config show        gridlink availability list
     gridlink firmware ...           gridlink diagnostics ...
     gridlink locallist sync|show    gridlink reserve ...        gridlink reservations ...
+    gridlink security events        gridlink certificates ...   gridlink trigger ...
     gridlink simulate --url ws://host:9000/ocpp --chargers N ...
 
 One module per subcommand family, listed in :data:`SUBCOMMANDS` (their order is the order
@@ -34,6 +35,7 @@ from gridlink.cli import (
     remote,
     reservations,
     run,
+    security,
     simulate,
     stations,
     transactions,
@@ -47,7 +49,7 @@ EXIT_USAGE = 2
 
 SUBCOMMANDS: tuple[ModuleType, ...] = (
     run, stations, transactions, command, charging, remote, files, locallist, reservations,
-    simulate,
+    security, simulate,
 )
 
 

@@ -178,10 +178,13 @@ async def test_the_commands_service_wires_its_features_in_order() -> None:
     runtime = memory_runtime(SPEC)
     service = SPEC.build(runtime)
     assert service.router.actions == {"FirmwareStatusNotification",
-                                      "DiagnosticsStatusNotification"}
+                                      "DiagnosticsStatusNotification",
+                                      "SecurityEventNotification", "SignCertificate"}
     keys = {route.key for route in service.routes}
-    assert {"command", "outcome.*", "station.booted", "transaction.started"} <= keys
+    assert {"command", "outcome.*", "station.booted", "transaction.started",
+            "certificate.requested"} <= keys
     assert service.indexes["commands"] and service.indexes["reservations"]
+    assert service.indexes["certificate_requests"] and service.indexes["security_events"]
 
 
 async def test_the_sender_is_the_requests_amqp_user_or_gridlink_itself(world: World) -> None:

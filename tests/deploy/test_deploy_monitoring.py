@@ -51,12 +51,15 @@ PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", 
 
 
 def gridlink_series() -> set[str]:
-    """Every series name GridLink exposes: services/metrics.py and the commands' file server."""
+    """Every series name GridLink exposes: services/metrics.py, the commands' file server and
+    its certificate expiry gauge."""
     from commands.files import http_server as file_server
+    from commands.security import expiry
     from services import metrics
 
     names: set[str] = set()
-    for value in [*vars(metrics).values(), *vars(file_server).values()]:
+    for value in [*vars(metrics).values(), *vars(file_server).values(),
+                  *vars(expiry).values()]:
         if isinstance(value, Counter):
             names |= {value._name + "_total"}
         elif isinstance(value, Gauge):

@@ -24,6 +24,11 @@ def gridlink(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     (["stations", "list"], {"GRIDLINK_NAMESPACE": "bad name!"}, "GRIDLINK_NAMESPACE"),
     (["stations", "list"], {"GRIDLINK_MONGO_URL": "mongodb://127.0.0.1:1/?serverSelection"
                                                   "TimeoutMS=300"}, "cannot reach MongoDB"),
+    (["trigger", "CP", "Frobnicate"], {}, "invalid choice"),
+    (["certificates", "expiring", "--days", "-1"], {}, "--days must not be negative"),
+    (["certificates", "delete", "CP", "--hash", "nope"], {}, "--hash must be a JSON"),
+    (["certificates", "install", "CP", "--type", "CentralSystemRootCertificate",
+      "/nonexistent/root.pem"], {}, "cannot read /nonexistent/root.pem"),
     (["command", "CP", "Reset", '{"type": "Soft"}'],
      {"GRIDLINK_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/"}, "cannot reach RabbitMQ"),
 ])

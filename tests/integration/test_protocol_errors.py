@@ -47,8 +47,7 @@ async def charger(stack: Stack):  # type: ignore[no-untyped-def]
     ('[2, "e1", "Heartbeat"]', "ProtocolError"),
     ('[2, "e1", "FlyToTheMoon", {}]', "NotImplemented"),
     ('[2, "e1", "Reset", {"type": "Hard"}]', "NotSupported"),
-    ('[2, "e1", "SecurityEventNotification", {"type": "x", "timestamp": "2026-01-01T00:00:00Z"}]',
-     "NotSupported"),
+    ('[2, "e1", "CertificateSigned", {"certificateChain": "x"}]', "NotSupported"),
     ('[2, "e1", "MeterValues", {"connectorId": 1, "meterValue": [{"timestamp":'
      ' "2026-01-01T00:00:00Z", "sampledValue": [{"value": "1"}]}], "connectorId": 2}]',
      "FormationViolation"),

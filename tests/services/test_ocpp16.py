@@ -42,6 +42,21 @@ def test_typed_models_round_trip() -> None:
                                                          "parentIdTag": "p"}}
 
 
+def test_an_optional_field_left_out_is_none() -> None:
+    # The ocpp library gives SecurityEventNotification.tech_info no default.
+    request = ocpp16.request_model("SecurityEventNotification", {
+        "type": "StartupOfTheDevice", "timestamp": "2026-01-01T00:00:00Z"})
+    assert (request.type, request.tech_info) == ("StartupOfTheDevice", None)
+
+
+def test_the_security_extensions_certificate_messages_are_supported() -> None:
+    ocpp16.check_charger_call("SignCertificate", {"csr": "x"})
+    ocpp16.check_csms_call("ExtendedTriggerMessage", {"requestedMessage": "Heartbeat"})
+    with pytest.raises(NotSupported):  # the direction still counts
+        ocpp16.check_charger_call("InstallCertificate", {
+            "certificateType": "CentralSystemRootCertificate", "certificate": "x"})
+
+
 def test_time_parsing() -> None:
     assert ocpp16.parse_time("2026-01-01T00:00:00Z") == datetime(2026, 1, 1, tzinfo=UTC)
     assert ocpp16.parse_time("2026-01-01T01:00:00+01:00") == datetime(2026, 1, 1, tzinfo=UTC)

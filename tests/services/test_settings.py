@@ -29,3 +29,11 @@ def test_empty_tls_files_mean_no_tls() -> None:
     settings = load_settings(tls_cert_file="", tls_key_file="")
     assert settings.tls_cert_file is None and not settings.tls
     assert load_settings(tls_cert_file="c.pem", tls_key_file="k.pem").tls
+
+
+def test_empty_charger_ca_files_mean_no_charger_ca() -> None:
+    settings = load_settings(charger_ca_cert_file="", charger_ca_key_file="")
+    assert settings.charger_ca_cert_file is None and not settings.charger_ca
+    assert load_settings(charger_ca_cert_file="ca.pem", charger_ca_key_file="ca.key").charger_ca
+    with pytest.raises(ConfigurationError, match="GRIDLINK_CHARGER_CERT_DAYS"):
+        load_settings(charger_cert_days=0)

@@ -58,10 +58,11 @@ def test_commands_queue_follows_the_features_events() -> None:
     work, _ = queues(Topology("ns"), COMMANDS)
     events = {key for exchange, key in work.bindings if exchange == "ns.events"}
     assert events == {"station.booted", "station.status", "transaction.started",
-                      "transaction.stopped"}
+                      "transaction.stopped", "certificate.requested"}
     assert ("ns.commands.in", "command") in work.bindings
     assert ("ns.calls", "outcome.*") in work.bindings
     assert ("ns.calls", "call.FirmwareStatusNotification") in work.bindings
+    assert ("ns.calls", "call.SignCertificate") in work.bindings
     # The wildcards of earlier releases are removed from existing queues.
     assert {("ns.events", "transaction.*"), ("ns.events", "station.*")} <= set(work.retired)
 
