@@ -35,7 +35,8 @@ from services.errors import (
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
-#: CALLs a charge point sends to the CSMS, in the core profiles.
+#: CALLs a charge point sends to the CSMS, in the core profiles (and the security
+#: extension's that GridLink handles).
 CHARGER_ACTIONS = frozenset(
     {
         "Authorize",
@@ -44,14 +45,17 @@ CHARGER_ACTIONS = frozenset(
         "DiagnosticsStatusNotification",
         "FirmwareStatusNotification",
         "Heartbeat",
+        "LogStatusNotification",
         "MeterValues",
+        "SignedFirmwareStatusNotification",
         "StartTransaction",
         "StatusNotification",
         "StopTransaction",
     }
 )
 
-#: CALLs the CSMS sends to a charge point (all six feature profiles).
+#: CALLs the CSMS sends to a charge point (all six feature profiles, and the security
+#: extension's that GridLink sends).
 CSMS_ACTIONS = frozenset(
     {
         "CancelReservation",
@@ -64,12 +68,14 @@ CSMS_ACTIONS = frozenset(
         "GetConfiguration",
         "GetDiagnostics",
         "GetLocalListVersion",
+        "GetLog",
         "RemoteStartTransaction",
         "RemoteStopTransaction",
         "ReserveNow",
         "Reset",
         "SendLocalList",
         "SetChargingProfile",
+        "SignedUpdateFirmware",
         "TriggerMessage",
         "UnlockConnector",
         "UpdateFirmware",
@@ -79,10 +85,8 @@ CSMS_ACTIONS = frozenset(
 #: 1.6 security-extension actions sent by chargers: known, not supported yet (NotSupported).
 SECURITY_CHARGER_ACTIONS = frozenset(
     {
-        "LogStatusNotification",
         "SecurityEventNotification",
         "SignCertificate",
-        "SignedFirmwareStatusNotification",
     }
 )
 SECURITY_CSMS_ACTIONS = frozenset(
@@ -91,9 +95,7 @@ SECURITY_CSMS_ACTIONS = frozenset(
         "DeleteCertificate",
         "ExtendedTriggerMessage",
         "GetInstalledCertificateIds",
-        "GetLog",
         "InstallCertificate",
-        "SignedUpdateFirmware",
     }
 )
 KNOWN_ACTIONS = CHARGER_ACTIONS | CSMS_ACTIONS | SECURITY_CHARGER_ACTIONS | SECURITY_CSMS_ACTIONS
@@ -284,9 +286,18 @@ def check_csms_call(action: str, payload: Any) -> None:
 
 
 def request_model(action: str, payload: dict[str, Any]) -> Any:
-    """The ``ocpp.v16.call`` dataclass for a validated CALL payload (snake_case fields)."""
+    """The ``ocpp.v16.call`` dataclass for a validated CALL payload (snake_case fields).
+
+    A field the payload leaves out is None: the schema already allowed it to be absent, and
+    the library's dataclasses require some optional fields (``requestId`` of
+    LogStatusNotification and SignedFirmwareStatusNotification)."""
     cls = getattr(call, action)
-    return cls(**camel_to_snake_case(payload))
+    fields = camel_to_snake_case(payload)
+    for field in dataclasses.fields(cls):
+        if (field.name not in fields and field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING):
+            fields[field.name] = None
+    return cls(**fields)
 
 
 def response_payload(response: Any) -> dict[str, Any]:

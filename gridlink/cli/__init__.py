@@ -7,7 +7,7 @@
     gridlink command STATION ACTION [JSON_PAYLOAD] ...          gridlink commands list
     gridlink groups ...             gridlink profiles ...       (smart charging)
     gridlink remote start|stop      gridlink config show        gridlink availability list
-    gridlink firmware ...           gridlink diagnostics ...
+    gridlink firmware ...           gridlink diagnostics ...    gridlink logs ...
     gridlink locallist sync|show    gridlink reserve ...        gridlink reservations ...
     gridlink simulate --url ws://host:9000/ocpp --chargers N ...
 
@@ -29,7 +29,7 @@ from pymongo.errors import PyMongoError
 from gridlink.cli import (
     charging,
     command,
-    files,
+    firmware,
     locallist,
     remote,
     reservations,
@@ -37,6 +37,7 @@ from gridlink.cli import (
     simulate,
     stations,
     transactions,
+    uploads,
 )
 from gridlink.cli.output import Parser
 from services.errors import ConfigurationError, GridLinkError
@@ -46,8 +47,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 SUBCOMMANDS: tuple[ModuleType, ...] = (
-    run, stations, transactions, command, charging, remote, files, locallist, reservations,
-    simulate,
+    run, stations, transactions, command, charging, remote, firmware, uploads, locallist,
+    reservations, simulate,
 )
 
 

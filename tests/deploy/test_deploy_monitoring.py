@@ -52,7 +52,7 @@ PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", 
 
 def gridlink_series() -> set[str]:
     """Every series name GridLink exposes: services/metrics.py and the commands' file server."""
-    from commands.files import http_server as file_server
+    from commands.files import transfers as file_server
     from services import metrics
 
     names: set[str] = set()

@@ -42,6 +42,14 @@ def test_typed_models_round_trip() -> None:
                                                          "parentIdTag": "p"}}
 
 
+def test_optional_fields_the_library_requires_are_none() -> None:
+    request = ocpp16.request_model("LogStatusNotification", {"status": "Idle"})
+    assert (request.status, request.request_id) == ("Idle", None)
+    request = ocpp16.request_model("SignedFirmwareStatusNotification",
+                                   {"status": "Installed", "requestId": 4})
+    assert (request.status, request.request_id) == ("Installed", 4)
+
+
 def test_time_parsing() -> None:
     assert ocpp16.parse_time("2026-01-01T00:00:00Z") == datetime(2026, 1, 1, tzinfo=UTC)
     assert ocpp16.parse_time("2026-01-01T01:00:00+01:00") == datetime(2026, 1, 1, tzinfo=UTC)
