@@ -71,7 +71,8 @@ def test_download_refusals_say_nothing_of_other_images() -> None:
     assert rules.download_refusal(token, "a.bin", NOW) is None
     assert rules.download_refusal(None, "a.bin", NOW) == rules.download_refusal(
         token, "b.bin", NOW)
-    assert rules.download_refusal({**token, "expires_at": NOW}, "a.bin", NOW)[0] == 403  # type: ignore[index]
+    expired = rules.download_refusal({**token, "expires_at": NOW}, "a.bin", NOW)
+    assert expired is not None and expired[:2] == (403, "expired")
 
 
 def test_download_urls_expire_after_the_retrieve_date_and_the_retries() -> None:
