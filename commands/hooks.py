@@ -5,6 +5,8 @@ Through the hooks a feature can:
 
 - handle charger CALLs on the service's router (``hooks.router.on(action)``), e.g.
   FirmwareStatusNotification; the queue binding follows from the router's actions;
+- rewrite a command request before it is checked (``hooks.prepare(action)``): return the
+  request to record and send instead, e.g. a firmware URL given a download token;
 - check a command request before it is recorded (``hooks.validate(action)``): raise
   :class:`~services.errors.CommandRefused` (or call :func:`refuse`) and the requester gets
   ``invalid``, nothing reaches the charger;
@@ -33,6 +35,7 @@ from services.router import Router
 from services.runtime import Job, ServiceRuntime
 from services.store import IndexSpec
 
+Preparer = Callable[[ServiceRuntime, CommandRequest], Awaitable[CommandRequest]]
 Validator = Callable[[ServiceRuntime, CommandRequest], Awaitable[None]]
 Recorder = Callable[[ServiceRuntime, CommandRequest], Awaitable[dict[str, Any]]]
 AfterHook = Callable[[ServiceRuntime, dict[str, Any]], Awaitable[None]]  # the final document
@@ -49,6 +52,7 @@ def refuse(problem: Refusal | None) -> None:
 class CommandHooks:
     runtime: ServiceRuntime
     router: Router
+    preparers: dict[str, list[Preparer]] = field(default_factory=dict)
     validators: dict[str, list[Validator]] = field(default_factory=dict)
     recorders: dict[str, list[Recorder]] = field(default_factory=dict)
     after_final: dict[str, list[AfterHook]] = field(default_factory=dict)
@@ -62,6 +66,12 @@ class CommandHooks:
             known = self.indexes.setdefault(collection, [])
             known.extend(m for m in models if m.document["name"] not in
                          {k.document["name"] for k in known})
+
+    def prepare(self, action: str) -> Callable[[Preparer], Preparer]:
+        def register(step: Preparer) -> Preparer:
+            self.preparers.setdefault(action, []).append(step)
+            return step
+        return register
 
     def validate(self, action: str) -> Callable[[Validator], Validator]:
         def register(check: Validator) -> Validator:

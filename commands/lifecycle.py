@@ -1,13 +1,14 @@
 """The life of a command: request → validate → record → send → outcome → result.
 
-A request is validated (action, 1.6 schema, known station, feature checks) before it is
-recorded; an invalid one is answered ``invalid`` and nothing reaches a charger. A recorded
-command is published to the charger's routing key with ``mandatory``: when no gateway holds
-the station the broker returns it, and the command ends ``offline`` — or, when the requester
-asked for ``queue_if_offline``, waits ``queued`` for the station's next BootNotification
-(unless it expires first). The gateway sends the charger's CALLRESULT/CALLERROR (or a
-timeout) back as a :class:`CallOutcome`; the result is stored, published to every
-requester's ``reply_to`` and as event ``command.<status>``, and features react to it.
+A request is validated (action, 1.6 schema, known station, then the features' rewrites and
+checks) before it is recorded; an invalid one is answered ``invalid`` and nothing reaches a
+charger. A recorded command is published to the charger's routing key with ``mandatory``:
+when no gateway holds the station the broker returns it, and the command ends ``offline`` —
+or, when the requester asked for ``queue_if_offline``, waits ``queued`` for the station's
+next BootNotification (unless it expires first). The gateway sends the charger's
+CALLRESULT/CALLERROR (or a timeout) back as a :class:`CallOutcome`; the result is stored,
+published to every requester's ``reply_to`` and as event ``command.<status>``, and
+features react to it.
 
 Each command records who sent it (``sender``): the AMQP ``user_id`` of the request message,
 which RabbitMQ checks against the publishing connection's user (None when the publisher set
@@ -54,6 +55,7 @@ DEADLINE_GRACE_S = 5.0
 DECLINED = frozenset({
     "Rejected", "NotSupported", "Failed", "UnknownMessageId", "UnknownVendorId",
     "NotImplemented", "VersionMismatch", "Occupied", "Faulted", "Unavailable", "UnlockFailed",
+    "InvalidCertificate", "RevokedCertificate",  # SignedUpdateFirmware.conf
 })
 #: Events the command path itself listens to (besides the features' hooks).
 BOOTED = "station.booted"
@@ -125,8 +127,9 @@ class Lifecycle:
         await self.publish_result(result_of(document), document.get("reply_to", []))
         return document
 
-    async def validate(self, request: CommandRequest) -> None:
-        """Raise CommandRefused for anything that must not be recorded or sent."""
+    async def validate(self, request: CommandRequest) -> CommandRequest:
+        """The request to record and send (as the features' rewrites leave it); raise
+        CommandRefused for anything that must not be recorded or sent."""
         runtime = self.runtime
         try:
             ocpp16.check_csms_call(request.action, request.payload)
@@ -141,8 +144,17 @@ class Lifecycle:
                 f"{request.payload['key']} is never stored in clear, so this command cannot "
                 "wait for an offline station: send it without queue_if_offline while the "
                 "station is online"))
+        preparers = self.hooks.preparers.get(request.action, [])
+        for step in preparers:
+            request = await step(runtime, request)
+        if preparers:
+            try:
+                ocpp16.check_csms_call(request.action, request.payload)
+            except OcppError as exc:
+                raise CommandRefused(exc.code, exc.description) from None
         for check in self.hooks.validators.get(request.action, []):
             await check(runtime, request)
+        return request
 
     async def new_document(self, request: CommandRequest, reply_to: str | None, origin: str,
                            sender: str | None) -> dict[str, Any]:
@@ -174,7 +186,7 @@ class Lifecycle:
         """Send a command on GridLink's own behalf (a feature); None if refused or a
         duplicate."""
         try:
-            await self.validate(request)
+            request = await self.validate(request)
         except CommandRefused as exc:
             log.warning("internal command refused", extra={
                 "station": request.station, "action": request.action,
@@ -204,7 +216,7 @@ class Lifecycle:
         waiters = [reply_to] if reply_to else []
         sender = message.user_id or None  # validated by RabbitMQ: it cannot be forged
         try:
-            await self.validate(request)
+            request = await self.validate(request)
         except CommandRefused as exc:
             log.info("command refused", extra={
                 "station": request.station, "command_id": request.command_id,

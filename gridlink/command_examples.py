@@ -27,6 +27,15 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                        "startTime": "2026-11-01T00:00:00Z"},
     "UpdateFirmware": {"location": "https://files.example.com/firmware/cp-2.4.1.bin",
                        "retrieveDate": "2026-11-24T02:00:00Z", "retries": 3},
+    # Security extension (OCPP 1.6 Security Whitepaper ed. 2): logs and signed firmware
+    "GetLog": {"logType": "SecurityLog", "requestId": 17,
+               "log": {"remoteLocation": "https://files.example.com/diagnostics/CP001/TOKEN",
+                       "oldestTimestamp": "2026-11-01T00:00:00Z"}},
+    "SignedUpdateFirmware": {"requestId": 18, "retries": 3, "firmware": {
+        "location": "https://files.example.com/firmware/TOKEN/cp-2.4.1.bin",
+        "retrieveDateTime": "2026-11-24T02:00:00Z",
+        "signingCertificate": "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n",
+        "signature": "MEUCIQDx...base64..."}},
     # Local Auth List Management
     "GetLocalListVersion": {},
     "SendLocalList": {"listVersion": 2, "updateType": "Differential",

@@ -35,8 +35,7 @@ from services.errors import (
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
-#: CALLs a charge point sends to the CSMS: the core profiles and the security extension's
-#: certificate and security-event messages.
+#: CALLs a charge point sends to the CSMS: the core profiles and the security extension's.
 CHARGER_ACTIONS = frozenset(
     {
         "Authorize",
@@ -45,17 +44,19 @@ CHARGER_ACTIONS = frozenset(
         "DiagnosticsStatusNotification",
         "FirmwareStatusNotification",
         "Heartbeat",
+        "LogStatusNotification",
         "MeterValues",
         "SecurityEventNotification",
         "SignCertificate",
+        "SignedFirmwareStatusNotification",
         "StartTransaction",
         "StatusNotification",
         "StopTransaction",
     }
 )
 
-#: CALLs the CSMS sends to a charge point (all six feature profiles, and the security
-#: extension's certificate management and ExtendedTriggerMessage).
+#: CALLs the CSMS sends to a charge point: all six feature profiles and the security
+#: extension's.
 CSMS_ACTIONS = frozenset(
     {
         "CancelReservation",
@@ -72,6 +73,7 @@ CSMS_ACTIONS = frozenset(
         "GetDiagnostics",
         "GetInstalledCertificateIds",
         "GetLocalListVersion",
+        "GetLog",
         "InstallCertificate",
         "RemoteStartTransaction",
         "RemoteStopTransaction",
@@ -79,26 +81,13 @@ CSMS_ACTIONS = frozenset(
         "Reset",
         "SendLocalList",
         "SetChargingProfile",
+        "SignedUpdateFirmware",
         "TriggerMessage",
         "UnlockConnector",
         "UpdateFirmware",
     }
 )
-
-#: 1.6 security-extension actions sent by chargers: known, not supported yet (NotSupported).
-SECURITY_CHARGER_ACTIONS = frozenset(
-    {
-        "LogStatusNotification",
-        "SignedFirmwareStatusNotification",
-    }
-)
-SECURITY_CSMS_ACTIONS = frozenset(
-    {
-        "GetLog",
-        "SignedUpdateFirmware",
-    }
-)
-KNOWN_ACTIONS = CHARGER_ACTIONS | CSMS_ACTIONS | SECURITY_CHARGER_ACTIONS | SECURITY_CSMS_ACTIONS
+KNOWN_ACTIONS = CHARGER_ACTIONS | CSMS_ACTIONS
 
 # Schemas whose decimals need exact parsing (multipleOf 0.1), as the ocpp library notes.
 _DECIMAL_SCHEMAS = {
@@ -288,13 +277,14 @@ def check_csms_call(action: str, payload: Any) -> None:
 def request_model(action: str, payload: dict[str, Any]) -> Any:
     """The ``ocpp.v16.call`` dataclass for a validated CALL payload (snake_case fields).
 
-    An optional field the payload leaves out is None, also where the library forgot its
-    default (``SecurityEventNotification.tech_info``)."""
+    A field the payload leaves out is None: the schema already allowed it to be absent, and
+    the library's dataclasses require some optional fields (``requestId`` of
+    LogStatusNotification and SignedFirmwareStatusNotification)."""
     cls = getattr(call, action)
     fields = camel_to_snake_case(payload)
     for field in dataclasses.fields(cls):
-        if field.name not in fields and field.default is dataclasses.MISSING and \
-                field.default_factory is dataclasses.MISSING:
+        if (field.name not in fields and field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING):
             fields[field.name] = None
     return cls(**fields)
 

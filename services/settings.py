@@ -165,10 +165,23 @@ class Settings(BaseSettings):
     )
     files_public_url: str | None = Field(
         None, description="Base URL chargers use for the file server "
-        "(default http://HOST:FILES_PORT)."
+        "(default http://HOST:FILES_PORT, https:// when GRIDLINK_TLS_CERT_FILE is set)."
     )
     max_upload_bytes: int = Field(
-        100 << 20, description="Largest diagnostics upload accepted by the file server."
+        100 << 20, description="Largest diagnostics or log upload accepted by the file server."
+    )
+    files_download_window_s: float = Field(
+        86400.0, gt=0, description="commands: a firmware download URL (its download token) "
+        "stays valid this long after the retrieve date, plus retries x retryInterval."
+    )
+    files_request_timeout_s: float = Field(
+        3600.0, gt=0, description="commands: the longest one file server request may take, "
+        "body included (3600 s: 100 MiB at 233 kbit/s); then 408 and the connection closes."
+    )
+    files_idle_timeout_s: float = Field(
+        60.0, gt=0, description="commands: the longest the file server waits for a request's "
+        "headers (from the connection or the previous answer) or between two reads or writes "
+        "of a body; then the connection closes (408 when an upload stalls)."
     )
     charger_ca_cert_file: str | None = Field(
         None, description="commands: PEM certificate of GridLink's own charger CA; with "

@@ -101,7 +101,8 @@ async def files_base(stack: Stack) -> AsyncIterator[str]:
     replica = stack.spawn("commands", files_port=port, files_public_url=base,
                           max_upload_bytes=MAX_UPLOAD)
     await stack.wait_ready(replica)
-    await wait_for(lambda: answers(f"{base}/firmware/none", 404), what="file server")
+    await wait_for(lambda: answers(f"{base}/firmware/{'t' * 32}/none", 404),
+                   what="file server")
     yield base
     await stack.stop_process(replica)
 

@@ -4,11 +4,18 @@ in tests/processes.py and the keys and certificates of tests/pki.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aio_pika
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from gridlink import components, send_command
 from services import id_tags, stations
@@ -174,3 +181,86 @@ async def delete_namespace(amqp_url: str, namespace: str,
                 await channel.exchange_delete(name)
             except aio_pika.exceptions.AMQPError:
                 pass
+
+
+# --- keys and certificates (generated with cryptography, never checked in) ----------------
+
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def ec_key(curve: ec.EllipticCurve | None = None) -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(curve or ec.SECP256R1())
+
+
+def certificate(key: PrivateKey, common_name: str, *, issuer: x509.Certificate | None = None,
+                issuer_key: PrivateKey | None = None, ca: bool = False,
+                hosts: tuple[str, ...] = (), valid_from: datetime | None = None,
+                valid_for: timedelta = timedelta(days=30)) -> x509.Certificate:
+    """A certificate for ``key``: self-signed, or signed by ``issuer`` / ``issuer_key``."""
+    start = valid_from or utcnow() - timedelta(minutes=5)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "GridLink tests")])
+    builder = (x509.CertificateBuilder()
+               .subject_name(subject)
+               .issuer_name(issuer.subject if issuer else subject)
+               .public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(start).not_valid_after(start + valid_for)
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if hosts:
+        names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                names.append(x509.DNSName(host))
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def pem(value: x509.Certificate | PrivateKey) -> bytes:
+    if isinstance(value, x509.Certificate):
+        return value.public_bytes(serialization.Encoding.PEM)
+    return value.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption())
+
+
+@dataclass
+class ServerFiles:
+    """A test CA and a server certificate for 127.0.0.1 and localhost, as PEM files."""
+
+    ca: x509.Certificate
+    ca_key: PrivateKey
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    certificate: x509.Certificate
+
+    def issue(self, common_name: str) -> x509.Certificate:
+        """Replace the server certificate and key with new ones (as a rotation does)."""
+        key = ec_key()
+        self.certificate = certificate(key, common_name, issuer=self.ca, issuer_key=self.ca_key,
+                                       hosts=("127.0.0.1", "localhost"))
+        tmp_cert = self.cert_file.with_name(self.cert_file.name + ".new")
+        tmp_key = self.key_file.with_name(self.key_file.name + ".new")
+        tmp_key.write_bytes(pem(key))
+        tmp_cert.write_bytes(pem(self.certificate))
+        tmp_key.replace(self.key_file)
+        tmp_cert.replace(self.cert_file)
+        return self.certificate
+
+
+def server_files(directory: Path) -> ServerFiles:
+    """A CA and a server certificate signed by it, written under ``directory``."""
+    ca_key = ec_key()
+    ca = certificate(ca_key, "GridLink test CA", ca=True)
+    files = ServerFiles(ca, ca_key, directory / "ca.pem", directory / "server.pem",
+                        directory / "server.key", ca)
+    files.ca_file.write_bytes(pem(ca))
+    files.issue("file server one")
+    return files

@@ -1,11 +1,14 @@
-"""Firmware Management (OCPP 1.6 §5.9, §5.19, §4.4, §4.5): jobs, notifications, file server.
+"""Firmware Management (OCPP 1.6 §5.9, §5.19, §4.4, §4.5) and its secure successors of the
+Security Whitepaper (GetLog, SignedUpdateFirmware): jobs, notifications, file server.
 
 - **UpdateFirmware** is checked before it is recorded: a location GridLink can hand to a
   charger (http, https, ftp, ftps — SupportedFileTransferProtocols) and no negative retries
-  or retryInterval; a URL of GridLink's own file server must name an image it holds.
-  When the charger accepts it, a **firmware job** (``firmware_jobs``, ``_id`` = command id)
-  starts in ``Accepted`` and follows FirmwareStatusNotification: Downloading → Downloaded →
-  Installing → Installed, or DownloadFailed / InstallationFailed.
+  or retryInterval. A URL of GridLink's own file server must name an image it holds
+  through a valid download token of this command; a tokenless ``{base}/firmware/{name}``
+  is given one first (:mod:`commands.files.firmware_locations`). When the charger accepts
+  it, a **firmware job** (``firmware_jobs``, ``_id`` = command id) starts in ``Accepted``
+  and follows FirmwareStatusNotification: Downloading → Downloaded → Installing →
+  Installed, or DownloadFailed / InstallationFailed.
 - **GetDiagnostics** likewise (retries, retryInterval ≥ 0, startTime ≤ stopTime). A location
   on GridLink's upload endpoint (``…/diagnostics/{station}/{token}``) registers its token
   for that station and command before anything is sent, so the charger's upload is
@@ -13,10 +16,12 @@
   ``Accepted`` (``NoDiagnostics`` when the answer has no fileName) and follows
   DiagnosticsStatusNotification: Uploading → Uploaded / UploadFailed; the uploaded file is
   linked to it (``file_id``).
+- **GetLog**: :mod:`commands.files.logs`; **SignedUpdateFirmware**:
+  :mod:`commands.files.signed_firmware`.
 
 How notifications find their job: :mod:`commands.files.jobs`. The file server
 (:mod:`commands.files.http_server`) runs as a background job unless ``GRIDLINK_FILES_PORT``
-is 0.
+is 0, over TLS when GridLink has a certificate.
 """
 
 from __future__ import annotations
@@ -24,18 +29,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 from typing import Any
 
-from commands.files import repository, rules
+from commands.files import (
+    download_tokens,
+    firmware_locations,
+    logs,
+    repository,
+    rules,
+    signed_firmware,
+    upload_tokens,
+)
 from commands.files.http_server import FileServer
 from commands.files.jobs import ACCEPTED, DIAGNOSTICS, FIRMWARE, NO_DIAGNOSTICS, JobBook, new_job
+from commands.files.transfers import Limits
 from commands.hooks import CommandHooks, refuse
 from commands.lifecycle import Lifecycle
+from services import tls
 from services.envelope import CommandRequest
 from services.errors import CommandRefused
 from services.ocpp16 import call, call_result, parse_time, utcnow
 from services.router import CallContext
 from services.runtime import ServiceRuntime
+from services.security_events import INDEXES as SECURITY_EVENT_INDEXES
 
 log = logging.getLogger("gridlink.commands.firmware")
 
@@ -47,7 +64,10 @@ def register(hooks: CommandHooks, commands: Lifecycle) -> None:
     firmware_jobs = JobBook(db, FIRMWARE)
     diagnostics_jobs = JobBook(db, DIAGNOSTICS)
     base = rules.public_base_url(runtime.settings)
-    hooks.add_indexes(repository.INDEXES)
+    window = timedelta(seconds=runtime.settings.files_download_window_s)
+    for indexes in (repository.INDEXES, upload_tokens.INDEXES, download_tokens.INDEXES,
+                    SECURITY_EVENT_INDEXES):
+        hooks.add_indexes(indexes)
 
     @router.on("FirmwareStatusNotification")
     async def firmware_status(request: call.FirmwareStatusNotification, ctx: CallContext
@@ -65,23 +85,27 @@ def register(hooks: CommandHooks, commands: Lifecycle) -> None:
 
     # --- UpdateFirmware ---------------------------------------------------------------------
 
+    @hooks.prepare("UpdateFirmware")
+    async def update_firmware_location(rt: ServiceRuntime, request: CommandRequest
+                                       ) -> CommandRequest:
+        return await rt.with_store(lambda: firmware_locations.tokenise(db, request, base,
+                                                                       window))
+
     @hooks.validate("UpdateFirmware")
     async def update_firmware_rules(rt: ServiceRuntime, request: CommandRequest) -> None:
         problem = rules.update_firmware_problem(request.payload)
         if problem is not None:
             refuse(("PropertyConstraintViolation", problem))
-        name = rules.firmware_name_in(request.payload["location"], base)
-        if name is not None and not await rt.with_store(
-                lambda: repository.firmware_exists(db, name)):
-            raise CommandRefused("UnknownFirmware", f"no firmware {name!r} on this file server")
+        await rt.with_store(lambda: firmware_locations.check(db, request, base))
 
     @hooks.after("UpdateFirmware")
     async def firmware_job(rt: ServiceRuntime, command: dict[str, Any]) -> None:
         if command["status"] != "accepted":
             return  # the command's own record says why
         payload = command["payload"]
+        location = rules.parse_firmware_location(payload["location"], base)
         job = new_job(command, ACCEPTED, location=payload["location"],
-                      firmware=rules.firmware_name_in(payload["location"], base),
+                      firmware=location.name if location else None,
                       retrieve_date=parse_time(payload["retrieveDate"]),
                       retries=payload.get("retries"), retry_interval=payload.get("retryInterval"))
         await rt.with_store(lambda: firmware_jobs.open(job))
@@ -97,7 +121,7 @@ def register(hooks: CommandHooks, commands: Lifecycle) -> None:
         if slot is None:
             return  # somebody else's server
         expires_at = rules.token_expiry(request.payload, utcnow())
-        if not await rt.with_store(lambda: repository.register_upload_token(
+        if not await rt.with_store(lambda: upload_tokens.register(
                 db, slot.token, request.station, request.command_id, expires_at)):
             raise CommandRefused("PropertyConstraintViolation",
                                  "location: this upload token belongs to another command")
@@ -113,10 +137,11 @@ def register(hooks: CommandHooks, commands: Lifecycle) -> None:
         job = new_job(command, ACCEPTED if file_name else NO_DIAGNOSTICS,
                       location=payload["location"], file_name=file_name, **times)
         await rt.with_store(lambda: diagnostics_jobs.open(job))
-        upload = await rt.with_store(lambda: repository.latest_upload(db, command["_id"]))
-        if upload is not None:  # the charger was quicker than this answer
-            await rt.with_store(lambda: repository.link_diagnostics_file(
-                db, command["_id"], upload))
+        await rt.with_store(lambda: repository.link_early_upload(
+            db, upload_tokens.DIAGNOSTICS, command["_id"]))
+
+    logs.register(hooks, base)
+    signed_firmware.register(hooks, base, window)
 
     # --- the file server ----------------------------------------------------------------------
 
@@ -125,10 +150,16 @@ def register(hooks: CommandHooks, commands: Lifecycle) -> None:
 
 
 async def serve_files(runtime: ServiceRuntime) -> None:
-    """Serve uploads and downloads until the service stops (retrying a busy port)."""
+    """Serve uploads and downloads until the service stops (retrying a busy port); over TLS
+    with a certificate that is reloaded when its files change."""
     settings = runtime.settings
+    context = tls.ReloadingContext(settings.tls_cert_file, settings.tls_key_file) \
+        if settings.tls_cert_file and settings.tls_key_file else None
+    limits = Limits(settings.max_upload_bytes, settings.files_request_timeout_s,
+                    settings.files_idle_timeout_s)
     while not runtime.stopping.is_set():
-        server = FileServer(runtime.store.db, max_upload_bytes=settings.max_upload_bytes,
+        server = FileServer(runtime.store.db, limits,
+                            ssl_context=context.context if context else None,
                             shutdown_timeout_s=min(settings.shutdown_grace_s, 10.0))
         try:
             port = await server.start(settings.files_host, settings.files_port)
@@ -139,9 +170,14 @@ async def serve_files(runtime: ServiceRuntime) -> None:
                 await asyncio.wait_for(runtime.stopping.wait(), 5.0)
             continue
         log.info("file server listening", extra={
-            "port": port, "url": rules.public_base_url(settings)})
+            "port": port, "scheme": server.scheme, "url": rules.public_base_url(settings)})
+        watcher = asyncio.create_task(context.watch(runtime.stopping)) if context else None
         try:
             await runtime.stopping.wait()
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             await server.stop()
         return

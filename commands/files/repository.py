@@ -1,98 +1,93 @@
 """The files the commands service keeps in MongoDB, so any replica serves any file:
 
-- GridFS bucket ``diagnostics``: one file per upload, ``metadata`` = station, command_id,
-  filename, size, uploaded_at, content_type.
-- GridFS bucket ``firmware``: images served at ``/firmware/{name}``; names are unique.
-- ``upload_tokens``: one per upload location GridLink hands out, ``_id`` = the token
-  (``{_id, station, command_id, created_at, expires_at, uploads}``). An upload is accepted
-  only for a known, unexpired token of that station: the endpoint is no open file drop.
-- ``firmware_jobs`` / ``diagnostics_jobs``: one per accepted UpdateFirmware / GetDiagnostics
-  command, ``_id`` = the command id, with the status the charger's notifications report
-  (:mod:`commands.files.jobs`).
-- ``firmware_status`` / ``diagnostics_status``: the latest notifications per station.
+- GridFS bucket ``diagnostics``: one file per GetDiagnostics upload, ``metadata`` =
+  station, command_id, filename, size, uploaded_at, content_type.
+- GridFS bucket ``logs``: one file per GetLog upload, the same ``metadata`` plus
+  ``log_type`` and ``request_id`` (security logs kept apart from diagnostics, so they can
+  be given other access rules or retention).
+- GridFS bucket ``firmware``: images, served through download tokens
+  (:mod:`commands.files.download_tokens`); names are unique. ``metadata``: added_at,
+  sha256, and for signed images signing_certificate (PEM), signature (base64) and
+  signature_algorithm (:mod:`commands.files.signatures`).
+- ``firmware_jobs`` / ``diagnostics_jobs`` / ``log_jobs`` / ``signed_firmware_jobs``: one per
+  accepted UpdateFirmware / GetDiagnostics / GetLog / SignedUpdateFirmware command, ``_id``
+  = the command id (the last two with the ``request_id``), with the status the charger's
+  notifications report (:mod:`commands.files.jobs`).
+- ``firmware_status`` / ``diagnostics_status`` / ``log_status`` / ``signed_firmware_status``:
+  the latest notifications per station.
 
-URLs, tokens and names are in :mod:`commands.files.rules`; the HTTP side is
-:mod:`commands.files.http_server`.
+Upload and download tokens: :mod:`commands.files.upload_tokens`,
+:mod:`commands.files.download_tokens`; URLs and names: :mod:`commands.files.rules`; the HTTP
+side: :mod:`commands.files.http_server`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import IO, Any
 
 from bson import ObjectId
 from gridfs import AsyncGridFSBucket
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from commands.files.rules import check_firmware_name, firmware_url
+from commands.files.rules import check_firmware_name
+from commands.files.upload_tokens import DIAGNOSTICS, LOG
 from services.ocpp16 import iso, utcnow
 from services.store import IndexSpec
 
 Db = AsyncDatabase[dict[str, Any]]
 
 DIAGNOSTICS_BUCKET = "diagnostics"
+LOG_BUCKET = "logs"
 FIRMWARE_BUCKET = "firmware"
-UPLOAD_TOKENS = "upload_tokens"
 FIRMWARE_JOBS = "firmware_jobs"
 DIAGNOSTICS_JOBS = "diagnostics_jobs"
+LOG_JOBS = "log_jobs"
+SIGNED_FIRMWARE_JOBS = "signed_firmware_jobs"
 FIRMWARE_STATUS = "firmware_status"
 DIAGNOSTICS_STATUS = "diagnostics_status"
+LOG_STATUS = "log_status"
+SIGNED_FIRMWARE_STATUS = "signed_firmware_status"
+
+#: Where the uploads of each kind of upload token go: (GridFS bucket, jobs collection).
+UPLOADS = {DIAGNOSTICS: (DIAGNOSTICS_BUCKET, DIAGNOSTICS_JOBS), LOG: (LOG_BUCKET, LOG_JOBS)}
 
 INDEXES: IndexSpec = {
-    f"{DIAGNOSTICS_BUCKET}.files": [
+    **{f"{bucket_name}.files": [
         IndexModel([("metadata.station", ASCENDING), ("uploadDate", DESCENDING)]),
         IndexModel([("metadata.command_id", ASCENDING)]),
-    ],
-    UPLOAD_TOKENS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)],
+    ] for bucket_name in (DIAGNOSTICS_BUCKET, LOG_BUCKET)},
     FIRMWARE_JOBS: [IndexModel([("station", ASCENDING), ("since", DESCENDING)])],
     DIAGNOSTICS_JOBS: [IndexModel([("station", ASCENDING), ("since", DESCENDING)])],
+    **{collection: [IndexModel([("station", ASCENDING), ("since", DESCENDING)]),
+                    IndexModel([("station", ASCENDING), ("request_id", ASCENDING)],
+                               unique=True)]
+       for collection in (LOG_JOBS, SIGNED_FIRMWARE_JOBS)},
 }
 
 
-# --- upload tokens ------------------------------------------------------------------------
+# --- uploaded files -----------------------------------------------------------------------
 
 
-async def register_upload_token(db: Db, token: str, station: str, command_id: str,
-                                expires_at: datetime) -> bool:
-    """Bind ``token`` to one command of ``station``; False if another command holds it."""
-    document = await db[UPLOAD_TOKENS].find_one_and_update(
-        {"_id": token},
-        {"$setOnInsert": {"station": station, "command_id": command_id,
-                          "created_at": utcnow(), "expires_at": expires_at, "uploads": 0}},
-        upsert=True, return_document=ReturnDocument.AFTER,
-    )
-    return bool(document["station"] == station and document["command_id"] == command_id)
-
-
-async def upload_token(db: Db, token: str) -> dict[str, Any] | None:
-    return await db[UPLOAD_TOKENS].find_one({"_id": token})
-
-
-async def count_upload(db: Db, token: str) -> None:
-    await db[UPLOAD_TOKENS].update_one({"_id": token}, {"$inc": {"uploads": 1}})
-
-
-# --- diagnostics files --------------------------------------------------------------------
-
-
-def diagnostics_bucket(db: Db) -> AsyncGridFSBucket:
-    return AsyncGridFSBucket(db, bucket_name=DIAGNOSTICS_BUCKET)
+def bucket(db: Db, name: str) -> AsyncGridFSBucket:
+    return AsyncGridFSBucket(db, bucket_name=name)
 
 
 def firmware_bucket(db: Db) -> AsyncGridFSBucket:
-    return AsyncGridFSBucket(db, bucket_name=FIRMWARE_BUCKET)
+    return bucket(db, FIRMWARE_BUCKET)
 
 
-async def link_diagnostics_file(db: Db, command_id: str, file: dict[str, Any]) -> None:
-    """Point the diagnostics job of ``command_id`` (if it exists yet) at an uploaded file.
+async def link_uploaded_file(db: Db, kind: str, command_id: str, file: dict[str, Any]
+                             ) -> None:
+    """Point the diagnostics or log job of ``command_id`` (if it exists yet) at an uploaded
+    file (``kind``: the upload token's).
 
     ``file`` is the GridFS files document. The job keeps the latest upload in ``file_id``
     and every upload in ``files``; a file that arrives before the job exists is linked
     when the job is created (:func:`latest_upload`).
     """
-    jobs = db[DIAGNOSTICS_JOBS]
+    jobs = db[UPLOADS[kind][1]]
     await jobs.update_one({"_id": command_id}, {"$addToSet": {"files": file["_id"]}})
     await jobs.update_one(  # an older upload finishing late does not replace a newer one
         {"_id": command_id, "$or": [{"uploaded_at": {"$exists": False}},
@@ -102,34 +97,43 @@ async def link_diagnostics_file(db: Db, command_id: str, file: dict[str, Any]) -
     )
 
 
-async def latest_upload(db: Db, command_id: str) -> dict[str, Any] | None:
-    """The newest file uploaded for a command."""
-    return await db[f"{DIAGNOSTICS_BUCKET}.files"].find_one(
+async def latest_upload(db: Db, kind: str, command_id: str) -> dict[str, Any] | None:
+    """The newest file uploaded for a command (``kind``: diagnostics or log)."""
+    return await db[f"{UPLOADS[kind][0]}.files"].find_one(
         {"metadata.command_id": command_id}, sort=[("uploadDate", DESCENDING)])
 
 
-async def list_diagnostics(db: Db, station: str | None, limit: int = 100
-                           ) -> list[dict[str, Any]]:
-    """Uploaded diagnostics files, newest first, as CLI rows."""
+async def link_early_upload(db: Db, kind: str, command_id: str) -> None:
+    """Link a file the charger uploaded before its answer was processed to the new job."""
+    upload = await latest_upload(db, kind, command_id)
+    if upload is not None:
+        await link_uploaded_file(db, kind, command_id, upload)
+
+
+async def list_uploads(db: Db, bucket_name: str, station: str | None, limit: int = 100
+                       ) -> list[dict[str, Any]]:
+    """Uploaded diagnostics or log files, newest first, as CLI rows."""
     query = {"metadata.station": station} if station else {}
     rows = []
-    async for doc in db[f"{DIAGNOSTICS_BUCKET}.files"].find(
+    async for doc in db[f"{bucket_name}.files"].find(
             query, sort=[("uploadDate", DESCENDING)], limit=limit):
         metadata = doc.get("metadata") or {}
-        rows.append({"id": str(doc["_id"]), "station": metadata.get("station"),
-                     "fileName": doc["filename"], "size": doc["length"],
-                     "uploaded": iso(doc["uploadDate"]),
-                     "commandId": metadata.get("command_id")})
+        row = {"id": str(doc["_id"]), "station": metadata.get("station"),
+               "fileName": doc["filename"], "size": doc["length"],
+               "uploaded": iso(doc["uploadDate"]), "commandId": metadata.get("command_id")}
+        if bucket_name == LOG_BUCKET:
+            row.update(logType=metadata.get("log_type"), requestId=metadata.get("request_id"))
+        rows.append(row)
     return rows
 
 
-async def diagnostics_file(db: Db, file_id: ObjectId) -> dict[str, Any] | None:
-    return await db[f"{DIAGNOSTICS_BUCKET}.files"].find_one({"_id": file_id})
+async def uploaded_file(db: Db, bucket_name: str, file_id: ObjectId) -> dict[str, Any] | None:
+    return await db[f"{bucket_name}.files"].find_one({"_id": file_id})
 
 
-async def read_diagnostics(db: Db, file_id: ObjectId) -> AsyncIterator[bytes]:
-    """The bytes of one diagnostics file, chunk by chunk."""
-    stream = await diagnostics_bucket(db).open_download_stream(file_id)
+async def read_upload(db: Db, bucket_name: str, file_id: ObjectId) -> AsyncIterator[bytes]:
+    """The bytes of one uploaded file, chunk by chunk."""
+    stream = await bucket(db, bucket_name).open_download_stream(file_id)
     while chunk := await stream.readchunk():
         yield chunk
 
@@ -138,17 +142,23 @@ async def read_diagnostics(db: Db, file_id: ObjectId) -> AsyncIterator[bytes]:
 
 
 async def firmware_exists(db: Db, name: str) -> bool:
-    found = await db[f"{FIRMWARE_BUCKET}.files"].find_one({"filename": name}, {"_id": 1})
-    return found is not None
+    return await firmware_image(db, name) is not None
 
 
-async def add_firmware(db: Db, name: str, source: IO[bytes]) -> tuple[ObjectId, int]:
-    """Store an image under a new name; ValueError if the name is taken. (id, size)."""
+async def firmware_image(db: Db, name: str) -> dict[str, Any] | None:
+    """The GridFS files document of an image (its ``metadata`` holds the signature)."""
+    return await db[f"{FIRMWARE_BUCKET}.files"].find_one({"filename": name})
+
+
+async def add_firmware(db: Db, name: str, source: IO[bytes],
+                       metadata: dict[str, Any] | None = None) -> tuple[ObjectId, int]:
+    """Store an image under a new name, with ``metadata`` (sha256, signature, ...);
+    ValueError if the name is taken. (id, size)."""
     check_firmware_name(name)
     if await firmware_exists(db, name):
         raise ValueError(f"firmware {name!r} exists already: choose another --name")
-    bucket = firmware_bucket(db)
-    stream = bucket.open_upload_stream(name, metadata={"added_at": utcnow()})
+    stream = firmware_bucket(db).open_upload_stream(
+        name, metadata={"added_at": utcnow(), **(metadata or {})})
     try:
         await stream.write(source)
     except BaseException:
@@ -158,11 +168,14 @@ async def add_firmware(db: Db, name: str, source: IO[bytes]) -> tuple[ObjectId, 
     return stream._id, stream.length
 
 
-async def list_firmware(db: Db, base: str) -> list[dict[str, Any]]:
+async def list_firmware(db: Db) -> list[dict[str, Any]]:
+    """Stored images, by name, as CLI rows (no URLs: each update gets its own)."""
     rows = []
     async for doc in db[f"{FIRMWARE_BUCKET}.files"].find({}, sort=[("filename", ASCENDING)]):
+        metadata = doc.get("metadata") or {}
         rows.append({"name": doc["filename"], "size": doc["length"],
-                     "added": iso(doc["uploadDate"]), "url": firmware_url(base, doc["filename"])})
+                     "added": iso(doc["uploadDate"]), "sha256": metadata.get("sha256"),
+                     "signed": metadata.get("signature_algorithm")})
     return rows
 
 
@@ -171,20 +184,41 @@ async def list_firmware(db: Db, base: str) -> list[dict[str, Any]]:
 
 async def list_jobs(db: Db, collection: str, station: str | None, limit: int = 50
                     ) -> list[dict[str, Any]]:
-    """Firmware or diagnostics jobs, newest first, as CLI rows."""
+    """Jobs of one collection, newest first, as CLI rows."""
     query = {"station": station} if station else {}
     rows = []
     async for doc in db[collection].find(query, sort=[("since", DESCENDING)], limit=limit):
-        row: dict[str, Any] = {"commandId": doc["_id"], "station": doc["station"],
-                               "status": doc["status"]}
-        if collection == FIRMWARE_JOBS:
-            row["firmware"] = doc.get("firmware") or doc.get("location")
-            row["retrieveDate"] = iso(doc["retrieve_date"])
-        else:
-            row["fileName"] = doc.get("file_name")
-            row["fileId"] = str(doc["file_id"]) if doc.get("file_id") else None
-        row["updated"] = iso(doc["updated_at"])
-        row["history"] = [h["status"] for h in doc.get("history", []) if h.get("applied", True)]
-        rows.append(row)
+        rows.append(_job_row(collection, doc))
     return rows
 
+
+async def list_firmware_jobs(db: Db, station: str | None, limit: int = 50
+                             ) -> list[dict[str, Any]]:
+    """UpdateFirmware and SignedUpdateFirmware jobs together, newest first, as CLI rows."""
+    query = {"station": station} if station else {}
+    found = []
+    for collection in (FIRMWARE_JOBS, SIGNED_FIRMWARE_JOBS):
+        async for doc in db[collection].find(query, sort=[("since", DESCENDING)], limit=limit):
+            found.append((doc["since"], _job_row(collection, doc)))
+    found.sort(key=lambda pair: pair[0], reverse=True)
+    return [row for _, row in found[:limit]]
+
+
+def _job_row(collection: str, doc: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"commandId": doc["_id"], "station": doc["station"],
+                           "status": doc["status"]}
+    if collection in (FIRMWARE_JOBS, SIGNED_FIRMWARE_JOBS):
+        row["action"] = ("SignedUpdateFirmware" if collection == SIGNED_FIRMWARE_JOBS
+                         else "UpdateFirmware")
+        row["requestId"] = doc.get("request_id")
+        row["firmware"] = doc.get("firmware") or doc.get("location")
+        row["retrieveDate"] = iso(doc["retrieve_date"])
+    else:
+        if collection == LOG_JOBS:
+            row["logType"] = doc.get("log_type")
+            row["requestId"] = doc.get("request_id")
+        row["fileName"] = doc.get("file_name")
+        row["fileId"] = str(doc["file_id"]) if doc.get("file_id") else None
+    row["updated"] = iso(doc["updated_at"])
+    row["history"] = [h["status"] for h in doc.get("history", []) if h.get("applied", True)]
+    return row

@@ -1,10 +1,15 @@
-"""Files GridLink exchanges with chargers, without I/O: URLs, upload tokens, image names, and
-the checks UpdateFirmware and GetDiagnostics requests must pass before they are sent.
+"""Files GridLink exchanges with chargers, without I/O: URLs, tokens, image names, and the
+checks UpdateFirmware, SignedUpdateFirmware, GetDiagnostics and GetLog requests must pass
+before they are sent.
 
-URLs (``{base}`` = ``GRIDLINK_FILES_PUBLIC_URL``, default ``http://HOST:FILES_PORT``)::
+URLs (``{base}`` = ``GRIDLINK_FILES_PUBLIC_URL``, default ``http://HOST:FILES_PORT``, or
+``https://`` when GridLink has a TLS certificate)::
 
-    {base}/diagnostics/{station}/{token}[/{filename}]   PUT or POST (raw body or multipart)
-    {base}/firmware/{name}                              GET, HEAD (Range supported)
+    {base}/diagnostics/{station}/{token}[/{filename}]   PUT or POST (raw body or multipart):
+                                                        GetDiagnostics and GetLog uploads
+    {base}/firmware/{token}/{name}                      GET, HEAD (Range supported)
+    {base}/firmware/{name}                              410 Gone, for every name: a download
+                                                        needs a download token
 """
 
 from __future__ import annotations
@@ -18,13 +23,12 @@ from urllib.parse import quote, unquote, urlsplit
 
 from bson import ObjectId
 
+from commands.files import signatures
 from services.ocpp16 import parse_time
 from services.settings import Settings
 
 #: How long an upload location stays valid (plus the retries the request allows).
 UPLOAD_TOKEN_TTL = timedelta(days=1)
-#: Uploads accepted per token: a charger may upload again when it missed our answer.
-MAX_UPLOADS_PER_TOKEN = 5
 #: SupportedFileTransferProtocols (OCPP 1.6 errata §9.5.1), as URL schemes.
 TRANSFER_SCHEMES = frozenset({"http", "https", "ftp", "ftps"})
 MAX_RETRY_WINDOW = timedelta(days=30)
@@ -32,6 +36,7 @@ MAX_RETRY_WINDOW = timedelta(days=30)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
 _FIRMWARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 _UPLOAD_PATH = re.compile(r"(?:^|/)diagnostics/(?P<station>[^/]+)/(?P<token>[^/]+)/?$")
+_DOWNLOAD_PATH = re.compile(r"(?:^|/)firmware/(?P<token>[^/]+)/(?P<name>[^/]+)$")
 _UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
@@ -39,7 +44,8 @@ _UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
 def public_base_url(settings: Settings) -> str:
-    """Where chargers reach the file server: GRIDLINK_FILES_PUBLIC_URL or http://HOST:PORT."""
+    """Where chargers reach the file server: GRIDLINK_FILES_PUBLIC_URL, or http(s)://HOST:PORT
+    (https when GridLink's listeners have a TLS certificate)."""
     if settings.files_public_url:
         return settings.files_public_url.rstrip("/")
     host = settings.files_host
@@ -47,11 +53,12 @@ def public_base_url(settings: Settings) -> str:
         host = "127.0.0.1"
     elif ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{settings.files_port}"
+    scheme = "https" if settings.tls else "http"
+    return f"{scheme}://{host}:{settings.files_port}"
 
 
 def new_token() -> str:
-    """A fresh upload token (192 random bits, URL-safe)."""
+    """A fresh upload or download token (192 random bits, URL-safe)."""
     return secrets.token_urlsafe(24)
 
 
@@ -60,8 +67,9 @@ def diagnostics_location(base: str, station: str, token: str) -> str:
     return f"{base.rstrip('/')}/diagnostics/{quote(station, safe='')}/{token}"
 
 
-def firmware_url(base: str, name: str) -> str:
-    return f"{base.rstrip('/')}/firmware/{quote(name, safe='')}"
+def firmware_url(base: str, token: str, name: str) -> str:
+    """The download URL of an image through one download token."""
+    return f"{base.rstrip('/')}/firmware/{token}/{quote(name, safe='')}"
 
 
 @dataclass(frozen=True)
@@ -89,13 +97,35 @@ def parse_upload_location(location: str) -> UploadLocation | None:
     return UploadLocation(unquote(match["station"]), match["token"])
 
 
-def firmware_name_in(location: str, base: str) -> str | None:
-    """The image name when ``location`` is a firmware URL of this file server, else None."""
+@dataclass(frozen=True)
+class FirmwareLocation:
+    """The image a location names on GridLink's file server, and its download token (None:
+    the tokenless form ``{base}/firmware/{name}``, which the file server no longer serves)."""
+
+    name: str
+    token: str | None
+
+
+def parse_firmware_location(location: str, base: str) -> FirmwareLocation | None:
+    """The image a firmware location names on GridLink's file server, or None when it is
+    somebody else's URL.
+
+    A path ending in ``/firmware/{token}/{name}`` with a token of GridLink's form is
+    GridLink's whatever the host (as for upload locations: chargers may reach GridLink under
+    several names); the tokenless ``{base}/firmware/{name}`` only under GridLink's own base.
+    """
+    try:
+        path = urlsplit(location).path
+    except ValueError:
+        return None
+    match = _DOWNLOAD_PATH.search(path)
+    if match is not None and _TOKEN.match(match["token"]):
+        return FirmwareLocation(unquote(match["name"]), match["token"])
     prefix = f"{base.rstrip('/')}/firmware/"
     if not location.startswith(prefix):
         return None
     name = unquote(location[len(prefix):])
-    return name if "/" not in name else None
+    return FirmwareLocation(name, None) if name and "/" not in name else None
 
 
 def check_firmware_name(name: str) -> None:
@@ -119,15 +149,35 @@ def safe_filename(name: str | None) -> str | None:
     return name[:255] or None
 
 
-def token_refusal(document: dict[str, Any] | None, station: str, now: datetime
-                  ) -> tuple[int, str] | None:
-    """Why an upload with this token is refused, as (HTTP status, reason); None: accept."""
+#: Why the file server refuses a transfer: (HTTP status, outcome counted, reason).
+Refusal = tuple[int, str, str]
+
+
+def upload_refusal(document: dict[str, Any] | None, station: str, now: datetime
+                   ) -> Refusal | None:
+    """Why an upload with this token is refused; None: it may reserve the token."""
     if document is None or document["station"] != station:
-        return 404, "unknown upload location"
+        return 404, "unknown_token", "unknown upload location"
     if document["expires_at"] <= now:
-        return 403, "upload location expired"
-    if document.get("uploads", 0) >= MAX_UPLOADS_PER_TOKEN:
-        return 403, "too many uploads to this location"
+        return 403, "expired", "upload location expired"
+    if document.get("used_at") is not None:
+        return 403, "used", "upload location used already: each takes one upload"
+    reserved_until = document.get("reserved_until")
+    if reserved_until is not None and reserved_until > now:
+        return 409, "in_use", "an upload to this location is in progress"
+    return None
+
+
+def download_refusal(document: dict[str, Any] | None, name: str, now: datetime
+                     ) -> Refusal | None:
+    """Why a download with this token is refused; None: serve the image.
+
+    An unknown token and a token of another image get the same answer, so a token holder
+    learns nothing about which other images exist."""
+    if document is None or document["firmware"] != name:
+        return 404, "not_found", "no such download"
+    if document["expires_at"] <= now:
+        return 403, "expired", "download URL expired: ask for a new firmware update"
     return None
 
 
@@ -141,17 +191,17 @@ def parse_file_id(text: str) -> ObjectId:
 # --- request checks -----------------------------------------------------------------------
 
 
-def location_problem(location: str) -> str | None:
+def location_problem(location: str, field: str = "location") -> str | None:
     """Why a charger could not use this location, or None."""
     try:
         parts = urlsplit(location)
     except ValueError:
-        return "location: not a URL"
+        return f"{field}: not a URL"
     if parts.scheme.lower() not in TRANSFER_SCHEMES:
-        return (f"location: unsupported scheme {parts.scheme!r} "
+        return (f"{field}: unsupported scheme {parts.scheme!r} "
                 "(SupportedFileTransferProtocols: http, https, ftp, ftps)")
     if not parts.netloc:
-        return "location: no host"
+        return f"{field}: no host"
     return None
 
 
@@ -167,6 +217,33 @@ def update_firmware_problem(payload: dict[str, Any]) -> str | None:
     return location_problem(payload["location"]) or retry_problem(payload)
 
 
+def signed_update_firmware_problem(payload: dict[str, Any], now: datetime) -> str | None:
+    """What is wrong with a (schema-valid) SignedUpdateFirmware payload, or None: the
+    location, retries, install not before retrieval, a signing certificate that parses (an
+    allowed key, valid now) and a base64 signature."""
+    firmware = payload["firmware"]
+    problem = location_problem(firmware["location"], "firmware.location") or \
+        retry_problem(payload)
+    if problem is not None:
+        return problem
+    if "installDateTime" in firmware and parse_time(firmware["installDateTime"]) < \
+            parse_time(firmware["retrieveDateTime"]):
+        return "firmware.installDateTime is before firmware.retrieveDateTime"
+    return signatures.certificate_problem(firmware["signingCertificate"], now) or \
+        signatures.signature_problem(firmware["signature"])
+
+
+def upload_location_problem(location: str, field: str, station: str) -> str | None:
+    """Why an upload location cannot be handed to ``station``, or None."""
+    problem = location_problem(location, field)
+    if problem is not None:
+        return problem
+    slot = parse_upload_location(location)
+    if slot is not None and slot.station != station:
+        return f"{field}: GridLink's upload location of {slot.station!r}, not {station!r}"
+    return None
+
+
 def get_diagnostics_problem(payload: dict[str, Any], station: str) -> str | None:
     """What is wrong with a (schema-valid) GetDiagnostics payload for ``station``, or None."""
     problem = location_problem(payload["location"]) or retry_problem(payload)
@@ -175,15 +252,61 @@ def get_diagnostics_problem(payload: dict[str, Any], station: str) -> str | None
     if "startTime" in payload and "stopTime" in payload and \
             parse_time(payload["startTime"]) > parse_time(payload["stopTime"]):
         return "startTime is after stopTime"
-    slot = parse_upload_location(payload["location"])
-    if slot is not None and slot.station != station:
-        return f"location: GridLink's upload location of {slot.station!r}, not {station!r}"
-    return None
+    return upload_location_problem(payload["location"], "location", station)
+
+
+def get_log_problem(payload: dict[str, Any], station: str) -> str | None:
+    """What is wrong with a (schema-valid) GetLog payload for ``station``, or None."""
+    log = payload["log"]
+    problem = location_problem(log["remoteLocation"], "log.remoteLocation") or \
+        retry_problem(payload)
+    if problem is not None:
+        return problem
+    if "oldestTimestamp" in log and "latestTimestamp" in log and \
+            parse_time(log["oldestTimestamp"]) > parse_time(log["latestTimestamp"]):
+        return "log.oldestTimestamp is after log.latestTimestamp"
+    return upload_location_problem(log["remoteLocation"], "log.remoteLocation", station)
+
+
+def _retry_window(payload: dict[str, Any]) -> timedelta:
+    window = payload.get("retries", 0) * payload.get("retryInterval", 0)
+    return timedelta(seconds=min(window, MAX_RETRY_WINDOW.total_seconds()))
 
 
 def token_expiry(payload: dict[str, Any], now: datetime) -> datetime:
     """How long an upload location stays valid: a day, plus the retries the charger may use."""
-    window = payload.get("retries", 0) * payload.get("retryInterval", 0)
-    return now + UPLOAD_TOKEN_TTL + timedelta(
-        seconds=min(window, MAX_RETRY_WINDOW.total_seconds()))
+    return now + UPLOAD_TOKEN_TTL + _retry_window(payload)
 
+
+def download_expiry(payload: dict[str, Any], retrieve: datetime, now: datetime,
+                    window: timedelta) -> datetime:
+    """How long a download URL stays valid: from the retrieve date (now, if that is past) for
+    ``window`` (GRIDLINK_FILES_DOWNLOAD_WINDOW_S), plus the retries the request allows.
+    ``payload`` holds ``retries`` and ``retryInterval`` (UpdateFirmware's or
+    SignedUpdateFirmware's)."""
+    return max(retrieve, now) + window + _retry_window(payload)
+
+
+# --- the firmware location of UpdateFirmware and SignedUpdateFirmware ---------------------
+
+
+def firmware_location_of(action: str, payload: dict[str, Any]) -> str:
+    """Where the charger is told to download the image."""
+    if action == "SignedUpdateFirmware":
+        return str(payload["firmware"]["location"])
+    return str(payload["location"])
+
+
+def with_firmware_location(action: str, payload: dict[str, Any], location: str
+                           ) -> dict[str, Any]:
+    """A copy of the payload with another download location."""
+    if action == "SignedUpdateFirmware":
+        return {**payload, "firmware": {**payload["firmware"], "location": location}}
+    return {**payload, "location": location}
+
+
+def retrieve_time_of(action: str, payload: dict[str, Any]) -> datetime:
+    """When the charger is to download the image."""
+    if action == "SignedUpdateFirmware":
+        return parse_time(payload["firmware"]["retrieveDateTime"])
+    return parse_time(payload["retrieveDate"])

@@ -7,7 +7,7 @@
     gridlink command STATION ACTION [JSON_PAYLOAD] ...          gridlink commands list
     gridlink groups ...             gridlink profiles ...       (smart charging)
     gridlink remote start|stop      gridlink config show        gridlink availability list
-    gridlink firmware ...           gridlink diagnostics ...
+    gridlink firmware ...           gridlink diagnostics ...    gridlink logs ...
     gridlink locallist sync|show    gridlink reserve ...        gridlink reservations ...
     gridlink security events        gridlink certificates ...   gridlink trigger ...
     gridlink simulate --url ws://host:9000/ocpp --chargers N ...
@@ -30,7 +30,7 @@ from pymongo.errors import PyMongoError
 from gridlink.cli import (
     charging,
     command,
-    files,
+    firmware,
     locallist,
     remote,
     reservations,
@@ -39,6 +39,7 @@ from gridlink.cli import (
     simulate,
     stations,
     transactions,
+    uploads,
 )
 from gridlink.cli.output import Parser
 from services.errors import ConfigurationError, GridLinkError
@@ -48,8 +49,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 SUBCOMMANDS: tuple[ModuleType, ...] = (
-    run, stations, transactions, command, charging, remote, files, locallist, reservations,
-    security, simulate,
+    run, stations, transactions, command, charging, remote, firmware, uploads, locallist,
+    reservations, security, simulate,
 )
 
 

@@ -161,6 +161,25 @@ async def test_features_refuse_before_anything_is_recorded(world: World) -> None
         origin="test") is None  # a feature's own command is refused alike
 
 
+async def test_features_may_rewrite_a_request_before_it_is_checked_and_recorded(
+        world: World) -> None:
+    @world.hooks.prepare("Reset")
+    async def always_soft(rt: ServiceRuntime, request: CommandRequest) -> CommandRequest:
+        return request.model_copy(update={"payload": {"type": "Soft"}})
+
+    @world.hooks.prepare("ChangeConfiguration")
+    async def break_it(rt: ServiceRuntime, request: CommandRequest) -> CommandRequest:
+        return request.model_copy(update={"payload": {"key": "K"}})  # no value
+
+    await world.online()
+    await world.request("Reset", {"type": "Hard"})
+    assert [c.payload for c in world.sent()] == [{"type": "Soft"}]
+    assert (await world.command())["payload"] == {"type": "Soft"}
+    await world.request("ChangeConfiguration", {"key": "K", "value": "V"}, command_id="c2")
+    assert [(r.status, r.error_code) for r in world.results()] == [  # checked again
+        ("invalid", "OccurenceConstraintViolation")]
+
+
 async def test_the_sweep_times_out_commands_whose_gateway_vanished(world: World) -> None:
     await world.online()
     await world.request("Reset", {"type": "Soft"}, timeout_s=1)
@@ -178,7 +197,8 @@ async def test_the_commands_service_wires_its_features_in_order() -> None:
     runtime = memory_runtime(SPEC)
     service = SPEC.build(runtime)
     assert service.router.actions == {"FirmwareStatusNotification",
-                                      "DiagnosticsStatusNotification",
+                                      "DiagnosticsStatusNotification", "LogStatusNotification",
+                                      "SignedFirmwareStatusNotification",
                                       "SecurityEventNotification", "SignCertificate"}
     keys = {route.key for route in service.routes}
     assert {"command", "outcome.*", "station.booted", "transaction.started",

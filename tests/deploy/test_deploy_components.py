@@ -70,13 +70,13 @@ async def test_components_start_as_deployed_and_stop_cleanly(
             assert gateway.metrics_port != gateway.port, "metrics off the public OCPP port"
             assert await gateway.status("/metrics") == 404
             assert await gateway.status("/readyz", gateway.metrics_port) == 200
-        # The file server answers (an image it does not hold; a token it never handed out).
+        # The file server answers (a download token and an upload token it never handed out).
         commands = [c for c in everything if c.name == "commands"]
         assert all(c.files_port for c in commands)
-        await wait_until(commands, "/firmware/no-such-image.bin", method="HEAD",
+        token = "t" * 32
+        await wait_until(commands, f"/firmware/{token}/no-such-image.bin", method="HEAD",
                                 status=404, port=lambda c: c.files_port, timeout=30)
         for component in commands:
-            token = "t" * 32
             assert await component.status(f"/diagnostics/CP-1/{token}/diag.zip",
                                           component.files_port, method="PUT") == 404
     finally:

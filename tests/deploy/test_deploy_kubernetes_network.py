@@ -138,7 +138,7 @@ def nginx_size(text: str) -> int:
 @pytest.mark.parametrize("kustomization", OVERLAYS)
 def test_chargers_reach_the_file_server_at_its_public_url(kustomization: str) -> None:
     from commands.files import rules as files
-    from commands.files.http_server import MULTIPART_OVERHEAD
+    from commands.files.uploads import MULTIPART_OVERHEAD
 
     _, env = sources.kubernetes_launch(kustomization, "commands")
     base = env["GRIDLINK_FILES_PUBLIC_URL"]
@@ -157,7 +157,7 @@ def test_chargers_reach_the_file_server_at_its_public_url(kustomization: str) ->
     assert container_port(sources.only_container(deploy), port["targetPort"]) == int(
         env["GRIDLINK_FILES_PORT"])
     paths = [urlsplit(files.diagnostics_location(base, "CP-1", files.new_token())).path,
-             urlsplit(files.firmware_url(base, "cp-2.4.1.bin")).path]
+             urlsplit(files.firmware_url(base, files.new_token(), "cp-2.4.1.bin")).path]
     assert [p.split("/")[1] for p in paths] == ["diagnostics", "firmware"]
 
     if _exposure(kustomization) == "node-port":

@@ -53,7 +53,7 @@ PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", 
 def gridlink_series() -> set[str]:
     """Every series name GridLink exposes: services/metrics.py, the commands' file server and
     its certificate expiry gauge."""
-    from commands.files import http_server as file_server
+    from commands.files import transfers as file_server
     from commands.security import expiry
     from services import metrics
 

@@ -57,6 +57,14 @@ def test_the_security_extensions_certificate_messages_are_supported() -> None:
             "certificateType": "CentralSystemRootCertificate", "certificate": "x"})
 
 
+def test_optional_fields_the_library_requires_are_none() -> None:
+    request = ocpp16.request_model("LogStatusNotification", {"status": "Idle"})
+    assert (request.status, request.request_id) == ("Idle", None)
+    request = ocpp16.request_model("SignedFirmwareStatusNotification",
+                                   {"status": "Installed", "requestId": 4})
+    assert (request.status, request.request_id) == ("Installed", 4)
+
+
 def test_time_parsing() -> None:
     assert ocpp16.parse_time("2026-01-01T00:00:00Z") == datetime(2026, 1, 1, tzinfo=UTC)
     assert ocpp16.parse_time("2026-01-01T01:00:00+01:00") == datetime(2026, 1, 1, tzinfo=UTC)

@@ -1,16 +1,25 @@
-"""Files without I/O: GridLink's upload locations and firmware URLs, and the checks
-UpdateFirmware and GetDiagnostics requests must pass."""
+"""Files without I/O: GridLink's upload locations and download URLs, token refusals, and the
+checks UpdateFirmware, SignedUpdateFirmware, GetDiagnostics and GetLog requests must pass."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from commands.files import rules
-from commands.files.rules import get_diagnostics_problem, update_firmware_problem
+from commands.files.rules import (
+    get_diagnostics_problem,
+    get_log_problem,
+    signed_update_firmware_problem,
+    update_firmware_problem,
+)
+from services.ocpp16 import utcnow
+from tests.helpers import certificate, ec_key, memory_settings, pem
 
 TOKEN_A = "a" * 32
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
 
 def test_upload_locations_are_recognised_by_path() -> None:
@@ -22,10 +31,59 @@ def test_upload_locations_are_recognised_by_path() -> None:
     assert rules.parse_upload_location("http://other/upload") is None
 
 
-def test_firmware_urls_of_this_server() -> None:
+def test_firmware_locations_of_this_server() -> None:
     base = "http://gl:9180"
-    assert rules.firmware_name_in(rules.firmware_url(base, "a.bin"), base) == "a.bin"
-    assert rules.firmware_name_in("http://elsewhere/firmware/a.bin", base) is None
+    url = rules.firmware_url(base, TOKEN_A, "a b.bin")
+    assert url == f"{base}/firmware/{TOKEN_A}/a%20b.bin"
+    assert rules.parse_firmware_location(url, base) == rules.FirmwareLocation("a b.bin", TOKEN_A)
+    # Another host name of GridLink: the path and the token's form decide.
+    assert rules.parse_firmware_location(f"https://plain.gl/firmware/{TOKEN_A}/a.bin", base) \
+        == rules.FirmwareLocation("a.bin", TOKEN_A)
+    assert rules.parse_firmware_location(f"{base}/firmware/a.bin", base) == \
+        rules.FirmwareLocation("a.bin", None)  # tokenless: only under GridLink's own base
+    assert rules.parse_firmware_location("http://elsewhere/firmware/a.bin", base) is None
+    assert rules.parse_firmware_location("http://elsewhere/firmware/v2/a.bin", base) is None
+
+
+def test_the_default_public_url_follows_tls() -> None:
+    assert rules.public_base_url(memory_settings(files_port=9180)) == "http://127.0.0.1:9180"
+    assert rules.public_base_url(memory_settings(
+        files_port=9180, tls_cert_file="c.pem", tls_key_file="k.pem")) == "https://127.0.0.1:9180"
+    assert rules.public_base_url(memory_settings(files_public_url="https://f.example/")) == \
+        "https://f.example"
+
+
+def test_upload_refusals() -> None:
+    token = {"station": "CP1", "expires_at": NOW + timedelta(hours=1)}
+    assert rules.upload_refusal(token, "CP1", NOW) is None
+    assert rules.upload_refusal(None, "CP1", NOW)[0] == 404  # type: ignore[index]
+    assert rules.upload_refusal(token, "CP2", NOW)[0] == 404  # type: ignore[index]
+    assert rules.upload_refusal({**token, "expires_at": NOW}, "CP1", NOW)[:2] == (403, "expired")
+    assert rules.upload_refusal({**token, "used_at": NOW}, "CP1", NOW)[:2] == (403, "used")
+    busy = {**token, "reserved_until": NOW + timedelta(seconds=1)}
+    assert rules.upload_refusal(busy, "CP1", NOW)[:2] == (409, "in_use")  # type: ignore[index]
+    lapsed = {**token, "reserved_until": NOW}  # its holder died: the lease is over
+    assert rules.upload_refusal(lapsed, "CP1", NOW) is None
+
+
+def test_download_refusals_say_nothing_of_other_images() -> None:
+    token = {"firmware": "a.bin", "expires_at": NOW + timedelta(hours=1)}
+    assert rules.download_refusal(token, "a.bin", NOW) is None
+    assert rules.download_refusal(None, "a.bin", NOW) == rules.download_refusal(
+        token, "b.bin", NOW)
+    expired = rules.download_refusal({**token, "expires_at": NOW}, "a.bin", NOW)
+    assert expired is not None and expired[:2] == (403, "expired")
+
+
+def test_download_urls_expire_after_the_retrieve_date_and_the_retries() -> None:
+    window = timedelta(hours=24)
+    later = NOW + timedelta(days=3)
+    assert rules.download_expiry({}, later, NOW, window) == later + window
+    assert rules.download_expiry({}, NOW - timedelta(days=1), NOW, window) == NOW + window
+    assert rules.download_expiry({"retries": 3, "retryInterval": 600}, later, NOW, window) == \
+        later + window + timedelta(seconds=1800)
+    assert rules.download_expiry({"retries": 10**6, "retryInterval": 10**6}, NOW, NOW,
+                                 window) == NOW + window + rules.MAX_RETRY_WINDOW
 
 
 @pytest.mark.parametrize(("payload", "problem"), [
@@ -49,4 +107,48 @@ def test_update_firmware_checks(payload: dict[str, Any], problem: str | None) ->
 ])
 def test_get_diagnostics_checks(payload: dict[str, Any], problem: str | None) -> None:
     found = get_diagnostics_problem(payload, "CP1")
+    assert found == problem if problem is None else problem in (found or "")
+
+
+def get_log(**log: Any) -> dict[str, Any]:
+    retries = {k: log.pop(k) for k in ("retries", "retryInterval") if k in log}
+    return {"logType": "SecurityLog", "requestId": 1, **retries,
+            "log": {"remoteLocation": f"https://gl/diagnostics/CP1/{TOKEN_A}", **log}}
+
+
+@pytest.mark.parametrize(("payload", "problem"), [
+    (get_log(), None),
+    (get_log(oldestTimestamp="2026-01-01T00:00:00Z", latestTimestamp="2026-01-02T00:00:00Z"),
+     None),
+    (get_log(remoteLocation=f"https://gl/diagnostics/CP2/{TOKEN_A}"),
+     "log.remoteLocation: GridLink's upload location of 'CP2'"),
+    (get_log(remoteLocation="mailto:ops@example.com"), "log.remoteLocation: unsupported"),
+    (get_log(oldestTimestamp="2026-01-02T00:00:00Z", latestTimestamp="2026-01-01T00:00:00Z"),
+     "oldestTimestamp is after log.latestTimestamp"),
+    (get_log(retries=-1), "retries must not be negative"),
+])
+def test_get_log_checks(payload: dict[str, Any], problem: str | None) -> None:
+    found = get_log_problem(payload, "CP1")
+    assert found == problem if problem is None else problem in (found or "")
+
+
+def signed(**firmware: Any) -> dict[str, Any]:
+    retries = {k: firmware.pop(k) for k in ("retries", "retryInterval") if k in firmware}
+    body = {"location": "https://fw.example/cp.bin", "retrieveDateTime": "2026-11-24T00:00:00Z",
+            "signingCertificate": pem(certificate(ec_key(), "signing")).decode(),
+            "signature": "MEUCIQ==", **firmware}
+    return {"requestId": 5, "firmware": body, **retries}
+
+
+@pytest.mark.parametrize(("payload", "problem"), [
+    (signed(), None),
+    (signed(installDateTime="2026-11-25T00:00:00Z"), None),
+    (signed(installDateTime="2026-11-23T00:00:00Z"), "installDateTime is before"),
+    (signed(location="gopher://x/cp.bin"), "firmware.location: unsupported scheme"),
+    (signed(retries=-1), "retries must not be negative"),
+    (signed(signingCertificate="-----BEGIN CERTIFICATE-----\nnope\n"), "not a PEM X.509"),
+    (signed(signature="***"), "signature: not base64"),
+])
+def test_signed_update_firmware_checks(payload: dict[str, Any], problem: str | None) -> None:
+    found = signed_update_firmware_problem(payload, utcnow())
     assert found == problem if problem is None else problem in (found or "")

@@ -1,0 +1,41 @@
+"""The ``requestId`` of GetLog and SignedUpdateFirmware: how a charger's LogStatusNotification
+and SignedFirmwareStatusNotification name the request they report on (N01.FR.07, L01.FR.10).
+
+``gridlink logs request`` and ``gridlink firmware update --signed`` take a fresh one from the
+shared counter ``file_request_id`` (:mod:`services.counters`), so replicas never hand out the
+same. A request with a requestId of its own (``gridlink command``) is checked before it is
+sent: ``request_ids`` holds one document per (action, station, requestId), ``_id``
+``"{action}:{requestId}:{station}"`` with the command it belongs to, so a second command
+with the same requestId for that station is refused rather than mixed up with the first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services import counters
+from services.ocpp16 import utcnow
+
+COLLECTION = "request_ids"
+COUNTER = "file_request_id"
+
+Db = AsyncDatabase[dict[str, Any]]
+
+
+async def fresh(db: Db) -> int:
+    """A requestId no other GetLog or SignedUpdateFirmware of GridLink's carries."""
+    return await counters.advance(db, COUNTER)
+
+
+async def claim(db: Db, action: str, station: str, request_id: int, command_id: str) -> bool:
+    """Bind the requestId to one command of the station (idempotent); False if another
+    command of that station holds it."""
+    document = await db[COLLECTION].find_one_and_update(
+        {"_id": f"{action}:{request_id}:{station}"},
+        {"$setOnInsert": {"station": station, "action": action, "request_id": request_id,
+                          "command_id": command_id, "created_at": utcnow()}},
+        upsert=True, return_document=ReturnDocument.AFTER)
+    return bool(document["command_id"] == command_id)
