@@ -1,6 +1,7 @@
 """The security extension from the command line (docs/security.md)::
 
     gridlink security events [--station ID] [--limit N] [--json]
+    gridlink security dev-pki DIR [--station ID]... [--organization O] [--days N]
     gridlink certificates install STATION --type T FILE
     gridlink certificates list STATION [--type T] [--json]
     gridlink certificates delete STATION (--serial S [--type T] | --hash JSON) [--force]
@@ -20,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from commands.security import certificate_hashes as hashes
 from commands.security import repository, rules
+from gridlink import dev_pki
 from gridlink.cli.output import positive, print_rows, send, with_db
 from services import security_events
 from services.envelope import CommandResult
@@ -43,6 +46,17 @@ def add_parsers(sub: Any, parser_class: type) -> None:
     events.add_argument("--limit", type=int, default=100)
     events.add_argument("--json", action="store_true")
     events.set_defaults(dispatch=security_events_list)
+    pki = sc.add_parser(
+        "dev-pki", help="certificates for trying security profiles 2 and 3 locally "
+        "(development only)",
+        epilog="example: gridlink security dev-pki .gridlink/pki --station CP003")
+    pki.add_argument("directory", type=Path)
+    pki.add_argument("--station", action="append", default=[],
+                     help="a client certificate for this station (repeatable)")
+    pki.add_argument("--organization", default="GridLink development",
+                     help="O of every certificate (GRIDLINK_TLS_CLIENT_ORGANIZATIONS)")
+    pki.add_argument("--days", type=int, default=365)
+    pki.set_defaults(dispatch=make_dev_pki)
 
     certificates = sub.add_parser("certificates", help="charger and installed certificates")
     ct = certificates.add_subparsers(dest="action", required=True, parser_class=parser_class)
@@ -108,6 +122,25 @@ async def security_events_list(settings: Settings, args: argparse.Namespace) -> 
     for row in rows:
         row["critical"] = rules.is_critical(row["type"])
     print_rows(rows, args.json)
+    return 0
+
+
+async def make_dev_pki(settings: Settings, args: argparse.Namespace) -> int:
+    positive("--days", args.days)
+    for station in args.station:
+        if not station or any(ch in station for ch in "/\\\0") or station.startswith("."):
+            raise ConfigurationError(f"--station: {station!r} cannot name a file")
+    if (args.directory / "ca.key").exists():
+        raise ConfigurationError(f"{args.directory} holds a CA already; use another directory")
+    issued = dev_pki.make_dev_pki(args.directory, args.station, args.organization, args.days)
+    where = args.directory
+    print(f"development certificates in {where} (the CA key is unencrypted: never in "
+          "production)")
+    print(f"  GRIDLINK_TLS_CERT_FILE={issued['server'].cert} "
+          f"GRIDLINK_TLS_KEY_FILE={issued['server'].key} "
+          f"GRIDLINK_TLS_CLIENT_CA_FILE={issued['ca'].cert}")
+    for station in args.station:
+        print(f"  {station}: {issued[station].cert} {issued[station].key}")
     return 0
 
 

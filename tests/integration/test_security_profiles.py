@@ -26,7 +26,7 @@ from websockets.exceptions import InvalidMessage, InvalidStatus
 
 from services import security_events, stations
 from services.ocpp16 import utcnow
-from tests.certificates import ORGANIZATION, Pki
+from tests.certificates import ORGANIZATION, Pki, escaped_pem
 from tests.charger import Charger
 from tests.helpers import delete_namespace
 from tests.processes import Process, Stack, free_port, metric_value, wait_for
@@ -261,12 +261,12 @@ async def test_a_trusted_proxy_forwards_the_certificate_and_nobody_else_can(
     station = new_id("P3")
     await secure.add(station, 3)
     forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.40",
-                 "X-Forwarded-Client-Cert": secure.pki.client(station).escaped_pem()}
+                 "X-Forwarded-Client-Cert": escaped_pem(secure.pki.client(station))}
     assert await attempt(secure.ws, station, additional_headers=forwarded,
                          local_addr=(PROXY, 0)) == 101
     assert await attempt(secure.ws, station, additional_headers=forwarded) == 401  # not a proxy
-    stranger = {**forwarded, "X-Forwarded-Client-Cert": secure.pki.client(
-        station, stranger=True).escaped_pem()}
+    stranger = {**forwarded, "X-Forwarded-Client-Cert": escaped_pem(secure.pki.client(
+        station, stranger=True))}
     assert await attempt(secure.ws, station, additional_headers=stranger,
                          local_addr=(PROXY, 0)) == 401  # verified again against the CA
     events = await security_events.list_rows(secure.stack.db(), station)

@@ -11,7 +11,7 @@ import pytest
 
 from services import tls
 from services.errors import ConfigurationError
-from tests.certificates import Pki
+from tests.certificates import Pki, escaped_pem
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +53,15 @@ def test_reload_follows_the_files_and_keeps_the_old_pair_when_broken(
 
 
 def test_a_forwarded_certificate_is_verified_against_the_client_ca(pki: Pki) -> None:
-    good = tls.certificate_from_header(pki.client("CP-1").escaped_pem(),
+    good = tls.certificate_from_header(escaped_pem(pki.client("CP-1")),
                                        str(pki.charger_ca.cert))
     assert (good.common_name, good.organizations) == ("CP-1", ("GridLink Test CPO",))
     with pytest.raises(tls.UntrustedCertificate):
-        tls.certificate_from_header(pki.client("CP-1", stranger=True).escaped_pem(),
+        tls.certificate_from_header(escaped_pem(pki.client("CP-1", stranger=True)),
                                     str(pki.charger_ca.cert))
     expired = pki.client("CP-1", not_before=datetime.now(UTC) - timedelta(days=60), days=30)
     with pytest.raises(tls.UntrustedCertificate):
-        tls.certificate_from_header(expired.escaped_pem(), str(pki.charger_ca.cert))
+        tls.certificate_from_header(escaped_pem(expired), str(pki.charger_ca.cert))
     with pytest.raises(tls.UntrustedCertificate, match="not PEM"):
         tls.certificate_from_header("garbage", str(pki.charger_ca.cert))
 
