@@ -32,12 +32,15 @@ class Offered:
     @classmethod
     def from_settings(cls, settings: Settings) -> Offered:
         proxies = bool(settings.tls_trusted_proxies)  # TLS ends there, certificates too
-        return cls(tls=settings.tls or proxies,
+        # The commands pods need not hold the gateway's certificate: chargers told to use
+        # wss:// (GRIDLINK_PUBLIC_URL) are offered TLS.
+        told_wss = (settings.public_url or "").lower().startswith("wss://")
+        return cls(tls=settings.tls or proxies or told_wss,
                    client_certificates=bool(settings.tls_client_ca_file) or proxies)
 
 
 def authorization_key_problem(value: str) -> Refusal | None:
-    """An AuthorizationKey is 16 to 40 characters, without ':' or control characters."""
+    """An AuthorizationKey is 16 to 40 characters, without control characters."""
     problem = stations.key_problem(value)
     return None if problem is None else ("PropertyConstraintViolation", problem)
 

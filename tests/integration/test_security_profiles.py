@@ -70,6 +70,9 @@ async def secure(amqp_url: str, mongo_url: str, tmp_path_factory: pytest.TempPat
                       "GRIDLINK_TLS_CLIENT_CA_FILE": str(pki.charger_ca.cert),
                       "GRIDLINK_AUTH_FAILURES_PER_STATION": "3",
                       "GRIDLINK_AUTH_FAILURES_PER_PEER": "1000",
+                      # chargers are told to use wss://: the commands service allows
+                      # upgrades to profile 2 and 3 (it holds no certificate itself)
+                      "GRIDLINK_PUBLIC_URL": "wss://127.0.0.1/ocpp",
                   })
     try:
         await stack.start_services()
@@ -321,3 +324,61 @@ async def test_a_rotated_server_certificate_is_served_without_a_restart(
                              ssl=pki.client_context()) == 101
     finally:
         assert await secure.stack.stop_process(gateway) == 0
+
+
+# --- changed over OCPP: the key (A01) and the profile (A05) --------------------------------------
+
+
+async def change_configuration(secure: Secure, charger: Charger, station: str, key: str,
+                               value: str, answer: str = "Accepted") -> dict[str, Any]:
+    process = await secure.stack.start_cli("command", station, "ChangeConfiguration",
+                                           json.dumps({"key": key, "value": value}))
+    frame = await charger.next_csms_call(timeout=20)
+    assert frame[2:] == ["ChangeConfiguration", {"key": key, "value": value}]
+    await charger.answer([3, frame[1], {"status": answer}])
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert out, err
+    return dict(json.loads(out))
+
+
+async def test_a_new_authorization_key_replaces_the_old_one(secure: Secure) -> None:
+    station = new_id("A01")
+    await secure.add(station, 1, password=KEY)
+    new = "new-station-key-" + uuid.uuid4().hex[:16]
+    async with Charger.connect(secure.ws, station,
+                               additional_headers=basic(station, KEY)) as charger:
+        await charger.boot()
+        refused = await change_configuration(secure, charger, station, "AuthorizationKey",
+                                             "another-key-0123456789", answer="Rejected")
+        assert refused == {"status": "Rejected"}
+        assert await attempt(secure.ws, station, additional_headers=basic(
+            station, "another-key-0123456789")) == 401  # A01.FR.04: nothing changed
+    async with Charger.connect(secure.ws, station,
+                               additional_headers=basic(station, KEY)) as charger:
+        await charger.boot()
+        assert (await change_configuration(secure, charger, station, "AuthorizationKey",
+                                           new)) == {"status": "Accepted"}
+    # the old key works during its grace, until the charger has used the new one
+    assert await attempt(secure.ws, station, additional_headers=basic(station, KEY)) == 101
+    assert await attempt(secure.ws, station, additional_headers=basic(station, new)) == 101
+    assert await attempt(secure.ws, station, additional_headers=basic(station, KEY)) == 401
+
+
+async def test_a_profile_upgrade_applies_from_the_connection_that_meets_it(
+        secure: Secure) -> None:
+    station = new_id("A05")
+    await secure.add(station, 1, password=KEY)
+    context = secure.pki.client_context()
+    async with Charger.connect(secure.ws, station,
+                               additional_headers=basic(station, KEY)) as charger:
+        await charger.boot()
+        assert (await change_configuration(secure, charger, station, "SecurityProfile",
+                                           "2")) == {"status": "Accepted"}
+    # until the charger manages the new profile it may fall back (A05.FR.08) ...
+    assert await attempt(secure.ws, station, additional_headers=basic(station, KEY)) == 101
+    assert await attempt(secure.wss, station, additional_headers=basic(station, KEY),
+                         ssl=context) == 101
+    # ... and from then on profile 2 is the station's: never lower again
+    assert await attempt(secure.ws, station, additional_headers=basic(station, KEY)) == 401
+    document = await secure.stack.db().stations.find_one({"_id": station})
+    assert document["security_profile"] == 2 and "next_profile" not in document

@@ -74,3 +74,7 @@ def test_what_gridlink_offers_follows_its_tls_settings() -> None:
         tls_client_ca_file="/tls/ca.pem")) == Offered(True, True)
     assert Offered.from_settings(memory_settings(
         tls_trusted_proxies=["10.0.0.0/8"])) == Offered(True, True)
+    # a commands pod without the gateway's certificate: chargers are told to use wss://
+    assert Offered.from_settings(memory_settings(
+        public_url="wss://ocpp.example.com/ocpp", tls_client_ca_file="/tls/ca.pem")) == Offered(
+        True, True)
