@@ -51,17 +51,12 @@ def register(hooks: CommandHooks, base: str) -> None:
         problem = rules.get_log_problem(payload, station)
         if problem is not None:
             refuse(("PropertyConstraintViolation", problem))
-        request_id = payload["requestId"]
-        if not await rt.with_store(lambda: request_ids.claim(
-                db, ACTION, station, request_id, request.command_id)):
-            raise CommandRefused("PropertyConstraintViolation",
-                                 f"requestId {request_id} belongs to another GetLog of "
-                                 f"{station!r}")
+        await request_ids.claim_or_refuse(rt, db, request)
         slot = rules.parse_upload_location(payload["log"]["remoteLocation"])
         if slot is None:
             return  # somebody else's server
         expires_at = rules.token_expiry(payload, utcnow())
-        details = {"log_type": payload["logType"], "request_id": request_id}
+        details = {"log_type": payload["logType"], "request_id": payload["requestId"]}
         if not await rt.with_store(lambda: upload_tokens.register(
                 db, slot.token, station, request.command_id, expires_at, upload_tokens.LOG,
                 details)):

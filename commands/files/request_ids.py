@@ -17,7 +17,10 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services import counters
+from services.envelope import CommandRequest
+from services.errors import CommandRefused
 from services.ocpp16 import utcnow
+from services.runtime import ServiceRuntime
 
 COLLECTION = "request_ids"
 COUNTER = "file_request_id"
@@ -39,3 +42,13 @@ async def claim(db: Db, action: str, station: str, request_id: int, command_id: 
                           "command_id": command_id, "created_at": utcnow()}},
         upsert=True, return_document=ReturnDocument.AFTER)
     return bool(document["command_id"] == command_id)
+
+
+async def claim_or_refuse(runtime: ServiceRuntime, db: Db, request: CommandRequest) -> None:
+    """:func:`claim` the request's requestId for it, or refuse the command."""
+    station, request_id = request.station, request.payload["requestId"]
+    if not await runtime.with_store(lambda: claim(db, request.action, station, request_id,
+                                                  request.command_id)):
+        raise CommandRefused("PropertyConstraintViolation",
+                             f"requestId {request_id} belongs to another {request.action} of "
+                             f"{station!r}")

@@ -32,7 +32,6 @@ from commands.files.jobs import ACCEPTED, SIGNED_FIRMWARE, JobBook, new_job
 from commands.hooks import CommandHooks, refuse
 from services import security_events
 from services.envelope import CommandRequest
-from services.errors import CommandRefused
 from services.ocpp16 import call, call_result, parse_time, utcnow
 from services.router import CallContext
 from services.runtime import ServiceRuntime
@@ -76,16 +75,11 @@ def register(hooks: CommandHooks, base: str, window: timedelta) -> None:
 
     @hooks.validate(ACTION)
     async def signed_update_rules(rt: ServiceRuntime, request: CommandRequest) -> None:
-        payload, station = request.payload, request.station
+        payload = request.payload
         problem = rules.signed_update_firmware_problem(payload, utcnow())
         if problem is not None:
             refuse(("PropertyConstraintViolation", problem))
-        request_id = payload["requestId"]
-        if not await rt.with_store(lambda: request_ids.claim(
-                db, ACTION, station, request_id, request.command_id)):
-            raise CommandRefused("PropertyConstraintViolation",
-                                 f"requestId {request_id} belongs to another "
-                                 f"SignedUpdateFirmware of {station!r}")
+        await request_ids.claim_or_refuse(rt, db, request)
         image = await rt.with_store(lambda: firmware_locations.check(db, request, base))
         if image is not None:
             refuse(signature_problem(image, payload["firmware"]))
