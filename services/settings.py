@@ -132,6 +132,27 @@ class Settings(BaseSettings):
         "its old key is still accepted (ended early by its first connection with the new "
         "one); 0: at once, as A01.FR.03 says.")
 
+    # --- limits per station, retention ----------------------------------------------------
+    station_calls_per_s: float = Field(
+        20.0, gt=0, description="gateway: CALLs a station may send per second on average; "
+        "beyond it (and the burst) the gateway reads its next frame later (no error).")
+    station_call_burst: int = Field(
+        200, ge=1, description="gateway: CALLs a station may send at once before "
+        "GRIDLINK_STATION_CALLS_PER_S applies (a charger flushing its offline queue).")
+    max_data_transfer_bytes: int = Field(
+        65536, ge=0, description="authz: the largest DataTransfer `data` (UTF-8 bytes) "
+        "stored; a larger one is answered Rejected and only its size is kept.")
+    retention_status_events_days: float = Field(
+        90, ge=0, description="Days the connector status history (status_events) is kept; "
+        "0 keeps it forever. The latest status of each connector is always kept.")
+    retention_meter_values_days: float = Field(
+        0, ge=0, description="Days meter values are kept; 0 (default) keeps them forever "
+        "(they are billing evidence).")
+    retention_data_transfers_days: float = Field(
+        90, ge=0, description="Days DataTransfer records are kept; 0 keeps them forever.")
+    retention_security_events_days: float = Field(
+        365, ge=0, description="Days security events are kept; 0 keeps them forever.")
+
     # --- services ------------------------------------------------------------------------
     http_host: str = Field("0.0.0.0", description="Service /healthz, /readyz, /metrics address.")
     http_port: int = Field(9100, description="Service /healthz, /readyz, /metrics port.")
@@ -209,7 +230,7 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level.")
 
     @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file",
-                     "charger_ca_cert_file", "charger_ca_key_file", mode="before")
+                     "charger_ca_cert_file", "charger_ca_key_file", "public_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """A deployment sets every variable; an empty one means "not configured"."""

@@ -203,6 +203,23 @@ def test_credentials_come_from_secrets_the_overlay_or_operator_provides() -> Non
         assert f"create secret generic {name}" in operations
 
 
+#: Settings the ConfigMap leaves out on purpose: only `gridlink run all` reads them.
+NOT_IN_CONFIG_MAP = {"GRIDLINK_DATA_DIR", "GRIDLINK_EMBEDDED_MONGO_PORT"}
+#: Set per pod, from Secrets, or by each overlay (it depends on the cluster's address).
+PER_POD = {"GRIDLINK_AMQP_URL", "GRIDLINK_MONGO_URL", "GRIDLINK_INSTANCE",
+           "GRIDLINK_FILES_PUBLIC_URL"}
+
+
+def test_every_setting_is_in_the_config_map() -> None:
+    from services.settings import Settings
+
+    data = by_kind("base", "ConfigMap")["gridlink-settings"]["data"]
+    wanted = {f"GRIDLINK_{name.upper()}" for name in Settings.model_fields}
+    missing = wanted - set(data) - NOT_IN_CONFIG_MAP - PER_POD
+    assert not missing, f"add these to deploy/kubernetes/base/settings.yaml: {sorted(missing)}"
+    assert not set(data) - wanted, "the ConfigMap names settings that do not exist"
+
+
 def test_dashboard_config_map_is_the_dashboard_file() -> None:
     maps = by_kind("base", "ConfigMap")
     dashboard = maps["gridlink-grafana-dashboard"]
