@@ -34,6 +34,9 @@ from services.ocpp16 import utcnow
 from services.runtime import ServiceRuntime
 
 log = logging.getLogger("gridlink.commands.credentials")
+#: After RebootRequired the charger uses its old key until it reboots, whenever that is: the
+#: old key is accepted until the first login with the new one, for at most this long.
+REBOOT_GRACE = timedelta(days=30)
 
 #: Argon2id hashes computed at once (each ~40 ms of CPU and 19 MiB); the rest wait.
 HASHES_AT_ONCE = 2
@@ -80,7 +83,10 @@ def register(hooks: CommandHooks, commands: Lifecycle) -> None:
                           "password again", extra={"station": station,
                                                    "command_id": command["_id"]})
                 return
-            grace_until = at + timedelta(seconds=rt.settings.authorization_key_grace_s)
+            grace = timedelta(seconds=rt.settings.authorization_key_grace_s)
+            if answer == "RebootRequired":  # the old key stays in use until the reboot
+                grace = max(grace, REBOOT_GRACE)
+            grace_until = at + grace
             known = await rt.with_store(lambda: stations.rotate_password(
                 db, station, new_hash, grace_until=grace_until))
             change = "AuthorizationKey changed"

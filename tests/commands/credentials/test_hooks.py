@@ -141,6 +141,17 @@ async def test_a_new_key_reaches_the_charger_and_is_kept_nowhere(
     assert rows[0]["sender"] == "ops" and NEW_KEY not in json.dumps(rows)
 
 
+async def test_after_reboot_required_the_old_key_works_until_the_reboot(world: World) -> None:
+    await world.change("AuthorizationKey", NEW_KEY)
+    await world.answer("c1", "ChangeConfiguration", {"status": "RebootRequired"})
+    station = await world.station()
+    assert stations.check_password(NEW_KEY, station["password_hash"])
+    command = await world.db["commands"].find_one({"_id": "c1"})
+    assert command is not None
+    assert station["previous_valid_until"].replace(tzinfo=None) == (
+        command["updated_at"] + timedelta(days=30)).replace(tzinfo=None)
+
+
 @pytest.mark.parametrize("answer", ["Rejected", "NotSupported"])
 async def test_a_declined_key_changes_nothing(world: World, answer: str) -> None:
     before = await world.station()
