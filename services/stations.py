@@ -32,7 +32,11 @@ from services.store import IndexSpec
 
 COLLECTION = "stations"
 PROFILES = (0, 1, 2, 3)  # security profiles (Security Whitepaper ed. 2, §2)
-INDEXES: IndexSpec = {COLLECTION: [IndexModel("last_seen")]}
+INDEXES: IndexSpec = {COLLECTION: [
+    IndexModel("last_seen"),
+    # One certificate identity per station (A00.FR.427); stations without one use their id.
+    IndexModel("certificate_cn", unique=True, sparse=True),
+]}
 #: AuthorizationKey length: at least 16 bytes, at most 20 as 40 hex digits (A00.FR.205).
 KEY_MIN, KEY_MAX = 16, 40
 _HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
@@ -182,6 +186,7 @@ async def add_station(db: AsyncDatabase[dict[str, Any]], station: str, *, regist
                       certificate_cn: str | None = None) -> None:
     """Register ``station`` (or update it). The profile defaults to 1 with a password and 0
     without; a new password replaces any earlier one (and any key in its grace period)."""
+    await _check_certificate_identity(db, station, certificate_cn)
     profile = security_profile if security_profile is not None else (1 if password else 0)
     update: dict[str, Any] = {"registration": registration, "security_profile": profile}
     unset: dict[str, Any] = {"next_profile": ""}
@@ -195,6 +200,25 @@ async def add_station(db: AsyncDatabase[dict[str, Any]], station: str, *, regist
         {"$set": update, "$unset": unset, "$setOnInsert": {"created_at": now}},
         upsert=True,
     )
+
+
+class IdentityTaken(ValueError):
+    """Another station already answers to this certificate identity (A00.FR.427)."""
+
+
+async def _check_certificate_identity(db: AsyncDatabase[dict[str, Any]], station: str,
+                                      certificate_cn: str | None) -> None:
+    """A certificate's CN must identify one station: refuse a CN that is another station's
+    id or CN, and an id that is another station's CN."""
+    identity = certificate_cn or station
+    clash = await db[COLLECTION].find_one(
+        {"_id": {"$ne": station},
+         "$or": [{"certificate_cn": identity}, {"_id": identity, "certificate_cn": None},
+                 {"certificate_cn": station}]},
+        projection={"_id": 1})
+    if clash is not None:
+        raise IdentityTaken(f"station {clash['_id']!r} already answers to certificate "
+                            f"identity {identity!r}: one certificate per charger (A00.FR.427)")
 
 
 async def rotate_password(db: AsyncDatabase[dict[str, Any]], station: str, new_hash: str,

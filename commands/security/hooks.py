@@ -155,8 +155,12 @@ def register(hooks: CommandHooks, commands: Lifecycle) -> None:
             raise CommandRefused("PropertyConstraintViolation", str(exc)) from None
         configuration = await rt.with_store(lambda: station_configuration.read(
             db, request.station))
-        problem = rules.chain_size_problem(
-            chain, configuration.integer("CertificateSignedMaxSize"))
+        # §5.1 names the key CertificateSignedMaxSize, §7.3 CertificateSignedMaxChainSize:
+        # chargers report either.
+        limit = configuration.integer("CertificateSignedMaxChainSize")
+        if limit is None:
+            limit = configuration.integer("CertificateSignedMaxSize")
+        problem = rules.chain_size_problem(chain, limit)
         refuse(("PropertyConstraintViolation", problem) if problem else None)
         if await rt.with_store(lambda: repository.request_for_key(
                 db, request.station, leaf.public_key_id)) is None:

@@ -75,9 +75,15 @@ async def add_stations(settings: Settings, args: argparse.Namespace) -> int:
     if password is not None and profile in (0, 3):
         raise ConfigurationError(f"--password: a security profile {profile} station does not "
                                  "use one (profiles 1 and 2 do)")
-    generated = await with_db(settings, lambda db: queries.add_stations(
-        db, args.ids, registration=registration, password=password, security_profile=profile,
-        certificate_cn=args.certificate_cn))
+    if args.certificate_cn is not None and len(args.ids) > 1:
+        raise ConfigurationError("--certificate-cn names one station's certificate "
+                                 "(A00.FR.427): add them one by one")
+    try:
+        generated = await with_db(settings, lambda db: queries.add_stations(
+            db, args.ids, registration=registration, password=password,
+            security_profile=profile, certificate_cn=args.certificate_cn))
+    except stations.IdentityTaken as exc:
+        raise ConfigurationError(f"--certificate-cn: {exc}") from None
     print(f"added {len(args.ids)} station(s), security profile {profile}")
     for station, key in generated.items():
         print(f"{station}  AuthorizationKey {key}  (shown once; stored only as a hash)")

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from authz.admission import Admission, Gatekeeper, Policy, certificate_problem
+from authz.admission import Admission
+from authz.gatekeeper import Gatekeeper, Policy, certificate_problem
 from authz.repository import AuthzRepository
 from authz.service import SPEC
 from services import security_events, stations
@@ -70,16 +71,15 @@ def said(decision: ConnectDecision) -> tuple[bool, int, int | None]:
     return decision.accept, decision.status, decision.profile
 
 
-async def test_each_profile_is_met_only_by_what_it_requires() -> None:
+async def test_each_station_connects_with_exactly_its_profile() -> None:
     keeper, _, _ = await gatekeeper()
     p3 = certificate("cp-3.example")
     assert said(await decide(keeper, "P1", password=KEY)) == (True, 200, 1)
-    assert said(await decide(keeper, "P1", password=KEY, tls=True)) == (True, 200, 2)
     assert said(await decide(keeper, "P2", password=KEY, tls=True)) == (True, 200, 2)
     assert said(await decide(keeper, "P3", tls=True, certificate=p3)) == (True, 200, 3)
-    # a certificate meets every lower profile too
-    assert said(await decide(keeper, "P1", tls=True, certificate=certificate("P1"))) == (
-        True, 200, 3)
+    # a profile-2 charger holding a certificate for its upgrade shows it: Basic decides
+    assert said(await decide(keeper, "P2", password=KEY, tls=True,
+                             certificate=certificate("P2"))) == (True, 200, 2)
     refused = [
         await decide(keeper, "P0"),  # profile 0 is not allowed here
         await decide(keeper, "P1"),  # no credentials
@@ -88,11 +88,15 @@ async def test_each_profile_is_met_only_by_what_it_requires() -> None:
         await decide(keeper, "P3", password=KEY, tls=True),  # no certificate, no password
         await decide(keeper, "P3", tls=True, certificate=certificate("someone-else")),
         await decide(keeper, "P3", certificate=p3),  # a certificate without TLS: not believed
+        # a higher profile than the station's is refused too (A00.FR.001/002)
+        await decide(keeper, "P1", password=KEY, tls=True),
+        await decide(keeper, "P1", tls=True, certificate=certificate("P1")),
     ]
     assert all(not d.accept and d.status == 401 for d in refused), refused
     assert [d.reason for d in refused] == [
-        "no_credentials", "no_credentials", "unauthorized", "profile_too_low",
-        "unauthorized", "certificate_rejected", "profile_too_low"]
+        "profile_too_low", "no_credentials", "unauthorized", "profile_too_low",
+        "unauthorized", "certificate_rejected", "profile_too_low", "profile_mismatch",
+        "profile_mismatch"]
 
 
 async def test_the_registration_comes_with_the_admission() -> None:
@@ -194,6 +198,8 @@ async def test_the_previous_key_works_in_its_grace_until_the_new_one_is_used() -
 async def test_a_scheduled_profile_applies_at_the_first_connection_that_meets_it() -> None:
     keeper, _, repo = await gatekeeper()
     await stations.schedule_profile(repo.db, "P1", 2)
+    assert not (await decide(keeper, "P1", tls=True,
+                             certificate=certificate("P1"))).accept  # 3: neither 1 nor 2
     assert (await decide(keeper, "P1", password=KEY)).accept  # fallback (A05.FR.08)
     assert (await decide(keeper, "P1", password=KEY, tls=True)).accept
     assert not (await decide(keeper, "P1", password=KEY)).accept  # profile 2 from now on
@@ -297,3 +303,11 @@ async def test_decisions_go_to_a_gateway_queue_only() -> None:
                             correlation_id="c")
     await Admission(runtime, repo).handle(message)  # type: ignore[arg-type]
     assert bus.waiting("someone.elses.queue") == []
+
+
+async def test_with_no_grace_the_old_key_is_refused_at_once() -> None:
+    keeper, _, repo = await gatekeeper()
+    await stations.rotate_password(repo.db, "P1", stations.hash_password("fedcba9876543210fedc"),
+                                   grace_until=NOW)  # GRIDLINK_AUTHORIZATION_KEY_GRACE_S=0
+    assert not (await decide(keeper, "P1", password=KEY)).accept  # A01.FR.03
+    assert (await decide(keeper, "P1", password="fedcba9876543210fedc")).accept

@@ -113,8 +113,9 @@ async def test_profile_1_needs_its_key(secure: Secure) -> None:
     station = new_id("P1")
     await secure.add(station, 1, password=KEY)
     assert await attempt(secure.ws, station, additional_headers=basic(station, KEY)) == 101
+    # the same key over TLS is profile 2: another profile than the station's (A00.FR.002)
     assert await attempt(secure.wss, station, additional_headers=basic(station, KEY),
-                         ssl=secure.pki.client_context()) == 101  # TLS is more than enough
+                         ssl=secure.pki.client_context()) == 401
     for headers in ({}, basic(station, "wrong-key-0123456789"), basic("other", KEY)):
         assert await attempt(secure.ws, station, additional_headers=headers) == 401
 

@@ -144,3 +144,17 @@ async def test_rotation_keeps_the_profile_of_a_station_that_had_none_stored(db) 
     assert await stations.rotate_password(db, "CP-OLD", stations.hash_password("k" * 20),
                                            grace_until=NOW)
     assert stations.security_profile(await db.stations.find_one({"_id": "CP-OLD"})) == 0
+
+
+async def test_a_certificate_identity_names_one_station(db) -> None:  # type: ignore[no-untyped-def]
+    add = stations.add_station
+    await add(db, "CP-A", registration="Accepted", password=None, now=NOW, security_profile=3,
+              certificate_cn="cp-a.example")
+    await add(db, "CP-B", registration="Accepted", password=None, now=NOW, security_profile=3)
+    for station, cn in (("CP-C", "cp-a.example"), ("CP-C", "CP-B"), ("cp-a.example", None)):
+        with pytest.raises(stations.IdentityTaken):
+            await add(db, station, registration="Accepted", password=None, now=NOW,
+                      security_profile=3, certificate_cn=cn)
+    await add(db, "CP-A", registration="Pending", password=None, now=NOW,  # itself: fine
+              security_profile=3, certificate_cn="cp-a.example")
+    assert await db.stations.count_documents({}) == 2

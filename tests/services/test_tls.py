@@ -80,3 +80,32 @@ def test_handshake_failures_have_bounded_names() -> None:
     assert tls.handshake_failure_reason(error) == "protocol_version"
     error.reason = "SOMETHING_NEW"
     assert tls.handshake_failure_reason(error) == "other"
+
+
+async def handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> str:
+    """Connect ``client`` to a server with ``server``: the cipher agreed on."""
+    import asyncio
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    listener = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client,
+                                                  server_hostname="127.0.0.1")
+        cipher = writer.get_extra_info("ssl_object").cipher()[0]
+        writer.close()
+        return str(cipher)
+    finally:
+        listener.close()
+
+
+async def test_a_client_with_only_cbc_suites_is_refused(pki: Pki) -> None:
+    server = tls.server_context(str(pki.server.cert), str(pki.server.key))
+    cbc = pki.client_context(maximum=ssl.TLSVersion.TLSv1_2)
+    cbc.set_ciphers("AES128-SHA:ECDHE-ECDSA-AES128-SHA")  # what A00.FR.321/425 rule out
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        await handshake(server, cbc)
+    gcm = pki.client_context(maximum=ssl.TLSVersion.TLSv1_2)
+    assert "GCM" in await handshake(server, gcm)

@@ -180,6 +180,12 @@ async def test_without_a_ca_the_csr_waits_for_an_operators_chain(world: Commands
         utcnow())
     await world.request("CertificateSigned", {"certificateChain": chain}, "c00")
     assert "CertificateSignedMaxSize" in (world.results()[-1].error_description or "")
+    await station_configuration.save(world.db, STATION, {"keys": [  # §7.3's name of the key
+        {"key": "CertificateSignedMaxChainSize", "value": str(len(chain) - 1),
+         "readonly": True}]}, utcnow())
+    await world.request("CertificateSigned", {"certificateChain": chain}, "c000")
+    assert (world.results()[-1].status, world.results()[-1].error_code) == (
+        "invalid", "PropertyConstraintViolation")
     await station_configuration.save(world.db, STATION, {"keys": [
         {"key": "CertificateSignedMaxSize", "value": str(len(chain)), "readonly": True}]},
         utcnow())
