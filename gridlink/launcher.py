@@ -1,15 +1,19 @@
 """``gridlink run all``: the embedded database (if no GRIDLINK_MONGO_URL) and the four
 components as child processes, exactly as they run in production, one per process.
 
-SIGTERM/SIGINT is passed on to every child (each drains gracefully), and the launcher waits
-for all of them (:func:`services.shutdown.drain`); a second signal is passed on too (the
-children then exit at once). If one child dies the others are stopped and the exit code
-says so; when every child has ended by itself, so does the launcher.
+SIGTERM/SIGINT is passed on to every child once (each drains gracefully: the children run
+in sessions of their own, so a Ctrl-C at the terminal reaches them only through the
+launcher), and the launcher waits for all of them (:func:`services.shutdown.drain`); a
+second signal is passed on too (the children then exit at once). A launcher killed
+outright takes its children with it (PR_SET_PDEATHSIG). If one child dies the others are
+stopped and the exit code says so; when every child has ended by itself, so does the
+launcher.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import signal
 import sys
@@ -21,6 +25,8 @@ from services.settings import Settings, environment_with
 from services.shutdown import InFlight, drain, install_signal_handlers
 
 log = logging.getLogger("gridlink.launcher")
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 #: A child to run: its name, command line and environment.
 Child = tuple[str, list[str], dict[str, str]]
@@ -51,6 +57,14 @@ def run_all(settings: Settings) -> int:
             database.terminate()
             database.wait(10)
     return code[0]
+
+
+def _end_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the launcher dies (Linux; elsewhere a
+    no-op)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def run_banner(settings: Settings) -> tuple[str, ...]:
@@ -89,7 +103,11 @@ async def supervise(children: list[Child], *, banner: tuple[str, ...] = ()) -> i
 
     install_signal_handlers(stopping, on_first=on_first, on_second=forward)
     for name, argv, env in children:
-        started[name] = await asyncio.create_subprocess_exec(*argv, env=env)
+        # Each child in a session of its own: a Ctrl-C (SIGINT to the terminal's process
+        # group) reaches only the launcher, which passes it on once; the child still ends
+        # with the launcher if that is killed outright.
+        started[name] = await asyncio.create_subprocess_exec(
+            *argv, env=env, start_new_session=True, preexec_fn=_end_with_parent)
     for line in banner:
         print(line, flush=True)
     running = InFlight()

@@ -40,10 +40,12 @@ def child(name: str, log: Path, seconds: float, code: int = 0) -> tuple[str, lis
     return name, [sys.executable, "-c", CHILD, str(log), str(seconds), str(code)]
 
 
-async def launch(children: list[tuple[str, list[str]]]) -> asyncio.subprocess.Process:
+async def launch(children: list[tuple[str, list[str]]], *, session: bool = False
+                 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-c", LAUNCHER, json.dumps(children),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        start_new_session=session)
 
 
 async def listening(process: asyncio.subprocess.Process, children: int) -> None:
@@ -91,3 +93,29 @@ def test_the_banner_says_where_chargers_connect_and_warns_of_profile_0(tmp_path:
                                  allow_security_profile_0=True))
     assert "wss://127.0.0.1:8443/ocpp/<chargePointId>" in secure[0]
     assert any(line.startswith("WARNING: security profile 0 is ON") for line in secure)
+
+
+async def test_a_ctrl_c_at_the_terminal_reaches_every_child_once(tmp_path: Path) -> None:
+    import os
+
+    logs = [tmp_path / "one", tmp_path / "two"]
+    process = await launch([child(log.name, log, 60) for log in logs], session=True)
+    await listening(process, len(logs))
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal does: the whole process group
+    assert await asyncio.wait_for(process.wait(), 30) == 0
+    assert [log.read_text().split() for log in logs] == [[str(int(signal.SIGINT))]] * 2
+
+
+async def test_children_end_when_the_launcher_is_killed(tmp_path: Path) -> None:
+    log = tmp_path / "orphan"
+    process = await launch([child("orphan", log, 60)])
+    await listening(process, 1)
+    process.kill()
+    await process.wait()
+
+    def ended() -> bool:
+        return log.read_text().split() == [str(int(signal.SIGTERM))]
+
+    from tests.processes import wait_for
+
+    await wait_for(ended, timeout=10, what="the child ended with its launcher")
