@@ -1,7 +1,10 @@
 """One example payload per CSMS-initiated OCPP 1.6 action.
 
-Shown by ``gridlink command --help`` and in docs/commands.md; a test validates every one
-against the 1.6 schema, so the examples cannot drift from what GridLink accepts.
+Shown by ``gridlink command --help`` and in docs/commands.md; a test puts every one (and
+every command in the docs) through the checks a real command gets — the 1.6 schema and the
+features' rules — so the examples cannot drift from what GridLink accepts. Examples that
+name something the station must hold (transaction 42, reservation 7, profile 100, an open
+CSR) are refused only for that.
 """
 
 from __future__ import annotations
@@ -9,7 +12,33 @@ from __future__ import annotations
 import json
 from typing import Any
 
-_PEM = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"
+#: A real (self-signed, EC P-256) root certificate, so the certificate examples pass the
+#: checks GridLink makes before sending (an example CPO's, valid until 2126).
+_PEM = """-----BEGIN CERTIFICATE-----
+MIIBmjCCAUCgAwIBAgIEWjyeATAKBggqhkjOPQQDAjAyMRowGAYDVQQDDBFFeGFt
+cGxlIENTTVMgUm9vdDEUMBIGA1UECgwLRXhhbXBsZSBDUE8wIBcNMjYwMTAxMDAw
+MDAwWhgPMjEyNjAxMDEwMDAwMDBaMDIxGjAYBgNVBAMMEUV4YW1wbGUgQ1NNUyBS
+b290MRQwEgYDVQQKDAtFeGFtcGxlIENQTzBZMBMGByqGSM49AgEGCCqGSM49AwEH
+A0IABNU9Ja7JDgsXJ+9SeJzdttxKMmnAcGAJVPFf1MW9sHcGOWj/7OmGpHQ0EbLh
+RoejK+TkkKFPcxpZ2dT6mZ1qBkqjQjBAMA8GA1UdEwEB/wQFMAMBAf8wDgYDVR0P
+AQH/BAQDAgGGMB0GA1UdDgQWBBQkMYRiVwQF3LEQ/4R7fyE6sKIOkDAKBggqhkjO
+PQQDAgNIADBFAiEAvRPfhx3k4oH6Q2ycvIscwjGkN1fYxgcb38Ld9T0Nh4ECIDLu
+nR8RlWOfDOsV3t0D9pTdmMrbesBx5KtZta54h4E5
+-----END CERTIFICATE-----
+"""
+#: CP001's charger certificate (CN=CP001, O=Example CPO), issued by that root.
+_CHARGER_PEM = """-----BEGIN CERTIFICATE-----
+MIIBojCCAUigAwIBAgIEWjyeAjAKBggqhkjOPQQDAjAyMRowGAYDVQQDDBFFeGFt
+cGxlIENTTVMgUm9vdDEUMBIGA1UECgwLRXhhbXBsZSBDUE8wIBcNMjYwMTAxMDAw
+MDAwWhgPMjEyNjAxMDEwMDAwMDBaMCYxDjAMBgNVBAMMBUNQMDAxMRQwEgYDVQQK
+DAtFeGFtcGxlIENQTzBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABDTJwi129Hf2
+sDipEsAhJ52OhnijXOjWBx8ilNN6vAz5+/B09AaIaI9j0f8ctiUucqo3wXct7pf+
+TyGaX3l+9TujVjBUMAwGA1UdEwEB/wQCMAAwDgYDVR0PAQH/BAQDAgOIMBMGA1Ud
+JQQMMAoGCCsGAQUFBwMCMB8GA1UdIwQYMBaAFCQxhGJXBAXcsRD/hHt/ITqwog6Q
+MAoGCCqGSM49BAMCA0gAMEUCIHG5rvmP3SinmGgUcJ6M8eszmGvezlFJn2QxPCpb
+7LeTAiEAp0r2mT+PCympw8TJjZDOIAcn+ccmZJd+eCTPFVyk0fc=
+-----END CERTIFICATE-----
+"""
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     # Core
@@ -34,8 +63,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "SignedUpdateFirmware": {"requestId": 18, "retries": 3, "firmware": {
         "location": "https://files.example.com/firmware/TOKEN/cp-2.4.1.bin",
         "retrieveDateTime": "2026-11-24T02:00:00Z",
-        "signingCertificate": "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n",
-        "signature": "MEUCIQDx...base64..."}},
+        "signingCertificate": _PEM,
+        "signature": "X4+UM1eYkb4BpXncsIRzMSMAznAI9mFcMUuOCv4zNpdXBl7dvhaaHodL1rtvh6Aafm7O4VL4u"
+                     "4hDv+9Foy8+A86I+HRoEQ=="}},
     # Local Auth List Management
     "GetLocalListVersion": {},
     "SendLocalList": {"listVersion": 2, "updateType": "Differential",
@@ -44,7 +74,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                           {"idTag": "TAG002"}]},
     # Reservation
     "CancelReservation": {"reservationId": 7},
-    "ReserveNow": {"connectorId": 1, "expiryDate": "2026-11-24T18:00:00Z",
+    "ReserveNow": {"connectorId": 1, "expiryDate": "2030-06-01T18:00:00Z",
                    "idTag": "TAG001", "reservationId": 7},
     # Smart Charging
     "ClearChargingProfile": {"id": 100},
@@ -52,12 +82,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "SetChargingProfile": {"connectorId": 1, "csChargingProfiles": {
         "chargingProfileId": 100, "stackLevel": 0,
         "chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Absolute",
-        "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [
-            {"startPeriod": 0, "limit": 16.0}]}}},
+        "chargingSchedule": {"startSchedule": "2026-12-01T00:00:00Z", "chargingRateUnit": "A",
+                             "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16.0}]}}},
     # Remote Trigger
     "TriggerMessage": {"requestedMessage": "StatusNotification", "connectorId": 1},
     # Security extension (certificates: easier with `gridlink certificates ...`)
-    "CertificateSigned": {"certificateChain": _PEM + _PEM},
+    "CertificateSigned": {"certificateChain": _CHARGER_PEM + _PEM},
     "DeleteCertificate": {"certificateHashData": {
         "hashAlgorithm": "SHA256",
         "issuerNameHash": "6c5f2a8e0b0d4f0e9c1a3b7d5e2f4a6c8e0b2d4f6a8c0e2b4d6f8a0c2e4b6d8f",
