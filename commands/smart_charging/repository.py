@@ -158,6 +158,8 @@ async def list_composite_schedules(db: Db, station: str | None, limit: int = 50
         rows.append({
             "station": doc["station"], "connector": doc["connector"],
             "duration": doc["duration"], "status": doc["status"],
+            "unit": doc.get("unit"), "askedUnit": doc.get("asked_unit"),
+            "flags": ",".join(doc.get("flags") or []) or None,
             "scheduleStart": _time(doc.get("schedule_start")),
             "schedule": periods_text(schedule),
             "answeredAt": _time(doc["answered_at"]),

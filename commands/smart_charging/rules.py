@@ -272,10 +272,16 @@ def composite_document(command: dict[str, Any]) -> dict[str, Any]:
     """The stored form of a GetCompositeSchedule answer."""
     payload, response = command["payload"], command.get("response") or {}
     start = response.get("scheduleStart")
+    asked = payload.get("chargingRateUnit")
+    answered = (response.get("chargingSchedule") or {}).get("chargingRateUnit")
     return {
         "_id": command["_id"], "station": command["station"],
         "connector": response.get("connectorId", payload["connectorId"]),
-        "duration": payload["duration"], "unit": payload.get("chargingRateUnit"),
+        "duration": payload["duration"], "unit": answered or asked,
+        "asked_unit": asked,
+        # What the charger said is kept as it said it; a unit other than the one asked for
+        # is flagged (it is not converted: W and A differ by voltage and phases).
+        "flags": ["unit_mismatch"] if asked and answered and asked != answered else [],
         "status": response.get("status"),
         "schedule_start": parse_time(start) if start else None,
         "charging_schedule": response.get("chargingSchedule"),

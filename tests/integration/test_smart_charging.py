@@ -309,17 +309,27 @@ async def test_get_composite_schedule_answers_are_recorded(stack: Stack) -> None
                                      {"connectorId": 0, "duration": 60},
                                      {"status": "Rejected"})
         assert declined.status == "rejected"
+        in_watts = {**schedule, "chargingRateUnit": "A"}
+        _, other_unit = await exchange(  # asked in W, answered in A
+            stack, charger, station, "GetCompositeSchedule",
+            {"connectorId": 2, "duration": 3600, "chargingRateUnit": "W"},
+            {"status": "Accepted", "connectorId": 2, "scheduleStart": start_at,
+             "chargingSchedule": in_watts})
+        assert other_unit.status == "accepted"
 
     async def recorded() -> bool:
-        return await stack.db().composite_schedules.count_documents({"station": station}) == 2
+        return await stack.db().composite_schedules.count_documents({"station": station}) == 3
 
-    await wait_for(recorded, what="two answers recorded")
+    await wait_for(recorded, what="three answers recorded")
     code, out, err = await stack.cli("profiles", "composite", "--station", station, "--json")
     assert code == 0, err
     rows = {r["connector"]: r for r in json.loads(out)}
     assert rows[1]["status"] == "Accepted" and rows[1]["schedule"] == "0s 16A, 1800s 10.5A"
+    assert (rows[1]["unit"], rows[1]["flags"]) == ("A", None)
     assert rows[1]["scheduleStart"] is not None
     assert rows[0]["status"] == "Rejected" and rows[0]["schedule"] == ""
+    assert (rows[2]["unit"], rows[2]["askedUnit"], rows[2]["flags"]) == ("A", "W",
+                                                                        "unit_mismatch")
 
 
 # --- RemoteStartTransaction with a profile ---------------------------------------------------

@@ -124,3 +124,25 @@ def test_set_profile_rules_accept_good_profiles(payload: dict[str, Any]) -> None
 ])
 def test_clear_rules(payload: dict[str, Any], ok: bool) -> None:
     assert (clear_problem(payload) is None) is ok
+
+
+def composite(asked: str | None, answered: str | None) -> dict[str, Any]:
+    schedule = {"chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}]}
+    if answered is not None:
+        schedule["chargingRateUnit"] = answered
+    payload: dict[str, Any] = {"connectorId": 1, "duration": 600}
+    if asked is not None:
+        payload["chargingRateUnit"] = asked
+    return charging_rules.composite_document({
+        "_id": "c1", "station": "CP-1", "payload": payload,
+        "response": {"status": "Accepted", "connectorId": 1, "chargingSchedule": schedule}})
+
+
+def test_a_composite_schedule_in_another_unit_is_kept_as_said_and_flagged() -> None:
+    other = composite("W", "A")
+    assert (other["unit"], other["asked_unit"], other["flags"]) == ("A", "W", ["unit_mismatch"])
+    assert other["charging_schedule"]["chargingSchedulePeriod"][0]["limit"] == 16  # as said
+    same = composite("A", "A")
+    assert (same["unit"], same["flags"]) == ("A", [])
+    unasked = composite(None, "W")  # no unit asked: whatever the charger uses
+    assert (unasked["unit"], unasked["flags"]) == ("W", [])
