@@ -14,6 +14,7 @@ the key a charger used before it accepted a new AuthorizationKey (A01), accepted
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import os
@@ -99,8 +100,11 @@ def needs_rehash(stored: str) -> bool:
     return stored.startswith(_LEGACY) or _HASHER.check_needs_rehash(stored)
 
 
-#: Verified against when the station is unknown, so that a refusal costs the same time.
-_DUMMY = hash_password(secrets.token_hex(20))
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the station is unknown, so that a refusal costs the same time
+    (made on first use: hashing at import would slow every process's start)."""
+    return hash_password(secrets.token_hex(20))
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ class PasswordChecker:
     async def waste(self, password: str) -> None:
         """Spend what a failed check costs (an unknown station must not answer faster)."""
         async with self._slots:
-            await asyncio.to_thread(check_password, password, _DUMMY)
+            await asyncio.to_thread(check_password, password, _dummy_hash())
 
     async def match(self, password: str, document: dict[str, Any], now: datetime
                     ) -> PasswordMatch:
