@@ -29,7 +29,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, InsertOne, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -77,16 +77,6 @@ def to_millis(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-def _same_connector(document: Document, order: str) -> dict[str, Any]:
-    """Active transactions on ``document``'s connector that arrived before (``$lt``) or
-    after (``$gt``) it: by ``received_at``, then by id (a total order every replica sees)."""
-    received = document["received_at"]
-    return {"station": document["station"], "connector": document["connector"],
-            "active": True, "_id": {"$ne": document["_id"]},
-            "$or": [{"received_at": {order: received}},
-                    {"received_at": received, "_id": {order: document["_id"]}}]}
-
-
 class TransactionRepository:
     def __init__(self, db: AsyncDatabase[Document], ids: TransactionIds,
                  writes: WriteBatcher | None = None) -> None:
@@ -132,13 +122,11 @@ class TransactionRepository:
                 raise  # the duplicate was on _id: never reuse an id
             return existing, False
 
-    async def newer_on_connector(self, document: Document) -> Document | None:
-        """An active transaction that arrived after ``document`` on its connector."""
-        return await self.db[TRANSACTIONS].find_one(_same_connector(document, "$gt"))
-
-    async def older_on_connector(self, document: Document) -> list[Document]:
-        """The active transactions that arrived before ``document`` on its connector."""
-        return await self.db[TRANSACTIONS].find(_same_connector(document, "$lt")).to_list()
+    async def others_on_connector(self, document: Document) -> list[Document]:
+        """The other active transactions on ``document``'s connector."""
+        return await self.db[TRANSACTIONS].find(
+            {"station": document["station"], "connector": document["connector"],
+             "active": True, "_id": {"$ne": document["_id"]}}).to_list()
 
     async def supersede(self, old: Document, by: Document, now: datetime) -> bool:
         """Close ``old``, still active, because ``by`` started on its connector; False when
@@ -158,13 +146,33 @@ class TransactionRepository:
             return True
         return False
 
-    async def settle(self, transaction_id: int, info: dict[str, Any]) -> Document | None:
-        """Store the start's decided idTagInfo once; the document after, or None when
-        another delivery settled it first."""
-        return await self.db[TRANSACTIONS].find_one_and_update(
-            {"_id": transaction_id, "settled": False},
-            {"$set": {"id_tag_info": info, "settled": True}},
-            return_document=ReturnDocument.AFTER)
+    async def settle(self, document: Document, info: dict[str, Any]) -> Document:
+        """Store the start's decided idTagInfo once; the transaction as stored after.
+
+        The common case is one conditional update (still active, not settled yet). If it
+        matches nothing, the transaction was superseded meanwhile (then it is settled
+        anyway) or a concurrent delivery of the same start settled it first (its outcome
+        stays): the stored document says which."""
+        settled = {"id_tag_info": info, "settled": True}
+        result = await self.db[TRANSACTIONS].update_one(
+            {"_id": document["_id"], "settled": False, "active": True}, {"$set": settled})
+        if result.modified_count == 1:
+            return {**document, **settled, "active": True}
+        await self.db[TRANSACTIONS].update_one(
+            {"_id": document["_id"], "settled": False}, {"$set": settled})
+        found = await self.find_transaction(document["_id"])
+        assert found is not None, "a transaction is never deleted"
+        return found
+
+    async def holding_starts(self, keys: list[str]) -> set[str]:
+        """Of these start keys, those whose transaction may hold a slot: active, and
+        Accepted or not settled yet."""
+        cursor = self.db[TRANSACTIONS].find(
+            {"start_key": {"$in": keys}, "active": True},
+            {"start_key": 1, "settled": 1, "id_tag_info.status": 1})
+        return {found["start_key"] async for found in cursor
+                if found.get("settled") is False
+                or found["id_tag_info"]["status"] == "Accepted"}
 
     async def superseded_by(self, transaction_id: int) -> list[Document]:
         return await self.db[TRANSACTIONS].find({"superseded.by": transaction_id}).to_list()

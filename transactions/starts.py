@@ -18,7 +18,9 @@ The steps, each idempotent, so a redelivery after a crash at any point finishes 
    or repeated), it is itself superseded by that one; otherwise it supersedes the older
    ones, then an Accepted tag takes a slot (none free: ``ConcurrentTx``);
 3. store the outcome once (``settled`` True; a concurrent delivery's outcome wins); a
-   transaction that ended up not active and Accepted holds no slot.
+   transaction that ended up not active and Accepted holds no slot. A start that finds
+   no free slot first frees those whose transactions no longer hold them (superseded while
+   they took it, or left by a delivery that never finished), so no slot leaks for good.
 
 Order on a connector is the order GridLink received the starts (``received_at``, then the
 id), not the charger's timestamps: a charger whose clock reset after a power loss sends
@@ -96,25 +98,21 @@ async def _settle(repo: TransactionRepository, document: Document,
                   tag: Document | None, ctx: CallContext) -> Started:
     info = dict(document["id_tag_info"])
     superseded: list[Document] = []
-    newer = await repo.newer_on_connector(document)
-    if newer is not None:
-        if await repo.supersede(document, newer, ctx.received_at):
-            _superseded(document, newer)
+    others = await repo.others_on_connector(document)
+    newer = [other for other in others if _order(other) > _order(document)]
+    if newer:
+        by = max(newer, key=_order)
+        if await repo.supersede(document, by, ctx.received_at):
+            _superseded(document, by)
     else:
-        for old in await repo.older_on_connector(document):
+        for old in others:
             if await repo.supersede(old, document, ctx.received_at):
                 _superseded(old, document)
                 superseded.append(old)
             await repo.sessions.release(old["start_key"])
-        if info["status"] == "Accepted" and not await repo.sessions.acquire(
-                document["id_tag"], document["start_key"], id_tags.max_concurrent(tag),
-                station=document["station"], connector=document["connector"],
-                now=ctx.received_at):
+        if info["status"] == "Accepted" and not await _take_slot(repo, document, tag, ctx):
             info["status"] = "ConcurrentTx"
-    settled = await repo.settle(document["_id"], info)
-    if settled is None:  # a concurrent delivery of the same start settled it first
-        settled = await repo.find_transaction(document["_id"])
-        assert settled is not None
+    settled = await repo.settle(document, info)
     if not (settled["active"] and settled["id_tag_info"]["status"] == "Accepted"):
         await repo.sessions.release(settled["start_key"])  # superseded meanwhile, or refused
     log.info("transaction started", extra={
@@ -122,6 +120,33 @@ async def _settle(repo: TransactionRepository, document: Document,
         "connector": settled["connector"], "status": settled["id_tag_info"]["status"],
         "superseded": [old["_id"] for old in superseded]})
     return Started(settled, superseded)
+
+
+async def _take_slot(repo: TransactionRepository, document: Document,
+                     tag: Document | None, ctx: CallContext) -> bool:
+    """A slot of the tag for this transaction; when none is free, the slots of holders no
+    longer in an Accepted active transaction (one superseded while taking its slot, or
+    left by a delivery that never finished) are freed first."""
+    async def acquire() -> bool:
+        return await repo.sessions.acquire(
+            document["id_tag"], document["start_key"], id_tags.max_concurrent(tag),
+            station=document["station"], connector=document["connector"],
+            now=ctx.received_at)
+
+    if await acquire():
+        return True
+    holders = [held["_id"] for held in await repo.sessions.holders(document["id_tag"])]
+    live = await repo.holding_starts(holders)
+    freed = [key for key in holders if key not in live and await repo.sessions.release(key)]
+    if freed:
+        log.warning("freed slots of transactions that no longer hold them", extra={
+            "station": ctx.station, "count": len(freed)})
+    return bool(freed) and await acquire()
+
+
+def _order(transaction: Document) -> tuple[Any, int]:
+    """Which of two starts on a connector came later: received_at, then the id."""
+    return transaction["received_at"], int(transaction["_id"])
 
 
 def _superseded(old: Document, by: Document) -> None:

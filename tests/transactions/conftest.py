@@ -1,8 +1,13 @@
 """A transactions service over the in-memory store, reachable below the router: the
-repository (to break a step on purpose), the database, and calls as a gateway sends them."""
+repository (to break a step on purpose), the database, and calls as a gateway sends them.
+
+The store hands control to the event loop before each operation, as a real database does,
+so deliveries started together with ``asyncio.gather`` interleave at every step.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -78,9 +83,40 @@ class Transactions:
         return [h["_id"] for h in await self.repo.sessions.holders(tag)]
 
 
+class _Yielding:
+    """A database (or collection, or cursor) that yields before each operation."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getitem__(self, name: str) -> _Yielding:
+        return _Yielding(self._target[name])
+
+    def find(self, *args: Any, **kwargs: Any) -> _Yielding:
+        return _Yielding(self._target.find(*args, **kwargs))
+
+    def __aiter__(self) -> Any:
+        return self._iterate()
+
+    async def _iterate(self) -> Any:
+        await asyncio.sleep(0)
+        async for document in self._target:
+            yield document
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._target, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0)  # another delivery may run here
+            return await method(*args, **kwargs)
+
+        return call
+
+
 @pytest.fixture
 async def tx() -> Transactions:
     store = memory_store()
     await store.ensure_indexes(INDEXES)
-    repo = TransactionRepository(store.db, TransactionIds(store.db, block=10))
+    db: Any = _Yielding(store.db)
+    repo = TransactionRepository(db, TransactionIds(db, block=10))
     return Transactions(repo, build_router(repo))

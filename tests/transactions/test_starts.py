@@ -206,3 +206,42 @@ async def test_a_transaction_of_an_earlier_release_is_found_only_by_its_station(
     other = await tx.start("1|T", meter=0, at=at, station="CP")
     assert other["transactionId"] != 999
     assert (await tx.transaction(999))["active"]
+
+
+@pytest.mark.parametrize("later_first", [False, True])
+async def test_two_starts_on_one_connector_at_once_leave_the_later_one(
+        tx: Transactions, later_first: bool) -> None:
+    """Deliveries interleaved at every await: whichever runs first, the one received later
+    keeps the connector and the only slot; the other is superseded and holds none."""
+    await tx.tag("TAG")
+    early = tx.call("StartTransaction", tx.start_payload(meter=1), received_at=NOW)
+    late = tx.call("StartTransaction", tx.start_payload(meter=2),
+                   received_at=NOW + timedelta(seconds=1))
+    calls = [late, early] if later_first else [early, late]
+    done = await asyncio.gather(*calls)
+    if later_first:
+        done.reverse()
+    ids = [d.reply.payload["transactionId"] for d in done if d.reply and d.reply.payload]
+    first, second = [await tx.transaction(i) for i in ids]
+    assert (first["active"], second["active"]) == (False, True)
+    assert first["superseded"]["by"] == second["_id"]
+    assert await tx.slot_holders("TAG") == [second["start_key"]]
+    assert [d.reply.payload["idTagInfo"]["status"] for d in done
+            if d.reply and d.reply.payload] == ["Accepted", "Accepted"]
+
+
+async def test_a_slot_left_behind_is_freed_when_the_tag_needs_it(tx: Transactions) -> None:
+    """A slot whose transaction is no longer an Accepted active one (a delivery that never
+    finished its release) is not a reason for ConcurrentTx."""
+    await tx.tag("TAG")
+    first = await tx.start()
+    stored = await tx.transaction(first["transactionId"])
+    await tx.db["transactions"].update_one({"_id": stored["_id"]},
+                                           {"$set": {"active": False}})
+    assert await tx.slot_holders("TAG") == [stored["start_key"]]  # left behind
+    second = await tx.start(connector=2, at="2026-06-01T11:40:00Z", station="CP-2")
+    assert second["idTagInfo"]["status"] == "Accepted"
+    assert await tx.slot_holders("TAG") == [
+        (await tx.transaction(second["transactionId"]))["start_key"]]
+    third = await tx.start(connector=3, at="2026-06-01T11:41:00Z", station="CP-3")
+    assert third["idTagInfo"]["status"] == "ConcurrentTx"  # a live holder stays
