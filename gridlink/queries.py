@@ -15,7 +15,8 @@ from commands.repository import COMMANDS
 from services import id_tags, stations
 from services.ocpp16 import iso, utcnow
 from services.store import IndexSpec, merge_indexes
-from services.transaction_records import TRANSACTIONS
+from services.transaction_records import TRANSACTIONS, state_of
+from transactions.repository import METER_VALUES
 
 INDEXES: IndexSpec = merge_indexes(stations.INDEXES, id_tags.INDEXES)
 
@@ -62,8 +63,11 @@ async def list_stations(db: AsyncDatabase[dict[str, Any]]) -> list[dict[str, Any
 
 
 async def add_tag(db: AsyncDatabase[dict[str, Any]], tag: str, *, status: str,
-                  expiry: datetime | None, parent: str | None) -> None:
-    await id_tags.upsert_tag(db, tag, status=status, expiry=expiry, parent=parent)
+                  expiry: datetime | None, parent: str | None,
+                  max_concurrent: int | None = None) -> None:
+    """Add or update a tag (``max_concurrent`` None keeps the stored limit; new tags: 1)."""
+    await id_tags.upsert_tag(db, tag, status=status, expiry=expiry, parent=parent,
+                             max_concurrent=max_concurrent)
 
 
 async def list_tags(db: AsyncDatabase[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -73,15 +77,30 @@ async def list_tags(db: AsyncDatabase[dict[str, Any]]) -> list[dict[str, Any]]:
         info = id_tags.info_from_document(doc, now)
         rows.append({"idTag": doc["_id"], "status": doc.get("status"),
                      "effectiveStatus": info["status"], "expiry": _time(doc.get("expiry")),
-                     "parent": doc.get("parent")})
+                     "parent": doc.get("parent"),
+                     "maxConcurrent": id_tags.max_concurrent(doc)})
     return rows
 
 
-async def list_transactions(db: AsyncDatabase[dict[str, Any]], station: str | None
-                            ) -> list[dict[str, Any]]:
+async def list_transactions(db: AsyncDatabase[dict[str, Any]], station: str | None, *,
+                            flagged: bool = False) -> list[dict[str, Any]]:
+    """Transactions by id: ``state`` (active, stopped, superseded), ``flags`` (the
+    transaction's, then ``meter:<flag>`` for flags of its meter values); ``flagged``: only
+    those with a flag."""
     query = {"station": station} if station else {}
+    documents = await db[TRANSACTIONS].find(query, sort=[("_id", 1)]).to_list()
+    sample_flags: dict[int, list[str]] = {}
+    cursor = db[METER_VALUES].find(
+        {"transaction_id": {"$in": [doc["_id"] for doc in documents]},
+         "flags": {"$exists": True}}, {"transaction_id": 1, "flags": 1})
+    async for sample in cursor:
+        known = sample_flags.setdefault(sample["transaction_id"], [])
+        known += [f"meter:{flag}" for flag in sample["flags"] if f"meter:{flag}" not in known]
     rows = []
-    async for doc in db[TRANSACTIONS].find(query, sort=[("_id", 1)]):
+    for doc in documents:
+        flags = [*doc.get("flags", []), *sample_flags.get(doc["_id"], [])]
+        if flagged and not flags:
+            continue
         stop = doc.get("stop") or {}
         rows.append({
             "transactionId": doc["_id"],
@@ -89,12 +108,46 @@ async def list_transactions(db: AsyncDatabase[dict[str, Any]], station: str | No
             "connectorId": doc["connector"],
             "idTag": doc["id_tag"],
             "status": doc.get("id_tag_info", {}).get("status"),
+            "state": state_of(doc),
             "meterStart": doc["meter_start"],
             "meterStop": stop.get("meter_stop"),
             "energyWh": doc.get("energy_wh"),
             "startTime": _time(doc.get("start_time")),
             "stopTime": _time(stop.get("time")),
             "stopReason": stop.get("reason"),
+            "supersededBy": (doc.get("superseded") or {}).get("by"),
+            "flags": flags,
+        })
+    return rows
+
+
+async def list_samples(db: AsyncDatabase[dict[str, Any]], *, station: str | None,
+                       transaction_id: int | None, flagged: bool, limit: int
+                       ) -> list[dict[str, Any]]:
+    """Stored meter values, newest first; ``flagged``: only those with a flag (also the ones
+    kept under their station because they named another's transaction)."""
+    query: dict[str, Any] = {}
+    if station:
+        query["station"] = station
+    if transaction_id is not None:
+        query["$or"] = [{"transaction_id": transaction_id},
+                        {"claimed_transaction_id": transaction_id}]
+    if flagged:
+        query["flags"] = {"$exists": True}
+    rows = []
+    async for doc in db[METER_VALUES].find(query, sort=[("timestamp", -1)], limit=limit):
+        rows.append({
+            "chargePointId": doc["station"],
+            "connectorId": doc["connector"],
+            "transactionId": doc.get("transaction_id"),
+            "claimedTransactionId": doc.get("claimed_transaction_id"),
+            "timestamp": _time(doc.get("timestamp")),
+            "measurand": doc.get("measurand"),
+            "value": doc.get("value"),
+            "unit": doc.get("unit"),
+            "format": doc.get("format"),
+            "context": doc.get("context"),
+            "flags": doc.get("flags", []),
         })
     return rows
 

@@ -87,3 +87,13 @@ STORE_BULK_OPS = Histogram(
 ACTIVE_TRANSACTIONS = Gauge(
     "gridlink_transactions_active", "Transactions started and not yet stopped (last count)."
 )
+TRANSACTIONS_SUPERSEDED = Counter(
+    "gridlink_transactions_superseded_total",
+    "Transactions closed because a newer StartTransaction came on their connector (their "
+    "stop was never seen).",
+)
+TRANSACTIONS_FLAGGED = Counter(
+    "gridlink_transactions_flagged_total",
+    "Transactions and meter values stored with a flag for review, by reason (the flag, "
+    "transactions/checks.py).", ["reason"],
+)

@@ -5,7 +5,9 @@ commands service and operator queries only read them, through the functions here
 collection names and the fields they read are spelled once::
 
     transactions      _id = transactionId: {station, connector, id_tag, meter_start,
-                      start_time, reservation_id, id_tag_info, active, stop, energy_wh, ...}
+                      start_time, reservation_id, id_tag_info, active, stop, energy_wh,
+                      superseded: {by, at, received_at, energy_wh} (a newer start on the
+                      connector closed it), flags: [short names to review], ...}
     connector_status  _id = "STATION/CONNECTOR": the latest StatusNotification
                       {station, connector, status, error_code, timestamp, received_at, ...}
 """
@@ -19,6 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 TRANSACTIONS = "transactions"
 CONNECTOR_STATUS = "connector_status"
+STATES = ("active", "stopped", "superseded")
 
 Db = AsyncDatabase[dict[str, Any]]
 Document = dict[str, Any]
@@ -29,6 +32,16 @@ def connector_key(station: str, connector: int) -> str:
     return f"{station}/{connector}"
 
 
+def state_of(transaction: Document) -> str:
+    """``active``, ``stopped`` (its StopTransaction came, also after a supersede: the real
+    stop wins) or ``superseded`` (closed by a newer start on its connector, no stop seen)."""
+    if transaction.get("stop") is not None:
+        return "stopped"
+    if transaction.get("superseded") is not None:
+        return "superseded"
+    return "active" if transaction.get("active") else "stopped"
+
+
 async def get(db: Db, transaction_id: int, fields: tuple[str, ...] = ()) -> Document | None:
     """One transaction (only ``fields`` and its id when given)."""
     projection = {field: 1 for field in fields} if fields else None
@@ -36,10 +49,11 @@ async def get(db: Db, transaction_id: int, fields: tuple[str, ...] = ()) -> Docu
 
 
 async def active_on_connector(db: Db, station: str, connector: int) -> Document | None:
-    """The newest active transaction on a station's connector."""
+    """The active transaction on a station's connector (the newest to arrive, should a
+    superseded one not be closed yet)."""
     return await db[TRANSACTIONS].find_one(
         {"station": station, "connector": connector, "active": True},
-        sort=[("start_time", DESCENDING)])
+        sort=[("received_at", DESCENDING), ("_id", DESCENDING)])
 
 
 async def active_authorized(db: Db, stations: list[str]) -> list[Document]:

@@ -1,6 +1,8 @@
 """One async function per OCPP action the transactions service answers.
 
-Every handler is idempotent: the broker delivers at least once and chargers retransmit.
+Every handler is idempotent: the broker delivers at least once and chargers retransmit. No
+check of what a charger reports prevents its answer: surprising values are stored with
+``flags`` (:mod:`transactions.checks`, docs/bad-input.md).
 """
 
 from __future__ import annotations
@@ -8,56 +10,44 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from services.metrics import TRANSACTIONS_FLAGGED
 from services.ocpp16 import call, call_result, parse_time
 from services.router import CallContext, Router
-from transactions.repository import TransactionRepository, sample_documents, start_key
+from transactions import checks, starts
+from transactions.meter_samples import sample_documents
+from transactions.repository import Document, TransactionRepository
 
 log = logging.getLogger("gridlink.transactions")
 
 
 def build_router(repo: TransactionRepository) -> Router:
     """Handlers; after each write an event (``transaction.started``, ``transaction.stopped``,
-    ``station.status``) is emitted, again on a retransmission: at least once."""
+    ``station.status``) is emitted, again on a retransmission: at least once. A transaction
+    superseded by a new start is announced ``transaction.stopped`` (with ``superseded_by``)."""
     router = Router("transactions")
 
     @router.on("StartTransaction")
     async def start_transaction(request: call.StartTransaction, ctx: CallContext
                                 ) -> call_result.StartTransaction:
-        timestamp = parse_time(request.timestamp)
-        key = start_key(ctx.station, request.connector_id, request.id_tag, timestamp,
-                        request.meter_start)
-        existing = await repo.find_start(key)
-        if existing is None:
-            info = await repo.id_tag_info(request.id_tag, ctx.received_at)
-            if info["status"] == "Accepted" and await repo.has_active_authorized(request.id_tag):
-                info = {**info, "status": "ConcurrentTx"}
-            document: dict[str, Any] = {
-                "_id": await repo.ids.next(),
-                "start_key": key,
-                "station": ctx.station,
-                "connector": request.connector_id,
-                "id_tag": request.id_tag,
-                "meter_start": request.meter_start,
-                "start_time": timestamp,
-                "reservation_id": request.reservation_id,
-                "id_tag_info": info,
-                "active": True,
-                "stop": None,
-                "received_at": ctx.received_at,
-            }
-            existing = await repo.insert_start(document)
-            log.info("transaction started", extra={
-                "station": ctx.station, "transaction_id": existing["_id"],
-                "connector": request.connector_id, "status": existing["id_tag_info"]["status"]})
+        started = await starts.start(repo, request, ctx)
+        transaction = started.transaction
         ctx.emit("transaction.started", {
-            "station": ctx.station, "connector": existing["connector"],
-            "transaction_id": existing["_id"], "id_tag": existing["id_tag"],
-            "status": existing["id_tag_info"]["status"],
-            "reservation_id": existing.get("reservation_id"),
-            "meter_start": existing["meter_start"], "at": existing["start_time"]})
+            "station": ctx.station, "connector": transaction["connector"],
+            "transaction_id": transaction["_id"], "id_tag": transaction["id_tag"],
+            "status": transaction["id_tag_info"]["status"],
+            "reservation_id": transaction.get("reservation_id"),
+            "meter_start": transaction["meter_start"], "at": transaction["start_time"]})
+        ended = list(started.superseded)
+        if transaction.get("superseded") and transaction.get("stop") is None:
+            ended.append(transaction)  # it arrived after a newer start on its connector
+        for old in ended:
+            ctx.emit("transaction.stopped", {
+                "station": old["station"], "connector": old["connector"],
+                "transaction_id": old["_id"], "at": old["superseded"]["at"],
+                "energy_wh": old["superseded"]["energy_wh"],
+                "superseded_by": old["superseded"]["by"]})
         return call_result.StartTransaction(
-            transaction_id=existing["_id"], id_tag_info=existing["id_tag_info"]
-        )
+            transaction_id=transaction["_id"], id_tag_info=transaction["id_tag_info"])
 
     @router.on("StopTransaction")
     async def stop_transaction(request: call.StopTransaction, ctx: CallContext
@@ -72,35 +62,53 @@ def build_router(repo: TransactionRepository) -> Router:
             "received_at": ctx.received_at,
         }
         transaction = await repo.find_transaction(request.transaction_id)
+        samples: dict[str, Any] = {}
         if transaction is None or transaction["station"] != ctx.station:
             await repo.record_orphan_stop(ctx.station, stop)
             log.warning("stop for unknown transaction kept for review", extra={
                 "station": ctx.station, "transaction_id": request.transaction_id})
             connector = 0
+            samples = _detached(request.transaction_id, transaction)
         else:
-            energy = request.meter_stop - int(transaction["meter_start"])
-            if await repo.record_stop(request.transaction_id, stop, energy):
+            flags = checks.stop_flags(transaction, request.meter_stop, stop_time,
+                                      ctx.received_at)
+            energy = checks.energy_wh(int(transaction["meter_start"]), request.meter_stop)
+            if await repo.record_stop(request.transaction_id, stop, energy, flags):
+                for flag in flags:
+                    TRANSACTIONS_FLAGGED.labels(flag).inc()
                 log.info("transaction stopped", extra={
                     "station": ctx.station, "transaction_id": request.transaction_id,
-                    "energy_wh": energy})
+                    "energy_wh": energy, "flags": flags})
+            if "start_key" in transaction:  # again on a redelivery: idempotent
+                await repo.sessions.release(transaction["start_key"])
             connector = int(transaction["connector"])
+            samples = {"transaction_id": request.transaction_id}
             ctx.emit("transaction.stopped", {
                 "station": ctx.station, "connector": connector,
                 "transaction_id": request.transaction_id, "at": stop_time,
                 "energy_wh": energy})
         if request.transaction_data:
-            await repo.insert_samples(sample_documents(
-                ctx.station, connector, request.transaction_id, request.transaction_data,
-                ctx.received_at))
+            await _store_samples(repo, sample_documents(
+                ctx.station, connector, meter_values=request.transaction_data,
+                received_at=ctx.received_at, **samples))
         info = await repo.id_tag_info(request.id_tag, ctx.received_at) if request.id_tag else None
         return call_result.StopTransaction(id_tag_info=info)
 
     @router.on("MeterValues")
     async def meter_values(request: call.MeterValues, ctx: CallContext
                            ) -> call_result.MeterValues:
-        await repo.insert_samples(sample_documents(
-            ctx.station, request.connector_id, request.transaction_id, request.meter_value,
-            ctx.received_at))
+        samples: dict[str, Any] = {"transaction_id": request.transaction_id}
+        if request.transaction_id is not None:
+            owner = await repo.transaction_station(request.transaction_id)
+            if owner != ctx.station:
+                samples = _detached(request.transaction_id, owner)
+                log.warning("meter values for another station's or an unknown transaction "
+                            "kept under the sending station", extra={
+                                "station": ctx.station,
+                                "transaction_id": request.transaction_id})
+        await _store_samples(repo, sample_documents(
+            ctx.station, request.connector_id, meter_values=request.meter_value,
+            received_at=ctx.received_at, **samples))
         return call_result.MeterValues()
 
     @router.on("StatusNotification")
@@ -123,3 +131,16 @@ def build_router(repo: TransactionRepository) -> Router:
         return call_result.StatusNotification()
 
     return router
+
+
+def _detached(transaction_id: int, owner: Document | str | None) -> dict[str, Any]:
+    """Samples naming a transaction that is not the sender's: stored against none."""
+    flag = checks.UNKNOWN_TRANSACTION if owner is None else checks.OTHER_STATION_TRANSACTION
+    return {"transaction_id": None, "claimed_transaction_id": transaction_id,
+            "flags": [flag]}
+
+
+async def _store_samples(repo: TransactionRepository, documents: list[Document]) -> None:
+    for document in await repo.insert_new_samples(documents):
+        for flag in document.get("flags", ()):
+            TRANSACTIONS_FLAGGED.labels(flag).inc()

@@ -1,11 +1,22 @@
 """The MongoDB documents the transactions service owns, with idempotent writes.
 
-- ``transactions``: one per started transaction, ``_id`` = transactionId, ``start_key`` (the
-  natural key station|connector|idTag|timestamp|meterStart, unique) makes a retransmitted
-  StartTransaction find the same document; ``stop`` is set once (filter ``stop: null``).
-- ``orphan_stops``: StopTransaction for an unknown transactionId, kept for review.
-- ``meter_values``: one document per sampled value, ``_id`` derived from what identifies the
-  sample, so a redelivered or resent MeterValues inserts nothing new.
+- ``transactions``: one per started transaction, ``_id`` = transactionId. ``start_key`` (the
+  natural key of :func:`transactions.natural_keys.start_key`, unique) makes a retransmitted
+  StartTransaction find the same document, and a match is checked field by field (station
+  first). ``settled`` is False until the start's outcome is decided (superseding, the tag's
+  slot, ``id_tag_info``): a redelivery finishes what a crashed delivery began. ``active``
+  is True until its stop, or until a newer start on its connector supersedes it:
+  ``superseded`` = ``{by, at, received_at, energy_wh}`` (the newer transaction, its start
+  time, when GridLink saw it, the energy as far as its meter values tell). ``stop`` is set
+  once (filter ``stop: null``), also after a supersede: the real stop wins. ``energy_wh`` is
+  meterStop - meterStart (None rather than negative), or the estimate of a superseded one.
+  ``flags``: what to review (:mod:`transactions.checks`). Its state for operators is
+  :func:`services.transaction_records.state_of`.
+- ``tag_sessions``: the slots of tags in Accepted transactions (:mod:`transactions.tag_sessions`).
+- ``orphan_stops``: StopTransaction for an unknown transactionId (or another station's),
+  kept for review.
+- ``meter_values``: one document per sampled value (:mod:`transactions.meter_samples`), so a
+  redelivered or resent MeterValues inserts nothing new; ``flags`` when a check applies.
 - ``connector_status``: the latest status per connector; an older timestamp never wins.
   (Both names, and the reads other components make, are in :mod:`services.transaction_records`.)
 - ``status_events``: every StatusNotification, for history.
@@ -14,8 +25,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from collections.abc import Iterable
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -24,24 +34,30 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services import counters, id_tags
-from services.ocpp16 import iso, parse_time
 from services.read_batcher import ReadBatcher
 from services.store import IndexSpec, merge_indexes
 from services.transaction_records import CONNECTOR_STATUS, TRANSACTIONS, connector_key
 from services.write_batcher import WriteBatcher, raise_unexpected
+from transactions import checks, tag_sessions
+from transactions.natural_keys import digest, legacy_start_key, same_start, start_key
 from transactions.transaction_ids import TransactionIds
 
 ORPHAN_STOPS = "orphan_stops"
 METER_VALUES = "meter_values"
 STATUS_EVENTS = "status_events"
+STATION_CACHE_SIZE = 10_000  # transactionId -> station, for MeterValues (never changes)
 
 INDEXES: IndexSpec = merge_indexes(
     id_tags.INDEXES,
+    tag_sessions.INDEXES,
     {
         TRANSACTIONS: [
             IndexModel("start_key", unique=True),
             IndexModel([("station", ASCENDING), ("start_time", DESCENDING)]),
+            IndexModel([("station", ASCENDING), ("connector", ASCENDING),
+                        ("active", ASCENDING)]),
             IndexModel([("id_tag", ASCENDING), ("active", ASCENDING)]),
+            IndexModel("superseded.by", sparse=True),
         ],
         METER_VALUES: [
             IndexModel([("transaction_id", ASCENDING), ("timestamp", ASCENDING)]),
@@ -53,108 +69,180 @@ INDEXES: IndexSpec = merge_indexes(
     },
 )
 
-
-def start_key(station: str, connector: int, id_tag: str, timestamp: datetime,
-              meter_start: int) -> str:
-    return f"{station}|{connector}|{id_tag}|{iso(timestamp)}|{meter_start}"
+Document = dict[str, Any]
 
 
-def _digest(*parts: object) -> str:
-    return hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()
-
-
-def sample_documents(station: str, connector: int, transaction_id: int | None,
-                     meter_values: Iterable[dict[str, Any]], received_at: datetime
-                     ) -> list[dict[str, Any]]:
-    """One document per sampled value (snake_case input as the ocpp library converts it)."""
-    documents = []
-    for meter_value in meter_values:
-        timestamp = parse_time(meter_value["timestamp"])
-        for sample in meter_value.get("sampled_value", []):
-            measurand = sample.get("measurand", "Energy.Active.Import.Register")
-            key = (station, connector, transaction_id, iso(timestamp), measurand,
-                   sample.get("phase"), sample.get("location"), sample.get("context"))
-            raw = sample["value"]
-            document: dict[str, Any] = {
-                "_id": _digest(*key),
-                "station": station,
-                "connector": connector,
-                "transaction_id": transaction_id,
-                "timestamp": timestamp,
-                "measurand": measurand,
-                "value": raw,
-                "received_at": received_at,
-            }
-            for field in ("phase", "location", "context", "unit", "format"):
-                if sample.get(field) is not None:
-                    document[field] = sample[field]
-            try:
-                document["value_num"] = float(raw)
-            except ValueError:
-                pass  # SignedData or garbage: kept as text, never blocks the .conf
-            documents.append(document)
-    return documents
+def to_millis(moment: datetime) -> datetime:
+    """A time as MongoDB stores it (milliseconds), so comparisons agree with stored ones."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 class TransactionRepository:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], ids: TransactionIds,
+    def __init__(self, db: AsyncDatabase[Document], ids: TransactionIds,
                  writes: WriteBatcher | None = None) -> None:
         self.db = db
         self.ids = ids
         # meter values and statuses, coalesced across concurrent messages
         self.writes = writes or WriteBatcher(db, component="transactions")
         self.reads = ReadBatcher(db)
+        self.sessions = tag_sessions.TagSessions(db)
+        self._stations: OrderedDict[int, str] = OrderedDict()
+
+    # --- id tags ------------------------------------------------------------------------
+
+    async def find_tag(self, tag: str) -> Document | None:
+        return await id_tags.find_tag(self.db, tag, self.reads)
 
     async def id_tag_info(self, tag: str, now: datetime) -> dict[str, Any]:
-        return await id_tags.id_tag_info(self.db, tag, now, self.reads)
+        return id_tags.info_from_document(await self.find_tag(tag), now)
 
-    async def find_start(self, key: str) -> dict[str, Any] | None:
-        return await self.db[TRANSACTIONS].find_one({"start_key": key})
+    # --- starts -------------------------------------------------------------------------
 
-    async def has_active_authorized(self, id_tag: str) -> bool:
-        found = await self.db[TRANSACTIONS].find_one(
-            {"id_tag": id_tag, "active": True, "id_tag_info.status": "Accepted"},
-            projection={"_id": 1},
-        )
-        return found is not None
+    async def find_start(self, station: str, connector: int, id_tag: str,
+                         timestamp: datetime, meter_start: int) -> Document | None:
+        """The transaction this StartTransaction started, if it was seen before."""
+        keys = [start_key(station, connector, id_tag, timestamp, meter_start),
+                legacy_start_key(station, connector, id_tag, timestamp, meter_start)]
+        async for found in self.db[TRANSACTIONS].find({"start_key": {"$in": keys},
+                                                       "station": station}):
+            if same_start(found, station, connector, id_tag, timestamp, meter_start):
+                return found
+        return None
 
-    async def insert_start(self, document: dict[str, Any]) -> dict[str, Any]:
-        """Insert a new transaction; if its start_key exists (a race), return that one."""
+    async def insert_start(self, document: Document) -> tuple[Document, bool]:
+        """Insert a new transaction; if its start_key exists (a race), that one. True when
+        this call inserted it."""
         try:
             await self.db[TRANSACTIONS].insert_one(document)
-            return document
+            return document, True
         except DuplicateKeyError:
-            existing = await self.find_start(document["start_key"])
-            if existing is None:  # the duplicate was on _id: never reuse an id
-                raise
-            return existing
+            existing = await self.db[TRANSACTIONS].find_one(
+                {"start_key": document["start_key"]})
+            if existing is None or existing["station"] != document["station"]:
+                raise  # the duplicate was on _id: never reuse an id
+            return existing, False
 
-    async def find_transaction(self, transaction_id: int) -> dict[str, Any] | None:
+    async def others_on_connector(self, document: Document) -> list[Document]:
+        """The other active transactions on ``document``'s connector."""
+        return await self.db[TRANSACTIONS].find(
+            {"station": document["station"], "connector": document["connector"],
+             "active": True, "_id": {"$ne": document["_id"]}}).to_list()
+
+    async def supersede(self, old: Document, by: Document, now: datetime) -> bool:
+        """Close ``old``, still active, because ``by`` started on its connector; False when
+        it was closed already (stopped, or superseded by a concurrent delivery)."""
+        energy = None
+        reading = await self.last_register_reading(old["_id"], old["station"])
+        if reading is not None:
+            energy = checks.energy_wh(int(old["meter_start"]), reading)
+        superseded = {"by": by["_id"], "at": by["start_time"], "received_at": now,
+                      "energy_wh": energy}
+        result = await self.db[TRANSACTIONS].update_one(
+            {"_id": old["_id"], "active": True, "stop": None},
+            {"$set": {"active": False, "superseded": superseded, "energy_wh": energy},
+             "$addToSet": {"flags": checks.SUPERSEDED}})
+        if result.modified_count == 1:
+            old.update(active=False, superseded=superseded, energy_wh=energy)
+            return True
+        return False
+
+    async def settle(self, document: Document, info: dict[str, Any]) -> Document:
+        """Store the start's decided idTagInfo once; the transaction as stored after.
+
+        The common case is one conditional update (still active, not settled yet). If it
+        matches nothing, the transaction was superseded meanwhile (then it is settled
+        anyway) or a concurrent delivery of the same start settled it first (its outcome
+        stays): the stored document says which."""
+        settled = {"id_tag_info": info, "settled": True}
+        result = await self.db[TRANSACTIONS].update_one(
+            {"_id": document["_id"], "settled": False, "active": True}, {"$set": settled})
+        if result.modified_count == 1:
+            return {**document, **settled, "active": True}
+        await self.db[TRANSACTIONS].update_one(
+            {"_id": document["_id"], "settled": False}, {"$set": settled})
+        found = await self.find_transaction(document["_id"])
+        assert found is not None, "a transaction is never deleted"
+        return found
+
+    async def holding_starts(self, keys: list[str]) -> set[str]:
+        """Of these start keys, those whose transaction may hold a slot: active, and
+        Accepted or not settled yet."""
+        cursor = self.db[TRANSACTIONS].find(
+            {"start_key": {"$in": keys}, "active": True},
+            {"start_key": 1, "settled": 1, "id_tag_info.status": 1})
+        return {found["start_key"] async for found in cursor
+                if found.get("settled") is False
+                or found["id_tag_info"]["status"] == "Accepted"}
+
+    async def superseded_by(self, transaction_id: int) -> list[Document]:
+        return await self.db[TRANSACTIONS].find({"superseded.by": transaction_id}).to_list()
+
+    async def last_register_reading(self, transaction_id: int, station: str) -> float | None:
+        """The transaction's latest energy register reading in Wh (unflagged, no phase, at
+        the outlet), if its meter values had one."""
+        cursor = self.db[METER_VALUES].find(
+            {"transaction_id": transaction_id, "station": station,
+             "measurand": checks.ENERGY_REGISTER, "value_num": {"$exists": True},
+             "flags": {"$exists": False}, "phase": {"$exists": False},
+             "location": {"$in": [None, "Outlet"]}},
+            sort=[("timestamp", DESCENDING)])
+        async for sample in cursor:
+            reading = checks.register_wh(sample)
+            if reading is not None:
+                return reading
+        return None
+
+    # --- stops --------------------------------------------------------------------------
+
+    async def find_transaction(self, transaction_id: int) -> Document | None:
         return await self.db[TRANSACTIONS].find_one({"_id": transaction_id})
 
-    async def record_stop(self, transaction_id: int, stop: dict[str, Any], energy_wh: int
-                          ) -> bool:
+    async def transaction_station(self, transaction_id: int) -> str | None:
+        """The station a transaction belongs to (None: unknown), remembered once found."""
+        station = self._stations.get(transaction_id)
+        if station is not None:
+            self._stations.move_to_end(transaction_id)
+            return station
+        found = await self.reads.find_one(TRANSACTIONS, "_id", transaction_id,
+                                          projection={"station": 1})
+        if found is None:
+            return None
+        self._stations[transaction_id] = station = str(found["station"])
+        if len(self._stations) > STATION_CACHE_SIZE:
+            self._stations.popitem(last=False)
+        return station
+
+    async def record_stop(self, transaction_id: int, stop: dict[str, Any],
+                          energy_wh: int | None, flags: list[str]) -> bool:
         """Set the stop once; False when it was already stopped (a repeated stop)."""
+        update: dict[str, Any] = {"$set": {"stop": stop, "active": False,
+                                           "energy_wh": energy_wh, "stop_time": stop["time"]}}
+        if flags:
+            update["$addToSet"] = {"flags": {"$each": flags}}
         result = await self.db[TRANSACTIONS].update_one(
-            {"_id": transaction_id, "stop": None},
-            {"$set": {"stop": stop, "active": False, "energy_wh": energy_wh,
-                      "stop_time": stop["time"]}},
-        )
+            {"_id": transaction_id, "stop": None}, update)
         return result.modified_count == 1
 
     async def record_orphan_stop(self, station: str, stop: dict[str, Any]) -> None:
-        key = _digest(station, stop["transaction_id"], iso(stop["time"]), stop["meter_stop"])
+        key = digest(station, stop["transaction_id"], stop["time"], stop["meter_stop"])
         await self.db[ORPHAN_STOPS].update_one(
             {"_id": key},
             {"$setOnInsert": {"station": station, **stop}},
             upsert=True,
         )
 
-    async def insert_samples(self, documents: list[dict[str, Any]]) -> int:
+    # --- meter values and statuses ------------------------------------------------------
+
+    async def insert_samples(self, documents: list[Document]) -> int:
         """Insert samples, ignoring ones already stored; returns how many were new."""
+        return len(await self.insert_new_samples(documents))
+
+    async def insert_new_samples(self, documents: list[Document]) -> list[Document]:
+        """Insert samples, ignoring ones already stored; the ones that were new."""
         results = raise_unexpected(await self.writes.write(
             METER_VALUES, [InsertOne(document) for document in documents]))
-        return sum(1 for error in results if error is None)
+        return [document for document, error in zip(documents, results, strict=True)
+                if error is None]
 
     async def record_status(self, station: str, connector: int, status: dict[str, Any]) -> bool:
         """Keep the newest status per connector; False when an older one arrived late.
@@ -163,8 +251,8 @@ class TransactionRepository:
         idempotent upsert, the latest status is conditional on its timestamp."""
         timestamp: datetime = status["timestamp"]
         history = UpdateOne(
-            {"_id": _digest(station, connector, iso(timestamp), status["status"],
-                            status["error_code"])},
+            {"_id": digest(station, connector, timestamp, status["status"],
+                           status["error_code"])},
             {"$setOnInsert": {"station": station, "connector": connector, **status}},
             upsert=True)
         latest = UpdateOne(

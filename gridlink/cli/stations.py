@@ -10,8 +10,13 @@ Basic over TLS, 3 a TLS client certificate whose CN is ``--certificate-cn`` (def
 id). Without ``--security-profile`` it is 1 with a password and 0 without. For profile 1 or
 2 without a password, each new station gets a random 40-hex-digit key, printed once (it is
 stored only as a hash); a station that has a password keeps it.
-    gridlink tags add TAG [--status S] [--expiry ISO8601] [--parent TAG]
+    gridlink tags add TAG [--status S] [--expiry ISO8601] [--parent TAG] [--max-concurrent N]
     gridlink tags list [--json]
+
+``--max-concurrent N`` lets a tag (a fleet card) be Accepted in N transactions at once on
+different connectors (default 1; a later ``tags add`` without it keeps the stored limit).
+A new start on the connector of the tag's unfinished transaction is never refused: it
+supersedes that one.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ def add_parsers(sub: Any, parser_class: type) -> None:
     tg_add.add_argument("--status", choices=id_tags.STATUSES, default="Accepted")
     tg_add.add_argument("--expiry", help="ISO 8601 expiry, e.g. 2027-01-01T00:00:00Z")
     tg_add.add_argument("--parent", help="parent id tag (group)")
+    tg_add.add_argument("--max-concurrent", type=int, metavar="N",
+                        help="transactions it may have Accepted at once on different "
+                        f"connectors, 1-{id_tags.MAX_CONCURRENT_LIMIT} (default 1; when not "
+                        "given, a stored limit is kept)")
     tg_add.set_defaults(dispatch=add_tag)
     tg_list = tg.add_parser("list", help="list id tags")
     tg_list.add_argument("--json", action="store_true")
@@ -115,8 +124,12 @@ async def list_stations(settings: Settings, args: argparse.Namespace) -> int:
 
 async def add_tag(settings: Settings, args: argparse.Namespace) -> int:
     expiry = parse_time_option("--expiry", args.expiry)
+    limit = args.max_concurrent
+    if limit is not None and not 1 <= limit <= id_tags.MAX_CONCURRENT_LIMIT:
+        raise ConfigurationError(f"--max-concurrent must be 1..{id_tags.MAX_CONCURRENT_LIMIT}")
     await with_db(settings, lambda db: queries.add_tag(
-        db, args.tag, status=args.status, expiry=expiry, parent=args.parent))
+        db, args.tag, status=args.status, expiry=expiry, parent=args.parent,
+        max_concurrent=limit))
     print(f"tag {args.tag} saved")
     return 0
 

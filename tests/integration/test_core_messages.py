@@ -143,9 +143,10 @@ async def test_charging_session_with_meter_values_and_status(stack: Stack) -> No
     rows = json.loads(out)
     assert rows == [{
         "transactionId": tx, "chargePointId": station, "connectorId": 1, "idTag": tag,
-        "status": "Accepted", "meterStart": 1000, "meterStop": 12500, "energyWh": 11500,
-        "startTime": "2026-11-23T10:00:05.000Z", "stopTime": "2026-11-23T11:00:00.000Z",
-        "stopReason": "EVDisconnected"}]
+        "status": "Accepted", "state": "stopped", "meterStart": 1000, "meterStop": 12500,
+        "energyWh": 11500, "startTime": "2026-11-23T10:00:05.000Z",
+        "stopTime": "2026-11-23T11:00:00.000Z", "stopReason": "EVDisconnected",
+        "supersededBy": None, "flags": []}]
 
 
 async def test_retransmitted_start_and_stop_are_idempotent(stack: Stack) -> None:

@@ -23,6 +23,7 @@ START = {"connectorId": 1, "idTag": "TAG", "meterStart": 1000,
 async def runtime_with_tag(status: str = "Accepted") -> ServiceRuntime:
     runtime = memory_runtime(SPEC, transaction_id_block=10)
     runtime.service = SPEC.build(runtime)
+    await runtime.store.ensure_indexes(runtime.service.indexes)  # as run_service does
     await id_tags.upsert_tag(runtime.store.db, "TAG", status=status, expiry=None, parent=None)
     return runtime
 

@@ -1,0 +1,65 @@
+"""How many transactions a tag has Accepted at once, enforced by the database.
+
+Collection ``tag_sessions``: one document per Accepted transaction that holds one of its
+tag's slots, ``{_id: start_key, tag, slot, station, connector, since}``, with a unique
+index on ``(tag, slot)``. A tag allowed ``n`` concurrent sessions
+(:func:`services.id_tags.max_concurrent`) has slots ``0 .. n-1``; a start takes one with an
+insert, which the unique index lets succeed for one writer only, however many transactions
+replicas try at once. No read decides on its own: reads only say which slots to try.
+
+Keyed by the transaction's natural key (``start_key``), so a redelivered or retransmitted
+StartTransaction finds the slot its first delivery took instead of taking another, even if
+that delivery never got as far as storing the transaction. Releasing (stop, supersede) is a
+delete by that key: idempotent under redelivery. Lowering a tag's limit never evicts a
+session; new ones wait until fewer than the new limit hold slots.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services.store import IndexSpec
+
+COLLECTION = "tag_sessions"
+INDEXES: IndexSpec = {COLLECTION: [IndexModel([("tag", ASCENDING), ("slot", ASCENDING)],
+                                              unique=True)]}
+
+
+class TagSessions:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self.collection = db[COLLECTION]
+
+    async def acquire(self, tag: str, key: str, limit: int, *, station: str, connector: int,
+                      now: datetime) -> bool:
+        """Take a slot of ``tag`` for the transaction ``key`` (True, also when it holds one
+        already), or False when all ``limit`` slots are held by other transactions."""
+        document = {"_id": key, "tag": tag, "station": station, "connector": connector,
+                    "since": now}
+        slot = 0  # the common case (a tag of one session, free) costs one insert
+        while True:
+            try:
+                await self.collection.insert_one({**document, "slot": slot})
+                return True
+            except DuplicateKeyError:
+                pass  # this slot was taken, or this transaction holds one already
+            held = await self.collection.find({"tag": tag}, {"slot": 1}).to_list()
+            if any(found["_id"] == key for found in held):
+                return True
+            free = sorted(set(range(limit)) - {int(found["slot"]) for found in held})
+            if not free:
+                return False
+            slot = free[0]
+
+    async def release(self, key: str) -> bool:
+        """Free the slot of transaction ``key``; False if it held none (idempotent)."""
+        result = await self.collection.delete_one({"_id": key})
+        return result.deleted_count == 1
+
+    async def holders(self, tag: str) -> list[dict[str, Any]]:
+        """The transactions holding a slot of ``tag`` (for operators and tests)."""
+        return await self.collection.find({"tag": tag}, sort=[("slot", ASCENDING)]).to_list()
