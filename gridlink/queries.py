@@ -13,7 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from commands.repository import COMMANDS
 from services import id_tags, stations
-from services.ocpp16 import iso, utcnow
+from services.clock import iso, utcnow
 from services.store import IndexSpec, merge_indexes
 from services.transaction_records import TRANSACTIONS, state_of
 from transactions.repository import METER_VALUES

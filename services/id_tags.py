@@ -16,7 +16,7 @@ from typing import Any
 from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.ocpp16 import iso
+from services.clock import iso
 from services.read_batcher import ReadBatcher
 from services.store import IndexSpec
 

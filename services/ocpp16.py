@@ -23,6 +23,7 @@ from ocpp.charge_point import camel_to_snake_case, remove_nones, snake_to_camel_
 from ocpp.messages import get_validator
 from ocpp.v16 import call, call_result
 
+from services.clock import iso, utcnow
 from services.errors import (
     FormationViolation,
     NotImplementedError_,
@@ -134,15 +135,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def iso(moment: datetime) -> str:
-    """UTC timestamp as OCPP prints it: 2026-11-23T20:00:00.000Z."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def parse_time(text: str) -> datetime:

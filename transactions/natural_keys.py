@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from services.ocpp16 import iso
+from services.clock import iso
 
 
 def encode(*parts: object) -> str:

@@ -14,7 +14,7 @@ import argparse
 import json
 from typing import Any
 
-from gridlink import command_examples, queries
+from gridlink import command_examples
 from gridlink.cli.output import answered, positive, print_rows, send, submit, with_db
 from services import ocpp16
 from services.errors import ConfigurationError
@@ -73,6 +73,8 @@ async def dispatch_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def dispatch_list(settings: Settings, args: argparse.Namespace) -> int:
+    from gridlink import queries
+
     print_rows(await with_db(settings, lambda db: queries.list_commands(
         db, args.station, args.limit)), args.json)
     return 0

@@ -11,17 +11,16 @@ import argparse
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from gridlink.client import send_command
-from gridlink.queries import INDEXES
-from services import ocpp16
-from services.envelope import CommandResult
 from services.errors import ConfigurationError, GridLinkError
-from services.settings import Settings, effective_mongo_url
-from services.store import Store
+
+if TYPE_CHECKING:
+    from services.envelope import CommandResult
+    from services.settings import Settings
+
+# The database, the broker and the codec are imported where a subcommand uses them, so that
+# this module (which every subcommand's parser uses) stays cheap to import.
 
 
 class Parser(argparse.ArgumentParser):
@@ -54,6 +53,10 @@ def _cell(value: Any) -> str:
 
 async def with_db(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
     """Run ``work(db)`` against the configured database (one line if it is unreachable)."""
+    from gridlink.queries import INDEXES
+    from services.settings import effective_mongo_url
+    from services.store import Store
+
     store = Store(effective_mongo_url(settings), settings.mongo_db, component="cli")
     try:
         if not await store.ping():
@@ -69,6 +72,8 @@ def parse_time_option(option: str, text: str | None) -> datetime | None:
     """An ISO 8601 date-time option (None when not given)."""
     if text is None:
         return None
+    from services import ocpp16
+
     try:
         return ocpp16.parse_time(text)
     except ValueError:
@@ -85,6 +90,10 @@ async def submit(settings: Settings, station: str, action: str, payload: dict[st
                  timeout_s: float, **options: Any) -> CommandResult | None:
     """Send a command (and wait for its result unless ``wait=False``: then None); no result
     in time, or a request that is not a command, is a one-line error."""
+    from pydantic import ValidationError
+
+    from gridlink.client import send_command
+
     try:
         return await send_command(settings, station, action, payload, timeout_s=timeout_s,
                                   **options)
