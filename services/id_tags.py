@@ -67,6 +67,14 @@ async def upsert_tag(db: AsyncDatabase[dict[str, Any]], tag: str, *, status: str
                      expiry: datetime | None, parent: str | None,
                      max_concurrent: int | None = None) -> None:
     """Add or update a tag; ``max_concurrent`` None keeps a stored one (a new tag gets 1)."""
+    await db[COLLECTION].update_one(
+        {"_id": tag}, tag_update(status=status, expiry=expiry, parent=parent,
+                                 max_concurrent=max_concurrent), upsert=True)
+
+
+def tag_update(*, status: str, expiry: datetime | None, parent: str | None,
+               max_concurrent: int | None = None) -> dict[str, Any]:
+    """The upsert that adds or updates a tag (:func:`upsert_tag`, and the bulk import)."""
     if max_concurrent is not None and not 1 <= max_concurrent <= MAX_CONCURRENT_LIMIT:
         raise ValueError(f"max_concurrent must be 1..{MAX_CONCURRENT_LIMIT}")
     update: dict[str, Any] = {"$set": {"status": status, "expiry": expiry, "parent": parent}}
@@ -74,4 +82,4 @@ async def upsert_tag(db: AsyncDatabase[dict[str, Any]], tag: str, *, status: str
         update["$setOnInsert"] = {"max_concurrent": DEFAULT_MAX_CONCURRENT}
     else:
         update["$set"]["max_concurrent"] = max_concurrent
-    await db[COLLECTION].update_one({"_id": tag}, update, upsert=True)
+    return update

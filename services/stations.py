@@ -190,27 +190,38 @@ async def add_station(db: AsyncDatabase[dict[str, Any]], station: str, *, regist
                       certificate_cn: str | None = None) -> None:
     """Register ``station`` (or update it). The profile defaults to 1 with a password and 0
     without; a new password replaces any earlier one (and any key in its grace period)."""
-    await _check_certificate_identity(db, station, certificate_cn)
-    profile = security_profile if security_profile is not None else (1 if password else 0)
+    await check_certificate_identity(db, station, certificate_cn)
+    password_hash = hash_password(password) if password is not None else None
+    await db[COLLECTION].update_one(
+        {"_id": station},
+        station_update(registration=registration, password_hash=password_hash, now=now,
+                       security_profile=security_profile, certificate_cn=certificate_cn),
+        upsert=True,
+    )
+
+
+def station_update(*, registration: str, password_hash: str | None, now: datetime,
+                   security_profile: int | None = None, certificate_cn: str | None = None
+                   ) -> dict[str, Any]:
+    """The upsert that registers a station or updates it (:func:`add_station`, and the bulk
+    import): the profile defaults to 1 with a password and 0 without; a new password hash
+    replaces any earlier one and any key in its grace period."""
+    profile = security_profile if security_profile is not None else (1 if password_hash else 0)
     update: dict[str, Any] = {"registration": registration, "security_profile": profile}
     unset: dict[str, Any] = {"next_profile": ""}
-    if password is not None:
-        update["password_hash"] = hash_password(password)
+    if password_hash is not None:
+        update["password_hash"] = password_hash
         unset.update(previous_password_hash="", previous_valid_until="")
     if certificate_cn is not None:
         update["certificate_cn"] = certificate_cn
-    await db[COLLECTION].update_one(
-        {"_id": station},
-        {"$set": update, "$unset": unset, "$setOnInsert": {"created_at": now}},
-        upsert=True,
-    )
+    return {"$set": update, "$unset": unset, "$setOnInsert": {"created_at": now}}
 
 
 class IdentityTaken(ValueError):
     """Another station already answers to this certificate identity (A00.FR.427)."""
 
 
-async def _check_certificate_identity(db: AsyncDatabase[dict[str, Any]], station: str,
+async def check_certificate_identity(db: AsyncDatabase[dict[str, Any]], station: str,
                                       certificate_cn: str | None) -> None:
     """A certificate's CN must identify one station: refuse a CN that is another station's
     id or CN, and an id that is another station's CN."""

@@ -2,6 +2,7 @@
 
     gridlink stations add ID... [--security-profile 0|1|2|3] [--password P | --password-file F]
                                 [--certificate-cn CN] [--registration Accepted|Pending|Rejected]
+    gridlink stations import FILE [--dry-run]
     gridlink stations list [--json]
 
 A station's security profile says how it must authenticate (OCPP 1.6 Security Whitepaper):
@@ -10,8 +11,13 @@ Basic over TLS, 3 a TLS client certificate whose CN is ``--certificate-cn`` (def
 id). Without ``--security-profile`` it is 1 with a password and 0 without. For profile 1 or
 2 without a password, each new station gets a random 40-hex-digit key, printed once (it is
 stored only as a hash); a station that has a password keeps it.
-    gridlink tags add TAG [--status S] [--expiry ISO8601] [--parent TAG] [--max-concurrent N]
+    gridlink tags import FILE [--dry-run]
+    gridlink tags add TAG... [--status S] [--expiry ISO8601] [--parent TAG] [--max-concurrent N]
     gridlink tags list [--json]
+
+``import`` reads CSV with a header line or JSON lines (:mod:`gridlink.registry_import`):
+each line does what ``add`` does with the same options, every line is checked before
+anything is written, and the report names each rejected line (exit 1 if there is one).
 
 ``--max-concurrent N`` lets a tag (a fleet card) be Accepted in N transactions at once on
 different connectors (default 1; a later ``tags add`` without it keeps the stored limit).
@@ -50,14 +56,25 @@ def add_parsers(sub: Any, parser_class: type) -> None:
     st_add.add_argument("--registration", choices=["Accepted", "Pending", "Rejected"],
                         default=None, help="BootNotification answer (default: Accepted)")
     st_add.set_defaults(dispatch=add_stations)
+    st_import = st.add_parser(
+        "import", help="register many charge points from a CSV or JSON-lines file",
+        description="Each line does what `stations add` does with the same options. Fields "
+        "(snake_case or the camelCase of `list --json`): id, security_profile, password, "
+        "certificate_cn, registration. Every line is checked first; the good ones are then "
+        "upserted in bulk and each rejected one is reported with its line number. Exit 1 if "
+        "any line was rejected.")
+    st_import.add_argument("file", metavar="FILE", help="CSV with a header line, or JSON lines")
+    st_import.add_argument("--dry-run", action="store_true",
+                           help="check and count, write nothing")
+    st_import.set_defaults(dispatch=import_stations)
     st_list = st.add_parser("list", help="list charge points")
     st_list.add_argument("--json", action="store_true")
     st_list.set_defaults(dispatch=list_stations)
 
     tags = sub.add_parser("tags", help="the id-tag store")
     tg = tags.add_subparsers(dest="action", required=True, parser_class=parser_class)
-    tg_add = tg.add_parser("add", help="add or update an id tag")
-    tg_add.add_argument("tag")
+    tg_add = tg.add_parser("add", help="add or update id tags (the same options for each)")
+    tg_add.add_argument("tags", nargs="+", metavar="TAG")
     tg_add.add_argument("--status", choices=id_tags.STATUSES, default="Accepted")
     tg_add.add_argument("--expiry", help="ISO 8601 expiry, e.g. 2027-01-01T00:00:00Z")
     tg_add.add_argument("--parent", help="parent id tag (group)")
@@ -66,6 +83,17 @@ def add_parsers(sub: Any, parser_class: type) -> None:
                         f"connectors, 1-{id_tags.MAX_CONCURRENT_LIMIT} (default 1; when not "
                         "given, a stored limit is kept)")
     tg_add.set_defaults(dispatch=add_tag)
+    tg_import = tg.add_parser(
+        "import", help="add or update many id tags from a CSV or JSON-lines file",
+        description="Each line does what `tags add` does with the same options. Fields "
+        "(snake_case or the camelCase of `list --json`): id_tag, status, expiry, parent, "
+        "max_concurrent. Every line is checked first; the good ones are then upserted in "
+        "bulk and each rejected one is reported with its line number. Exit 1 if any line "
+        "was rejected.")
+    tg_import.add_argument("file", metavar="FILE", help="CSV with a header line, or JSON lines")
+    tg_import.add_argument("--dry-run", action="store_true",
+                           help="check and count, write nothing")
+    tg_import.set_defaults(dispatch=import_tags)
     tg_list = tg.add_parser("list", help="list id tags")
     tg_list.add_argument("--json", action="store_true")
     tg_list.set_defaults(dispatch=list_tags)
@@ -123,15 +151,52 @@ async def list_stations(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def add_tag(settings: Settings, args: argparse.Namespace) -> int:
+    from gridlink import registry_import as bulk
+
     expiry = parse_time_option("--expiry", args.expiry)
     limit = args.max_concurrent
     if limit is not None and not 1 <= limit <= id_tags.MAX_CONCURRENT_LIMIT:
         raise ConfigurationError(f"--max-concurrent must be 1..{id_tags.MAX_CONCURRENT_LIMIT}")
-    await with_db(settings, lambda db: queries.add_tag(
-        db, args.tag, status=args.status, expiry=expiry, parent=args.parent,
-        max_concurrent=limit))
-    print(f"tag {args.tag} saved")
+    for tag in [*args.tags, *([args.parent] if args.parent else [])]:
+        if problem := bulk.id_tag_problem(tag):
+            raise ConfigurationError(f"{tag!r}: {problem}")
+    lines = [bulk.TagLine(number, tag, args.status, expiry, args.parent, limit)
+             for number, tag in enumerate(dict.fromkeys(args.tags), start=1)]
+    report = bulk.Report()
+    await with_db(settings, lambda db: bulk.upsert_tags(db, lines, report))
+    names = [tag for _, tag in report.created + report.updated]
+    print(f"tag {names[0]} saved" if len(names) == 1 else
+          f"{len(names)} tags saved ({len(report.created)} new, {len(report.updated)} updated)")
     return 0
+
+
+async def import_stations(settings: Settings, args: argparse.Namespace) -> int:
+    from gridlink import registry_import as bulk
+
+    try:
+        report = await with_db(settings, lambda db: bulk.import_stations(
+            db, args.file, default_registration=settings.default_registration,
+            dry_run=args.dry_run))
+    except bulk.LineError as exc:
+        raise ConfigurationError(str(exc)) from None
+    return _print_report(report)
+
+
+async def import_tags(settings: Settings, args: argparse.Namespace) -> int:
+    from gridlink import registry_import as bulk
+
+    try:
+        report = await with_db(settings, lambda db: bulk.import_tags(
+            db, args.file, dry_run=args.dry_run))
+    except bulk.LineError as exc:
+        raise ConfigurationError(str(exc)) from None
+    return _print_report(report)
+
+
+def _print_report(report: Any) -> int:
+    for line in report.lines():
+        print(line)
+    return 1 if report.rejected else 0
 
 
 async def list_tags(settings: Settings, args: argparse.Namespace) -> int:
