@@ -7,7 +7,8 @@ what any Python tool pays in the same run: the bare interpreter (``python -c pas
 two libraries a command that reads the database cannot avoid (pymongo and pydantic-settings).
 ``stations list`` reads a SecantusDB the benchmark starts; ``command ... --no-wait`` publishes
 to the shared RabbitMQ in a namespace of its own (no station holds it, so the command ends
-``station offline``, which is still a whole start-up, parse, connect and publish).
+``station offline``, which is still a whole start-up, parse, connect and publish). Last,
+``tags import`` of a generated file against ``tags add`` run once per tag.
 """
 
 from __future__ import annotations
@@ -54,7 +55,21 @@ def _measure(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, fl
             samples[-1][2])
 
 
-def run(runs: int = 7) -> Path:
+def _import_rows(env: dict[str, str], tags: int, logs: Path) -> list[list[object]]:
+    """``tags import`` of ``tags`` lines against one ``tags add`` per tag (the way before)."""
+    source = logs / "tags.csv"
+    source.write_text("id_tag,status\n" + "".join(f"IMP{i:06d},Accepted\n" for i in range(tags)))
+    wall, cpu, code = _time_one(["-m", "gridlink", "tags", "import", str(source)], env)
+    one_wall, one_cpu, _ = _measure(["-m", "gridlink", "tags", "add", "ONE-TAG"], env, 3)
+    return [
+        [f"gridlink tags import ({tags:,} lines, one process)", wall * 1000, cpu * 1000, "-",
+         code],
+        [f"gridlink tags add, once per tag (x {tags:,}, extrapolated)", one_wall * tags * 1000,
+         one_cpu * tags * 1000, f"{one_wall * tags / wall:.0f} x slower", "-"],
+    ]
+
+
+def run(runs: int = 7, import_tags: int = 5000) -> Path:
     """Measure every command ``runs`` times; write ``bench/results/cli.md``."""
     logs = processes.logs_dir()
     namespace = f"benchcli{uuid.uuid4().hex[:8]}"
@@ -73,6 +88,7 @@ def run(runs: int = 7) -> Path:
         for label, argv in COMMANDS:
             wall, cpu, code = _measure(argv, env, runs)
             rows.append([label, wall * 1000, cpu * 1000, cpu / floor_cpu, code])
+        rows += _import_rows(env, import_tags, logs)
     systems.delete_broker_objects(namespace)
     body = results.table(
         ["command", "wall ms (median)", "CPU ms (median)", "CPU x interpreter", "exit code"],
