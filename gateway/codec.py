@@ -64,6 +64,7 @@ class IncomingError:
 class Rejected:
     unique_id: str
     error: OcppError
+    too_deep: bool = False  # nested deeper than the codec takes (counted apart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +85,12 @@ def decode(frame: str | bytes) -> Event:
     try:
         message = ocpp16.loads_strict(frame)
     except RecursionError:
-        return Rejected(_head_id(frame), FormationViolation(
-            f"frame nested deeper than {value_bounds.MAX_DEPTH} levels"))
+        return _too_deep(_head_id(frame))
     except ValueError as exc:
         return Rejected(_lenient_id(frame), FormationViolation(f"frame is not valid JSON: {exc}"))
     if value_bounds.too_deep(message):
-        return Rejected(_head_id(frame), FormationViolation(
-            f"frame nested deeper than {value_bounds.MAX_DEPTH} levels"))
+        parsed_id = message[1] if isinstance(message, list) and len(message) > 1 else None
+        return _too_deep(parsed_id if _is_id(parsed_id) else UNKNOWN_ID)
     if not isinstance(message, list) or not message:
         return Rejected(UNKNOWN_ID, FormationViolation("frame must be a non-empty JSON array"))
     message_type = message[0]
@@ -117,6 +117,11 @@ def decode(frame: str | bytes) -> Event:
         return IncomingError(unique_id, code, description, message[4] if len(message) > 4 else {})
     except OcppError as exc:
         return Rejected(unique_id, exc)
+
+
+def _too_deep(unique_id: str) -> Rejected:
+    return Rejected(unique_id, FormationViolation(
+        f"frame nested deeper than {value_bounds.MAX_DEPTH} levels"), too_deep=True)
 
 
 def _call(unique_id: str, message: list[Any]) -> IncomingCall:

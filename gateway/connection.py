@@ -162,7 +162,7 @@ class ConnectionHandler:
             await connection.close(event.code, event.reason)
             return
         if isinstance(event, codec.Rejected):
-            if event.error.description.startswith("frame nested deeper"):
+            if event.too_deep:
                 FRAMES_REFUSED.labels("too_deep").inc()
             await self._send_error(connection, event.unique_id, event.error, action="invalid")
             return
