@@ -168,3 +168,21 @@ def test_a_broken_call_is_answered_with_the_id_its_head_shows() -> None:
 def test_a_binary_frame_closes_the_connection_with_1003() -> None:
     event = codec.decode(b'[2, "b", "Heartbeat", {}]')
     assert isinstance(event, codec.Unacceptable) and event.code == 1003
+
+
+def test_every_integer_a_charger_sends_is_bounded() -> None:
+    planned = {(action, "/".join(path), kind)
+               for action in ocpp16.CHARGER_ACTIONS
+               for path, kind, _ in value_bounds._plan(ocpp16.CALL, action)}
+    assert planned == {
+        ("LogStatusNotification", "requestId", "int32"),
+        ("MeterValues", "connectorId", "int32"),
+        ("MeterValues", "transactionId", "int32"),
+        ("SignedFirmwareStatusNotification", "requestId", "int32"),
+        ("StartTransaction", "connectorId", "int32"),
+        ("StartTransaction", "meterStart", "meter"),
+        ("StartTransaction", "reservationId", "int32"),
+        ("StatusNotification", "connectorId", "int32"),
+        ("StopTransaction", "meterStop", "meter"),
+        ("StopTransaction", "transactionId", "int32"),
+    }
