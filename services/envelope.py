@@ -40,7 +40,9 @@ class ChargerCall(_Message):
     action: str
     payload: dict[str, Any]
     received_at: datetime
-    answered: bool = False  # True: the gateway already answered (edge Heartbeat); no reply
+    # True: the gateway already answered (the edge Heartbeat of an earlier release, which
+    # published it as a call; today it publishes a StationSeen): no reply.
+    answered: bool = False
 
 
 class CallReply(_Message):
