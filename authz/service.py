@@ -1,13 +1,15 @@
-"""The authz service: station registry, Authorize, DataTransfer, handshake admission."""
+"""The authz service: station registry, Authorize, DataTransfer, handshake admission, the
+gateways' last-seen facts."""
 
 from __future__ import annotations
 
 from authz.admission import Admission
 from authz.handlers import build_router
+from authz.last_seen import LastSeen
 from authz.repository import INDEXES, AuthzRepository
 from services.runtime import Route, Service, ServiceRuntime, ServiceSpec, run_service
 from services.settings import Settings
-from services.topology import ADMISSION_KEY
+from services.topology import ADMISSION_KEY, SEEN_KEY
 
 
 def build(runtime: ServiceRuntime) -> Service:
@@ -16,7 +18,8 @@ def build(runtime: ServiceRuntime) -> Service:
                            password_checks=settings.password_checks_concurrency)
     admission = Admission(runtime, repo)
     return Service(router=build_router(repo, settings),
-                   routes=(Route("calls", ADMISSION_KEY, admission.handle, lane="rpc"),),
+                   routes=(Route("calls", ADMISSION_KEY, admission.handle, lane="rpc"),
+                           Route("calls", SEEN_KEY, LastSeen(runtime, repo).handle)),
                    indexes=INDEXES)
 
 

@@ -34,13 +34,14 @@ from services.envelope import (
     ConnectRequest,
     HealthReport,
     StationMessage,
+    StationSeen,
     Takeover,
     station_message,
 )
 from services.errors import BusUnavailable, GridLinkError
 from services.metrics import ADMISSION_BATCH
 from services.ocpp16 import utcnow
-from services.topology import ADMISSION_KEY, HEALTH_KEYS, call_key, outcome_key
+from services.topology import ADMISSION_KEY, HEALTH_KEYS, SEEN_KEY, call_key, outcome_key
 
 log = logging.getLogger("gridlink.gateway.bridge")
 
@@ -84,6 +85,11 @@ class GatewayBridge:
     async def publish_call(self, call: ChargerCall) -> None:
         await self.bus.publish(self.topology.calls, call_key(call.action), call.to_bytes(),
                                message_id=f"{call.station}/{call.unique_id}", mandatory=True)
+
+    async def publish_seen(self, seen: StationSeen) -> None:
+        """A station was heard from (best effort: not persistent, not mandatory)."""
+        await self.bus.publish(self.topology.calls, SEEN_KEY, seen.to_bytes(),
+                               persistent=False)
 
     async def publish_outcome(self, outcome: CallOutcome) -> None:
         await self.bus.publish(self.topology.calls, outcome_key(outcome.action),

@@ -6,16 +6,25 @@
 - :class:`IncomingResult` a CALLRESULT (validated later against the call it answers)
 - :class:`IncomingError`  a CALLERROR
 - :class:`Rejected`       a frame to answer with a CALLERROR (``error`` knows its 1.6 code)
+- :class:`Unacceptable`   a frame to close the connection for (a binary frame: 1003)
 - ``None``                a frame to ignore (unknown MessageTypeId, OCPP-J §4.1.3)
+
+A frame that cannot be parsed has no id to answer with for sure: the CALLERROR carries the
+id when the frame's head (``[2, "<id>",``) or Python's lenient parser can read one, else
+``"-1"`` (OCPP-J 1.6 and its errata are silent; OCPP-J 2.0.1 §4.2.3 answers ``"-1"``).
+JSON nested deeper than :data:`services.value_bounds.MAX_DEPTH` is a FormationViolation
+(no 1.6 payload is deeper than 6 levels; deeper ones would exhaust the parser's recursion
+and BSON's nesting).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from services import ocpp16
+from services import ocpp16, value_bounds
 from services.errors import (
     OCPP16_ERROR_CODES,
     FormationViolation,
@@ -25,6 +34,9 @@ from services.errors import (
 
 MAX_UNIQUE_ID = 36
 UNKNOWN_ID = "-1"  # the id we answer with when the frame's own id cannot be read
+CLOSE_UNSUPPORTED_DATA = 1003  # RFC 6455 §7.4.1: a binary frame to a text-only endpoint
+#: The head of a CALL, read when the frame as a whole cannot be parsed.
+_CALL_HEAD = re.compile(r'\s*\[\s*2\s*,\s*"([^"\\]{1,' + str(MAX_UNIQUE_ID) + r'})"\s*,')
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +64,33 @@ class IncomingError:
 class Rejected:
     unique_id: str
     error: OcppError
+    too_deep: bool = False  # nested deeper than the codec takes (counted apart)
 
 
-Event = IncomingCall | IncomingResult | IncomingError | Rejected | None
+@dataclass(frozen=True, slots=True)
+class Unacceptable:
+    """A frame the connection is closed for, with this WebSocket close code."""
+
+    code: int
+    reason: str
+
+
+Event = IncomingCall | IncomingResult | IncomingError | Rejected | Unacceptable | None
 
 
 def decode(frame: str | bytes) -> Event:
     """Parse and check one frame from a charger."""
+    if isinstance(frame, bytes):  # OCPP-J messages are text frames of UTF-8 JSON
+        return Unacceptable(CLOSE_UNSUPPORTED_DATA, "OCPP-J frames are text, not binary")
     try:
         message = ocpp16.loads_strict(frame)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except RecursionError:
+        return _too_deep(_head_id(frame))
+    except ValueError as exc:
         return Rejected(_lenient_id(frame), FormationViolation(f"frame is not valid JSON: {exc}"))
+    if value_bounds.too_deep(message):
+        parsed_id = message[1] if isinstance(message, list) and len(message) > 1 else None
+        return _too_deep(parsed_id if _is_id(parsed_id) else UNKNOWN_ID)
     if not isinstance(message, list) or not message:
         return Rejected(UNKNOWN_ID, FormationViolation("frame must be a non-empty JSON array"))
     message_type = message[0]
@@ -91,6 +119,11 @@ def decode(frame: str | bytes) -> Event:
         return Rejected(unique_id, exc)
 
 
+def _too_deep(unique_id: str) -> Rejected:
+    return Rejected(unique_id, FormationViolation(
+        f"frame nested deeper than {value_bounds.MAX_DEPTH} levels"), too_deep=True)
+
+
 def _call(unique_id: str, message: list[Any]) -> IncomingCall:
     _expect_length(message, 4, 4)
     action, payload = message[2], message[3]
@@ -107,15 +140,22 @@ def _expect_length(message: list[Any], low: int, high: int) -> None:
         raise FormationViolation(f"frame has {len(message)} elements, expected {high}")
 
 
-def _lenient_id(frame: str | bytes) -> str:
-    """The frame's id when Python's lenient parser can read it (NaN, duplicate keys)."""
+def _lenient_id(frame: str) -> str:
+    """The frame's id when Python's lenient parser can read it (NaN, duplicate keys), else
+    when its head is a CALL's."""
     try:
         message = json.loads(frame)
-    except (ValueError, UnicodeDecodeError):
-        return UNKNOWN_ID
+    except (ValueError, RecursionError):
+        return _head_id(frame)
     if isinstance(message, list) and len(message) > 1 and _is_id(message[1]):
         return str(message[1])
     return UNKNOWN_ID
+
+
+def _head_id(frame: str) -> str:
+    """The id of a frame that starts as a CALL does (``[2, "<id>",``), else ``"-1"``."""
+    head = _CALL_HEAD.match(frame, 0, 64 + MAX_UNIQUE_ID)
+    return head.group(1) if head else UNKNOWN_ID
 
 
 def _is_id(value: Any) -> bool:

@@ -3,9 +3,12 @@
 :meth:`ConnectionHandler.handle` runs once per connection: it refuses a client without the
 ``ocpp1.6`` subprotocol (1002), registers the session (closing an older connection of the
 station here with 1000) and attaches the station on the broker (a pod holding an older one
-closes it), then feeds each frame through the codec and the session: charger calls are
-published through the bridge (Heartbeat answered at the edge when configured), answers to
-CSMS calls end them. When the connection ends, unanswered CSMS calls end ``closed``.
+closes it), then feeds each frame through the codec and the session: a binary frame closes
+the connection (1003); charger calls are published through the bridge one at a time (a
+CALL sent before the previous one's reply waits for it; beyond the station's rate the next
+frame is read later), answers to CSMS calls end them. A Heartbeat answered at the edge
+(GRIDLINK_EDGE_HEARTBEAT) publishes only a :class:`StationSeen` fact, no call. When the
+connection ends, unanswered CSMS calls end ``closed``.
 
 :meth:`ConnectionHandler.on_station_message` takes what the broker sends for a station:
 replies to charger calls, CSMS calls (sent one at a time, each with its timer) and
@@ -21,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, MutableMapping
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -30,7 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from gateway import codec
 from gateway.handshake import SUBPROTOCOL, station_id
 from gateway.registry import Attached, Registry
-from gateway.session import Session
+from gateway.session import CallRate, Session
 from services import ocpp16
 from services.envelope import (
     CallOutcome,
@@ -39,16 +43,20 @@ from services.envelope import (
     ConnectDecision,
     CsmsCall,
     StationMessage,
+    StationSeen,
     Takeover,
 )
 from services.errors import BusUnavailable, NotSupported, OcppError, Unroutable
 from services.metrics import (
     CALLERRORS,
+    CALLS_DELAYED,
     CONNECTIONS,
     CONNECTIONS_TOTAL,
     CSMS_CALLS,
     FRAMES,
+    FRAMES_REFUSED,
     ROUND_TRIP,
+    UNMATCHED_ANSWERS,
 )
 from services.ocpp16 import CHARGER_ACTIONS, iso, utcnow
 from services.settings import Settings
@@ -74,6 +82,8 @@ class Bridge(Protocol):
 
     async def publish_call(self, call: ChargerCall) -> None: ...
 
+    async def publish_seen(self, seen: StationSeen) -> None: ...
+
     async def publish_outcome(self, outcome: CallOutcome) -> None: ...
 
 
@@ -81,20 +91,23 @@ class ConnectionHandler:
     """Runs every charger connection of the pod against ``registry`` and ``bridge``.
 
     ``spawn`` runs a coroutine in the background and keeps it until done. ``publishing``
-    counts the charger calls being published (the drain waits for them).
+    counts the charger calls being published (the drain waits for them). ``clock`` gives
+    the monotonic seconds of the stations' rate limits.
     """
 
     def __init__(self, settings: Settings, registry: Registry, bridge: Bridge, *,
                  spawn: Callable[[Coroutine[Any, Any, None]], None],
-                 admitted: MutableMapping[ServerConnection, ConnectDecision] | None = None
-                 ) -> None:
+                 admitted: MutableMapping[ServerConnection, ConnectDecision] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.admitted = admitted if admitted is not None else {}  # by the handshake
         self.registry = registry
         self.bridge = bridge
         self._spawn = spawn
         self._timers: dict[str, asyncio.TimerHandle] = {}  # session id -> CSMS call deadline
+        self._replied: dict[str, asyncio.Event] = {}  # session id -> "a reply came"
         self.publishing = InFlight()
+        self._clock = clock
 
     # --- one connection -------------------------------------------------------------------
 
@@ -112,7 +125,9 @@ class ConnectionHandler:
             await connection.close(CLOSE_POLICY, "not admitted")
             return
         session = Session(station, registration=decision.registration,
-                          profile=decision.profile or 0)
+                          profile=decision.profile or 0,
+                          rate=CallRate(self.settings.station_calls_per_s,
+                                        self.settings.station_call_burst))
         previous = self.registry.register(session, connection)
         if previous is not None:
             await previous.connection.close(CLOSE_REPLACED, "replaced by a newer connection")
@@ -141,7 +156,14 @@ class ConnectionHandler:
         event = codec.decode(frame)
         if event is None:
             return
+        if isinstance(event, codec.Unacceptable):
+            FRAMES_REFUSED.labels("binary").inc()
+            log.warning("binary frame: connection closed", extra={"station": session.station})
+            await connection.close(event.code, event.reason)
+            return
         if isinstance(event, codec.Rejected):
+            if event.too_deep:
+                FRAMES_REFUSED.labels("too_deep").inc()
             await self._send_error(connection, event.unique_id, event.error, action="invalid")
             return
         if isinstance(event, codec.IncomingCall):
@@ -149,8 +171,11 @@ class ConnectionHandler:
             return
         outcome = session.answer(event, utcnow())
         if outcome is None:
-            log.warning("answer to no outstanding call dropped",
-                        extra={"station": session.station})
+            UNMATCHED_ANSWERS.inc()
+            count = session.unmatched_answer(self._clock())
+            if count is not None:
+                log.warning("answers to no outstanding call dropped", extra={
+                    "station": session.station, "count": count})
             return
         self._cancel_timer(session)
         CSMS_CALLS.labels(outcome.action, outcome.status).inc()
@@ -159,39 +184,82 @@ class ConnectionHandler:
 
     async def _on_call(self, session: Session, connection: ServerConnection,
                        event: codec.IncomingCall) -> None:
+        delay = session.rate.take(self._clock())
+        if delay > 0:  # beyond the station's rate: read its next frame later, never refuse
+            CALLS_DELAYED.labels("rate").inc()
+            await asyncio.sleep(delay)
         try:
+            if not session.receive_call(event):
+                CALLS_DELAYED.labels("outstanding").inc()
+                if not await self._wait_for_reply(session, connection, event):
+                    return  # the connection closed meanwhile: the charger will resend
             session.accept_call(event, time.perf_counter())
         except OcppError as exc:
             await self._send_error(connection, event.unique_id, exc, action=event.action)
             return
-        answered = event.action == "Heartbeat" and self.settings.edge_heartbeat
+        received_at = utcnow()
+        if event.action == "Heartbeat" and self.settings.edge_heartbeat:
+            await self._answer_heartbeat(session, connection, event.unique_id, received_at)
+            return
         call = ChargerCall(station=session.station, session=session.session_id,
                            unique_id=event.unique_id, action=event.action,
-                           payload=event.payload, received_at=utcnow(), answered=answered)
-        if answered:
-            session.complete_call(event.unique_id, None)
-            FRAMES.labels(event.action, "edge").inc()
-            await connection.send(codec.encode_result(event.unique_id,
-                                                      {"currentTime": iso(call.received_at)}))
+                           payload=event.payload, received_at=received_at)
         with self.publishing.track():
             try:
                 await self.bridge.publish_call(call)
             except Unroutable:
-                if answered:
-                    return
                 # No service consumes this action (a release that does not handle it yet).
-                session.pending.pop(event.unique_id, None)
+                session.complete_call(event.unique_id, None)
                 await self._send_error(connection, event.unique_id, NotSupported(
                     f"{event.action} is not supported by this central system"),
                     action=event.action)
             except BusUnavailable:
-                if answered:
-                    return  # last-seen is best effort
                 # Never answer an error the charger would count: let it resend later.
-                session.pending.pop(event.unique_id, None)
+                session.complete_call(event.unique_id, None)
                 FRAMES.labels(event.action, "broker_unavailable").inc()
                 await connection.close(CLOSE_TRY_AGAIN_LATER,
                                        "broker unavailable, try again later")
+
+    async def _answer_heartbeat(self, session: Session, connection: ServerConnection,
+                                unique_id: str, received_at: datetime) -> None:
+        """Answer a Heartbeat here and publish only what it tells: the station was seen."""
+        session.complete_call(unique_id, None)
+        FRAMES.labels("Heartbeat", "edge").inc()
+        await connection.send(codec.encode_result(unique_id,
+                                                  {"currentTime": iso(received_at)}))
+        with self.publishing.track(), contextlib.suppress(BusUnavailable, Unroutable):
+            await self.bridge.publish_seen(StationSeen(station=session.station,
+                                                       at=received_at))  # best effort
+
+    async def _wait_for_reply(self, session: Session, connection: ServerConnection,
+                              event: codec.IncomingCall) -> bool:
+        """Hold a CALL sent before the previous one was answered: until that reply is
+        delivered, or ``station_call_wait_s`` passed (then it goes on anyway). Nothing more
+        of the connection is read meanwhile. False if the connection closed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.station_call_wait_s
+        replied = self._replied.setdefault(session.session_id, asyncio.Event())
+        closing = asyncio.ensure_future(connection.wait_closed())
+        try:
+            while not session.receive_call(event):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    log.warning("reply to a charger call overdue: the next call goes on",
+                                extra={"station": session.station,
+                                       "unique_id": session.stop_waiting()})
+                    break
+                replied.clear()
+                reply = asyncio.ensure_future(replied.wait())
+                try:
+                    await asyncio.wait((reply, closing), timeout=remaining,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    reply.cancel()
+                if closing.done() or session.closed:
+                    return False
+        finally:
+            closing.cancel()
+        return True
 
     async def _send_error(self, connection: ServerConnection, unique_id: str, error: OcppError,
                           *, action: str) -> None:
@@ -227,6 +295,9 @@ class ConnectionHandler:
     async def _deliver_reply(self, session: Session, connection: ServerConnection,
                              reply: CallReply) -> None:
         pending = session.complete_call(reply.unique_id, reply.payload)
+        replied = self._replied.get(session.session_id)
+        if replied is not None:
+            replied.set()  # a CALL held behind this one may go on
         if pending is None:
             return  # a reply to a call the charger gave up on
         ROUND_TRIP.labels(pending.action).observe(time.perf_counter() - pending.started)
@@ -308,6 +379,7 @@ class ConnectionHandler:
 
     async def _end_session(self, session: Session) -> None:
         self._cancel_timer(session)
+        self._replied.pop(session.session_id, None)
         for outcome in session.close(utcnow()):
             CSMS_CALLS.labels(outcome.action, "closed").inc()
             await self._publish_outcome(outcome)

@@ -10,9 +10,11 @@ The pure parts take strings and return values, no I/O:
 :class:`Handshake` is the ``process_request`` hook around them. ``/healthz``, ``/readyz``
 (and ``/metrics`` only where GRIDLINK_GATEWAY_METRICS_PORT is 0) are answered here;
 ``/ocpp/{id}`` is admitted when the gateway is ready (else 503), the request is well-formed
-(else 400: a bad identity, two Authorization headers) and authz admits what the connection
-shows — Basic credentials, TLS, a client certificate (verified by the TLS handshake, or by a
-trusted proxy that forwards it in a header; the header of anyone else is ignored). A refusal
+(else 400: an identity outside the character set of :mod:`services.station_ids`, a
+malformed request rather than an unknown station, so not 404; two Authorization headers)
+and authz admits what the connection shows — Basic credentials, TLS, a client certificate
+(verified by the TLS handshake, or by a trusted proxy that forwards it in a header; the
+header of anyone else is ignored). A refusal
 of credentials is 401 with ``WWW-Authenticate`` whatever the reason, a lockout 429 with
 ``Retry-After``, no answer 503. A connection that meets a lower security profile than the
 station's live connection here is refused (409): a weaker login never replaces a stronger
@@ -37,7 +39,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from services import tls
+from services import station_ids, tls
 from services.envelope import ConnectDecision, ConnectRequest, PeerCertificate
 from services.errors import BusUnavailable
 from services.metrics import CONNECTIONS_TOTAL, HANDSHAKES_REFUSED
@@ -51,11 +53,13 @@ WWW_AUTHENTICATE = 'Basic realm="GridLink", charset="UTF-8"'
 
 
 def station_id(path: str, max_length: int) -> str | None:
-    """The identity in ``path``: the one segment under ``/ocpp/``, percent-decoded strictly.
+    """The identity in ``path``: the one segment under ``/ocpp/``, percent-decoded strictly,
+    in NFC, of the character set :mod:`services.station_ids` allows.
 
-    None if the path is not under ``/ocpp/``, the segment is empty or nested, its escapes
-    are not UTF-8, the identity is longer than ``max_length`` characters or holds a control
-    character, ``/``, ``\\`` or ``#``.
+    None (the handshake answers 400 before the upgrade) if the path is not under
+    ``/ocpp/``, the segment is empty or nested, its escapes are not UTF-8, or the identity
+    is longer than ``max_length`` characters or not one GridLink takes (a control or format
+    character, a blank at an end, ``/``, ``#``, ...).
     """
     if not path.startswith(OCPP_PATH):
         return None
@@ -63,20 +67,16 @@ def station_id(path: str, max_length: int) -> str | None:
     if not segment or "/" in segment:
         return None
     try:
-        station = unquote(segment, errors="strict")
-    except UnicodeDecodeError:
+        return station_ids.check(unquote(segment, errors="strict"), max_length)
+    except (UnicodeDecodeError, station_ids.InvalidStationId):
         return None
-    if not station or len(station) > max_length:
-        return None
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "/\\#" for ch in station):
-        return None
-    return station
 
 
 def basic_password(authorization: str | None, station: str) -> str | None:
     """The password of an HTTP Basic ``Authorization`` header whose user is ``station``
     (security profiles 1 and 2); None without such a header or for another user. The user
-    is the whole identity, so an identity holding ``:`` still works (A00.FR.204)."""
+    is the whole identity, so an identity holding ``:`` still works (A00.FR.204); it is
+    compared in NFC, as the identity of the URL is (the password is taken as sent)."""
     if not authorization or not authorization[:6].lower() == "basic ":
         return None
     try:
@@ -84,7 +84,12 @@ def basic_password(authorization: str | None, station: str) -> str | None:
     except (binascii.Error, ValueError):  # not base64, not ASCII, not UTF-8
         return None
     prefix = station + ":"
-    return decoded[len(prefix):] if decoded.startswith(prefix) else None
+    if decoded.startswith(prefix):
+        return decoded[len(prefix):]
+    for at, char in enumerate(decoded):  # the user as the charger spelled it, decomposed
+        if char == ":" and station_ids.normalize(decoded[:at]) == station:
+            return decoded[at + 1:]
+    return None
 
 
 def choose_subprotocol(offered: Sequence[str]) -> Subprotocol | None:

@@ -1,8 +1,22 @@
 """One charger connection's protocol state. No I/O: the server feeds it events and sends
 what it returns.
 
-- Charger CALLs awaiting a service's reply (a charger that timed out may send the next one
-  before the reply comes; a duplicate id of a pending CALL is a ProtocolError).
+- Charger CALLs awaiting a service's reply; a duplicate id of a pending CALL is a
+  ProtocolError (OCPP-J §4.2.3: "an existing call with the same unique identifier is being
+  handled already").
+- One outstanding charger CALL (OCPP-J §4.1.1: a side sends no CALL before the previous
+  one is answered or timed out). A CALL that arrives while the previous one awaits its
+  reply is not refused — a CALLERROR would make a charger retry a transaction message and
+  then discard it — but held: :meth:`Session.receive_call` says "wait", the connection reads
+  no further frame until the reply is delivered (or ``station_call_wait_s`` passed: then the
+  held CALL goes on anyway, :meth:`Session.stop_waiting`), and the services see one CALL of
+  a station at a time, in the order it sent them.
+- A token bucket per connection (:class:`CallRate`, ``station_calls_per_s`` on average,
+  ``station_call_burst`` at once): a CALL beyond it is delayed by the seconds
+  :meth:`CallRate.take` returns — backpressure (the connection reads nothing meanwhile, the
+  charger's TCP window fills), never an error.
+- Answers to no outstanding CSMS call: counted, logged at most once a minute
+  (:meth:`Session.unmatched_answer`).
 - The boot gate, from the first frame of every connection: while the station's
   registration (from admission, then from the last BootNotification answer) is Rejected, only
   BootNotification is allowed (SecurityError); while Pending, only BootNotification and
@@ -12,6 +26,7 @@ what it returns.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -41,6 +56,35 @@ class PendingCall:
     started: float  # monotonic seconds, for latency
 
 
+UNMATCHED_LOG_INTERVAL_S = 60.0  # answers to no outstanding call: one log line a minute
+
+
+@dataclass(slots=True)
+class CallRate:
+    """A token bucket: ``burst`` CALLs at once, ``per_s`` on average. No I/O, no clock of
+    its own: the caller passes monotonic seconds."""
+
+    per_s: float = 20.0
+    burst: int = 200
+    tokens: float = math.nan  # full at the first call
+    updated: float = 0.0
+
+    def take(self, now: float) -> float:
+        """Count one CALL; the seconds to wait before it may be handled (0: at once).
+
+        The bucket may go below zero by the CALL being delayed: it is repaid by the wait,
+        so a caller that waits out each delay before reading the next frame never lets a
+        debt grow."""
+        if math.isnan(self.tokens):
+            self.tokens = float(self.burst)
+        else:
+            self.tokens = min(float(self.burst),
+                              self.tokens + (now - self.updated) * self.per_s)
+        self.updated = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.per_s
+
+
 @dataclass(slots=True)
 class Outstanding:
     unique_id: str
@@ -59,11 +103,32 @@ class Session:
     outstanding: Outstanding | None = None
     triggered: set[str] = field(default_factory=set)
     closed: bool = False
+    rate: CallRate = field(default_factory=CallRate)
+    # The charger CALL forwarded last whose reply is still awaited (None: the next may go).
+    awaiting: str | None = None
+    unmatched: int = 0  # answers to no outstanding CSMS call since the last log line
+    unmatched_logged: float = -math.inf  # when that line was written (monotonic)
 
     # --- charger -> CSMS ----------------------------------------------------------------
 
+    def receive_call(self, call: IncomingCall) -> bool:
+        """The first look at a charger CALL: raise ProtocolError for the id of a CALL still
+        in progress; True when it may be accepted now, False when it must wait for the
+        reply to the outstanding one (then :meth:`accept_call` it once
+        :meth:`complete_call` or :meth:`stop_waiting` freed the way)."""
+        if call.unique_id in self.pending:
+            raise ProtocolError(f"message id {call.unique_id!r} is already in progress")
+        return self.awaiting is None
+
+    def stop_waiting(self) -> str | None:
+        """The outstanding CALL's reply is overdue: let the next one go (a late reply is
+        still delivered). The id no longer waited for, if any."""
+        overdue, self.awaiting = self.awaiting, None
+        return overdue
+
     def accept_call(self, call: IncomingCall, now: float) -> None:
-        """Admit a CALL for forwarding, or raise the OcppError to answer it with."""
+        """Admit a CALL for forwarding (it becomes the outstanding one), or raise the
+        OcppError to answer it with."""
         if call.unique_id in self.pending:
             raise ProtocolError(f"message id {call.unique_id!r} is already in progress")
         if call.action != "BootNotification":
@@ -74,13 +139,26 @@ class Session:
                                     "triggered messages are allowed")
         self.triggered.discard(call.action)
         self.pending[call.unique_id] = PendingCall(call.action, now)
+        self.awaiting = call.unique_id
 
     def complete_call(self, unique_id: str, payload: dict[str, Any] | None) -> PendingCall | None:
-        """A service answered; None when nothing is pending under that id (stale reply)."""
+        """A service answered (or the gateway did); None when nothing is pending under that
+        id (stale reply)."""
         pending = self.pending.pop(unique_id, None)
+        if self.awaiting == unique_id:
+            self.awaiting = None
         if pending is not None and pending.action == "BootNotification" and payload:
             self.registration = payload.get("status")
         return pending
+
+    def unmatched_answer(self, now: float) -> int | None:
+        """Count an answer to no outstanding CSMS call; when a log line is due (the first,
+        then at most one a minute), how many it reports."""
+        self.unmatched += 1
+        if now - self.unmatched_logged < UNMATCHED_LOG_INTERVAL_S:
+            return None
+        count, self.unmatched, self.unmatched_logged = self.unmatched, 0, now
+        return count
 
     # --- CSMS -> charger ----------------------------------------------------------------
 
@@ -133,5 +211,6 @@ class Session:
         self.outstanding = None
         self.queue.clear()
         self.pending.clear()
+        self.awaiting = None
         return [CallOutcome(command_id=c.command_id, station=self.station, action=c.action,
                             status="closed", at=at) for c in calls]

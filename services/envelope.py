@@ -10,6 +10,8 @@ Charger side (gateway <-> services), on the calls exchange and the stations exch
 - :class:`ConnectBatch` / :class:`ConnectDecisions`  handshake admission (rpc.connect): the
   handshakes a gateway received within a few milliseconds, asked and answered in one message
 - :class:`HealthReport`  service -> gateways (events, rk ``health.<service>``)
+- :class:`StationSeen`   gateway -> authz (calls, rk ``seen``): a station was heard from
+  (a Heartbeat the gateway answered itself); authz moves its ``last_seen``
 
 Public contract for other teams: :class:`CommandRequest` in, :class:`CommandResult` out
 (re-exported by the ``gridlink`` package with :func:`gridlink.send_command`).
@@ -38,7 +40,9 @@ class ChargerCall(_Message):
     action: str
     payload: dict[str, Any]
     received_at: datetime
-    answered: bool = False  # True: the gateway already answered (edge Heartbeat); no reply
+    # True: the gateway already answered (the edge Heartbeat of an earlier release, which
+    # published it as a call; today it publishes a StationSeen): no reply.
+    answered: bool = False
 
 
 class CallReply(_Message):
@@ -136,6 +140,15 @@ class ConnectDecisions(_Message):
 
     decisions: list[ConnectDecision]
     indices: list[int] | None = None
+
+
+class StationSeen(_Message):
+    """A station was heard from at ``at`` (the gateway answered its Heartbeat at the edge):
+    all a Heartbeat tells the CSMS, without running its handler."""
+
+    kind: Literal["seen"] = "seen"
+    station: str
+    at: datetime
 
 
 class HealthReport(_Message):

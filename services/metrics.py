@@ -43,6 +43,21 @@ TLS_HANDSHAKE_FAILURES = Counter(
     "TLS handshakes that failed (no shared version or cipher, untrusted client certificate, "
     "...), by reason.", ["reason"],
 )
+CALLS_DELAYED = Counter(
+    "gridlink_gateway_calls_delayed_total",
+    "Charger CALLs held back instead of refused, by reason: rate (beyond "
+    "GRIDLINK_STATION_CALLS_PER_S and its burst) or outstanding (sent before the previous "
+    "CALL was answered; OCPP-J 1.6 §4.1.1).", ["reason"],
+)
+UNMATCHED_ANSWERS = Counter(
+    "gridlink_gateway_unmatched_answers_total",
+    "CALLRESULTs and CALLERRORs from chargers that answer no outstanding CSMS call (dropped).",
+)
+FRAMES_REFUSED = Counter(
+    "gridlink_gateway_frames_refused_total",
+    "Charger frames that are no OCPP-J message, by reason: binary (connection closed with "
+    "1003), too_deep (nested deeper than the codec allows; FormationViolation).", ["reason"],
+)
 READY = Gauge("gridlink_ready", "1 when this process reports ready.", ["component"])
 
 # authz: who may connect

@@ -23,6 +23,7 @@ from ocpp.charge_point import camel_to_snake_case, remove_nones, snake_to_camel_
 from ocpp.messages import get_validator
 from ocpp.v16 import call, call_result
 
+from services import value_bounds
 from services.clock import iso, utcnow
 from services.errors import (
     FormationViolation,
@@ -138,11 +139,19 @@ def _json_default(value: Any) -> Any:
 
 
 def parse_time(text: str) -> datetime:
-    """Parse an OCPP dateTime (RFC 3339); naive times are taken as UTC."""
+    """Parse an OCPP dateTime (RFC 3339); naive times are taken as UTC.
+
+    ValueError also for a time whose UTC instant leaves years 1-9999
+    (``0001-01-01T00:00:00+01:00``): neither Python nor BSON can hold it."""
     if len(text) < 10 or not text[:4].isdigit():
         raise ValueError(f"not a date-time: {text!r}")
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside years 1-9999 in UTC") from None
+    return moment
 
 
 _FORMATS = FormatChecker(formats=())
@@ -219,8 +228,19 @@ def validate(message_type: int, action: str, payload: Any) -> None:
     """
     if not isinstance(payload, dict):
         raise FormationViolation(f"{action}: payload must be a JSON object")
+    if value_bounds.too_deep(payload):
+        raise FormationViolation(f"{action}: payload nested deeper than "
+                                 f"{value_bounds.MAX_DEPTH} levels")
     if _has_non_finite(payload):
         raise FormationViolation(f"{action}: NaN or Infinity is not JSON")
+    _check_schema(message_type, action, payload)
+    try:
+        value_bounds.check(message_type, action, payload)
+    except value_bounds.OutOfRange as exc:
+        raise TypeConstraintViolation(f"{action}: {exc}") from None
+
+
+def _check_schema(message_type: int, action: str, payload: dict[str, Any]) -> None:
     if (message_type, action) not in _DECIMAL_SCHEMAS:
         try:
             _fast_validator(message_type, action)(payload)

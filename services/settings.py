@@ -139,6 +139,10 @@ class Settings(BaseSettings):
     station_call_burst: int = Field(
         200, ge=1, description="gateway: CALLs a station may send at once before "
         "GRIDLINK_STATION_CALLS_PER_S applies (a charger flushing its offline queue).")
+    station_call_wait_s: float = Field(
+        30.0, gt=0, description="gateway: how long a CALL a station sends before its previous "
+        "one is answered waits for that answer (one outstanding CALL, OCPP-J 1.6 §4.1.1); "
+        "then it is forwarded anyway (never refused).")
     max_data_transfer_bytes: int = Field(
         65536, ge=0, description="authz: the largest DataTransfer `data` (UTF-8 bytes) "
         "stored; a larger one is answered Rejected and only its size is kept.")

@@ -29,6 +29,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services import station_ids
 from services.store import IndexSpec
 
 COLLECTION = "stations"
@@ -189,7 +190,10 @@ async def add_station(db: AsyncDatabase[dict[str, Any]], station: str, *, regist
                       password: str | None, now: datetime, security_profile: int | None = None,
                       certificate_cn: str | None = None) -> None:
     """Register ``station`` (or update it). The profile defaults to 1 with a password and 0
-    without; a new password replaces any earlier one (and any key in its grace period)."""
+    without; a new password replaces any earlier one (and any key in its grace period).
+    An identity the gateway would refuse raises :class:`station_ids.InvalidStationId`; it
+    is stored in NFC, as the gateway looks it up."""
+    station = station_ids.check(station)
     await check_certificate_identity(db, station, certificate_cn)
     password_hash = hash_password(password) if password is not None else None
     await db[COLLECTION].update_one(

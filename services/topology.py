@@ -16,7 +16,8 @@ Every name starts with the namespace (``GRIDLINK_NAMESPACE``, default ``gridlink
     rejected / over-delivered messages ──> {ns}.dead-letter (fanout) ──> {ns}.dead-letter
 
 Charger answers to CSMS calls travel on ``{ns}.calls`` with routing key ``outcome.<Action>``;
-the handshake asks authz with routing key ``rpc.connect`` and a ``reply_to`` of the pod queue.
+the handshake asks authz with routing key ``rpc.connect`` and a ``reply_to`` of the pod queue;
+a Heartbeat answered at the gateway becomes a ``seen`` fact there (authz keeps last-seen).
 
 Gateways publish takeovers ("I hold this station now") on ``{ns}.takeovers``, an exchange bound
 to ``{ns}.stations``: so they reach the pod that holds the station, while the gateways, which
@@ -52,6 +53,7 @@ QUESTION_TTL_MS = 60_000  # nobody waits longer for an answer on a fast lane
 ADMISSION_KEY = "rpc.connect"  # handshake admission, on the calls exchange
 COMMAND_KEY = "command"  # command requests, on the commands.in exchange
 HEALTH_KEYS = "health.*"  # services' database health, on the events exchange
+SEEN_KEY = "seen"  # a station was heard from (edge Heartbeat), on the calls exchange
 
 #: Components that use the exchanges without declaring them: they hold no configure permission
 #: on them and check them passively (which needs no permission). The services declare them.

@@ -10,7 +10,10 @@ A station's security profile says how it must authenticate (OCPP 1.6 Security Wh
 Basic over TLS, 3 a TLS client certificate whose CN is ``--certificate-cn`` (default: the
 id). Without ``--security-profile`` it is 1 with a password and 0 without. For profile 1 or
 2 without a password, each new station gets a random 40-hex-digit key, printed once (it is
-stored only as a hash); a station that has a password keeps it.
+stored only as a hash); a station that has a password keeps it. An id must be one the
+gateway takes (services/station_ids.py: letters, digits, single inner spaces and
+``*-_=:+|@.~!$&'(),;``, at most GRIDLINK_MAX_STATION_ID_LENGTH characters); it is stored
+in Unicode NFC.
     gridlink tags import FILE [--dry-run]
     gridlink tags add TAG... [--status S] [--expiry ISO8601] [--parent TAG] [--max-concurrent N]
     gridlink tags list [--json]
@@ -33,7 +36,7 @@ from typing import Any
 
 from gridlink import queries
 from gridlink.cli.output import parse_time_option, print_rows, with_db
-from services import id_tags, stations
+from services import id_tags, station_ids, stations
 from services.errors import ConfigurationError
 from services.settings import Settings
 
@@ -100,6 +103,11 @@ def add_parsers(sub: Any, parser_class: type) -> None:
 
 
 async def add_stations(settings: Settings, args: argparse.Namespace) -> int:
+    try:  # the gateway's own check (services/station_ids.py): refused ids never connect
+        args.ids = [station_ids.check(station, settings.max_station_id_length)
+                    for station in args.ids]
+    except station_ids.InvalidStationId as exc:
+        raise ConfigurationError(str(exc)) from None
     registration = args.registration or settings.default_registration
     password = _password(args)
     if password is not None and len(args.ids) > 1:

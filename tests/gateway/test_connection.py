@@ -9,7 +9,7 @@ from gateway import codec
 from gateway.connection import ConnectionHandler
 from gateway.registry import Registry
 from gateway.session import Session
-from services.envelope import CallOutcome, ChargerCall, CsmsCall, Takeover
+from services.envelope import CallOutcome, ChargerCall, CsmsCall, StationSeen, Takeover
 from services.errors import Unroutable
 from tests.helpers import memory_settings
 
@@ -44,6 +44,9 @@ class Nobody:
     async def publish_call(self, call: ChargerCall) -> None:
         self.published.append(call)
         raise Unroutable("no queue")
+
+    async def publish_seen(self, seen: StationSeen) -> None:
+        return None
 
     async def publish_outcome(self, outcome: CallOutcome) -> None:
         self.outcomes.append(outcome)

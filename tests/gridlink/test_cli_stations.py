@@ -99,3 +99,28 @@ def test_bad_arguments_are_one_line_and_change_nothing(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert database[1].stations.count_documents({}) == 0
+
+
+@pytest.mark.parametrize(("station", "needle"), [
+    ("CP\x7f1", "U+007F"),
+    ("CP\u202e1", "RIGHT-TO-LEFT OVERRIDE"),
+    ("CP\u200b1", "ZERO WIDTH SPACE"),
+    ("CP-1 ", "ends with a space"),
+    ("CP  1", "two spaces"),
+    ("CP/1", "SOLIDUS"),
+    ("C" * 49, "at most 48"),
+])
+def test_an_id_the_gateway_would_refuse_is_refused_in_one_line(
+        database: tuple[str, Any], mongo_url: str, station: str, needle: str) -> None:
+    result = gridlink(database, mongo_url, "stations", "add", "CP-OK", station)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert database[1].stations.count_documents({}) == 0  # not even the good one
+
+
+def test_an_id_is_stored_in_nfc_as_the_gateway_looks_it_up(
+        database: tuple[str, Any], mongo_url: str) -> None:
+    result = gridlink(database, mongo_url, "stations", "add", "Cafe\u0301 1")
+    assert result.returncode == 0, result.stderr
+    assert [d["_id"] for d in database[1].stations.find()] == ["Caf\u00e9 1"]
