@@ -31,13 +31,12 @@ from typing import Any, Protocol, TypeVar
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services import id_tags, stations
+from services import id_tags, station_ids, stations
 from services.clock import utcnow
 from services.ocpp16 import parse_time
 
 BATCH = 1000  # operations per bulk write
 ID_TAG_MAX = 20  # IdToken is CiString20Type (OCPP 1.6 §7.26)
-STATION_ID_MAX = 48  # the identity the gateway accepts (its URL segment)
 REGISTRATIONS = ("Accepted", "Pending", "Rejected")
 
 STATION_FIELDS = {"id": "id", "chargePointId": "id", "security_profile": "security_profile",
@@ -183,15 +182,20 @@ class StationLine:
     certificate_cn: str | None
 
 
-def station_line(number: int, record: dict[str, Any], default_registration: str
-                 ) -> StationLine:
-    """One stations line, checked as ``gridlink stations add`` checks its options."""
+def station_line(number: int, record: dict[str, Any], default_registration: str,
+                 max_id_length: int | None = None) -> StationLine:
+    """One stations line, checked as ``gridlink stations add`` checks its options (the id
+    as the gateway checks it, and in NFC as it is stored)."""
     fields = _fields(record, STATION_FIELDS)
-    station = _text(fields, "id")
+    station = fields.get("id")
     if not station:
         raise LineError("id is missing")
-    if problem := station_id_problem(station):
-        raise LineError(f"id {station!r}: {problem}")
+    if not isinstance(station, str):
+        raise LineError("id must be text")
+    try:
+        station = station_ids.check(station, max_id_length)
+    except station_ids.InvalidStationId as exc:
+        raise LineError(str(exc)) from None
     registration = _text(fields, "registration") or default_registration
     if registration not in REGISTRATIONS:
         raise LineError(f"registration must be one of {', '.join(REGISTRATIONS)}")
@@ -211,17 +215,9 @@ def station_line(number: int, record: dict[str, Any], default_registration: str
     return StationLine(number, station, registration, profile, password, certificate_cn)
 
 
-def station_id_problem(station: str) -> str | None:
-    """Why ``station`` cannot be a charge point identity, or None."""
-    if len(station) > STATION_ID_MAX:
-        return f"at most {STATION_ID_MAX} characters"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "/\\#" for ch in station):
-        return "no control characters, '/', '\\' or '#'"
-    return None
-
-
 async def import_stations(db: AsyncDatabase[dict[str, Any]], path: str | Path, *,
-                          default_registration: str, dry_run: bool = False) -> Report:
+                          default_registration: str, max_id_length: int | None = None,
+                          dry_run: bool = False) -> Report:
     """Check every line of ``path``, then upsert the good ones (see the module docstring)."""
     report = Report(dry_run=dry_run)
     lines: list[StationLine] = []
@@ -229,7 +225,7 @@ async def import_stations(db: AsyncDatabase[dict[str, Any]], path: str | Path, *
         try:
             if isinstance(record, LineError):
                 raise record
-            lines.append(station_line(number, record, default_registration))
+            lines.append(station_line(number, record, default_registration, max_id_length))
         except LineError as exc:
             report.rejected.append((number, str(exc)))
     lines = _first_of_each(lines, lambda entry: entry.station, report)

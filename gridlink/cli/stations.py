@@ -184,7 +184,7 @@ async def import_stations(settings: Settings, args: argparse.Namespace) -> int:
     try:
         report = await with_db(settings, lambda db: bulk.import_stations(
             db, args.file, default_registration=settings.default_registration,
-            dry_run=args.dry_run))
+            max_id_length=settings.max_station_id_length, dry_run=args.dry_run))
     except bulk.LineError as exc:
         raise ConfigurationError(str(exc)) from None
     return _print_report(report)

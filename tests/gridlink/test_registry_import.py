@@ -100,14 +100,17 @@ async def test_stations_as_stations_add_would_register_them(
                    "CP-7,1,short,,\n"
                    "CP-8,3,,serial-3,\n"
                    "CP/9,1,,,\n"
-                   "CP-10,1,,,Sometimes\n")
+                   "CP-10,1,,,Sometimes\n"
+                   "Cafe\u0301,0,,,\n")
     report = await bulk.import_stations(db, source, default_registration="Accepted")
-    assert [station for _, station in report.created] == ["CP-1", "CP-2", "CP-3", "CP-4"]
+    assert [station for _, station in report.created] == ["CP-1", "CP-2", "CP-3", "CP-4",
+                                                          "Caf\u00e9"]  # stored in NFC
     reasons = dict(report.rejected)
     assert sorted(reasons) == [6, 7, 8, 9, 10, 11]
     assert "does not use one" in reasons[6] and "0, 1, 2 or 3" in reasons[7]
     assert "16 to 40 characters" in reasons[8] and "also line 4's" in reasons[9]
-    assert "'/'" in reasons[10] and "registration must be one of" in reasons[11]
+    assert "(SOLIDUS) at position 3 is not allowed" in reasons[10]
+    assert "registration must be one of" in reasons[11]
     stored = {doc["_id"]: doc async for doc in db.stations.find({})}
     assert stations.check_password(key, stored["CP-1"]["password_hash"])
     assert key not in json.dumps(stored, default=str)  # only the hash is stored
