@@ -15,8 +15,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from services.bus import Bus
+from services.clock import utcnow
 from services.envelope import CommandRequest, CommandResult
-from services.ocpp16 import utcnow
 from services.settings import Settings
 from services.topology import Topology
 

@@ -34,6 +34,7 @@ from services.errors import (
     PropertyConstraintViolation,
     TypeConstraintViolation,
 )
+from services.strict_json import dumps, loads_strict
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
@@ -101,41 +102,6 @@ _DECIMAL_SCHEMAS = {
 _TYPE_VALIDATORS = {"type", "maxLength", "format"}  # the field breaks its data type
 _OCCURENCE_VALIDATORS = {"required", "minItems", "maxItems"}
 _FORMATION_VALIDATORS = {"additionalProperties"}
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def loads_strict(text: str | bytes) -> Any:
-    """Parse JSON as OCPP requires: no NaN/Infinity, no duplicate keys."""
-    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-
-
-def dumps(value: Any) -> str:
-    """Serialize compactly; refuses NaN so GridLink never sends non-JSON."""
-    return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, datetime):
-        return iso(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def parse_time(text: str) -> datetime:

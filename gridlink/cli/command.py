@@ -16,7 +16,7 @@ from typing import Any
 
 from gridlink import command_examples
 from gridlink.cli.output import answered, positive, print_rows, send, submit, with_db
-from services import ocpp16
+from services import strict_json
 from services.errors import ConfigurationError
 from services.settings import Settings
 
@@ -52,7 +52,7 @@ def add_parsers(sub: Any, parser_class: type) -> None:
 
 async def dispatch_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        payload = ocpp16.loads_strict(args.payload)
+        payload = strict_json.loads_strict(args.payload)
     except ValueError as exc:
         raise ConfigurationError(f"JSON_PAYLOAD is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):

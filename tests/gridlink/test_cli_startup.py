@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -57,12 +59,12 @@ def test_an_unknown_command_is_one_line(capsys: pytest.CaptureFixture[str]) -> N
     assert err.count("\n") == 1 and "invalid choice: 'nonsense'" in err
 
 
-def _modules_after(argv: list[str]) -> set[str]:
+def _modules_after(argv: list[str], **env: str) -> set[str]:
     code = ("import sys\nfrom gridlink.cli import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             "print('\\n'.join(sys.modules))")
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
-                          check=False)
+                          check=False, env={**os.environ, **env})
     return set(done.stdout.split())
 
 
@@ -78,3 +80,13 @@ def test_a_command_imports_its_module_only() -> None:
     assert "gridlink.cli.stations" in loaded
     assert not loaded & {"aio_pika", "jsonschema", "gridlink.cli.command",
                          "gridlink.cli.security", "simulator"}
+
+
+def test_a_command_to_a_charger_loads_neither_the_database_nor_the_schemas(amqp_url: str
+                                                                           ) -> None:
+    # a namespace no service declared: the command ends at once ("has no exchange")
+    loaded = _modules_after(["command", "CP-1", "Reset", '{"type": "Soft"}', "--no-wait"],
+                            GRIDLINK_AMQP_URL=amqp_url,
+                            GRIDLINK_NAMESPACE=f"nobody-{uuid.uuid4().hex[:8]}")
+    assert {"gridlink.cli.command", "aio_pika"} <= loaded
+    assert not loaded & {"pymongo", "jsonschema", "ocpp", "services.ocpp16"}
