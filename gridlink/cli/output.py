@@ -21,7 +21,7 @@ from services import ocpp16
 from services.envelope import CommandResult
 from services.errors import ConfigurationError, GridLinkError
 from services.settings import Settings, effective_mongo_url
-from services.store import Store
+from services.store import Store, write_concern
 
 
 class Parser(argparse.ArgumentParser):
@@ -54,7 +54,8 @@ def _cell(value: Any) -> str:
 
 async def with_db(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> Any:
     """Run ``work(db)`` against the configured database (one line if it is unreachable)."""
-    store = Store(effective_mongo_url(settings), settings.mongo_db, component="cli")
+    store = Store(effective_mongo_url(settings), settings.mongo_db, component="cli",
+                  concern=write_concern(settings))
     try:
         if not await store.ping():
             raise GridLinkError(
