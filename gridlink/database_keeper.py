@@ -26,13 +26,14 @@ class EmbeddedDatabase:
     """One embedded server: :meth:`start` it, :meth:`keep` it running, :meth:`stop` it."""
 
     def __init__(self, port: int, storage: str, *, log_file: Path | None = None,
-                 child_setup: Callable[[], None] | None = None,
+                 child_setup: Callable[[], None] | None = None, sync_on_commit: bool = True,
                  first_backoff_s: float = 0.5, max_backoff_s: float = 10.0,
                  stable_s: float = 30.0) -> None:
         self.port = port
         self.storage = storage
         self.log_file = log_file
         self.child_setup = child_setup
+        self.sync_on_commit = sync_on_commit  # off: only writes asking j:true are synced
         self.first_backoff_s = first_backoff_s
         self.max_backoff_s = max_backoff_s
         self.stable_s = stable_s  # up this long: the next restart waits the first backoff again
@@ -49,7 +50,8 @@ class EmbeddedDatabase:
         """Start the server and wait until it listens (ConfigurationError if it cannot;
         a server already listening on the port is used as it is, and not kept)."""
         self.process = embedded_db.start(self.port, self.storage, log_file=self.log_file,
-                                         child_setup=self.child_setup)
+                                         child_setup=self.child_setup,
+                                         sync_on_commit=self.sync_on_commit)
         self._started_at = time.monotonic()
 
     async def keep(self) -> None:
@@ -75,7 +77,8 @@ class EmbeddedDatabase:
                 # Started from the loop's thread: PR_SET_PDEATHSIG (``child_setup``) fires
                 # when the thread that started the child ends, and this one ends last.
                 restarted = embedded_db.spawn(self.port, self.storage, log_file=self.log_file,
-                                              child_setup=self.child_setup)
+                                              child_setup=self.child_setup,
+                                              sync_on_commit=self.sync_on_commit)
                 try:
                     await asyncio.to_thread(embedded_db.wait_listening, restarted, self.port)
                 except ConfigurationError as exc:
