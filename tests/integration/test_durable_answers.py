@@ -162,7 +162,7 @@ async def test_every_answered_message_survives_a_database_crash(amqp_url: str,
                                      .run(tag)) for station, tag in zip(stations, tags,
                                                                         strict=True)]
         await asyncio.wait_for(ledger.killed.wait(), 30)  # mid-load
-        await asyncio.wait_for(asyncio.gather(*fleet), 60)  # they finish by themselves
+        await asyncio.wait_for(asyncio.gather(*fleet), 90)  # they finish by themselves
         assert database.restarts == 1 and victim.returncode == -signal.SIGKILL
         assert ledger.killed_at is not None and ledger.answered > ledger.killed_at
         assert ledger.refused == []
