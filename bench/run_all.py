@@ -1,7 +1,7 @@
 """Run every benchmark (``python -m bench`` / ``make bench``); each writes bench/results/*.md.
 
-python -m bench                       # all four, sized for < 15 minutes on 2 cores
-python -m bench --only throughput     # one of: connections, throughput, storm, soak, cli
+python -m bench                       # all six, sized for < 15 minutes on 2 cores
+python -m bench --only throughput     # one of: connections throughput storm soak durability cli
 python -m bench --soak-duration 600   # the full 10-minute soak
 python -m bench --quick               # small sizes: a smoke run in ~3 minutes
 """
@@ -14,7 +14,7 @@ import time
 
 from simulator.resources import raise_file_limit
 
-BENCHES = ("connections", "throughput", "storm", "soak", "cli")
+BENCHES = ("connections", "throughput", "storm", "soak", "durability", "cli")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +54,14 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     started = time.monotonic()
-    from bench import bench_cli, bench_connections, bench_soak, bench_storm, bench_throughput
+    from bench import (
+        bench_cli,
+        bench_connections,
+        bench_durability,
+        bench_soak,
+        bench_storm,
+        bench_throughput,
+    )
 
     written = []
     for name in chosen:
@@ -88,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif name == "cli":
             written.append(bench_cli.run(runs=3 if args.quick else 7))
+        elif name == "durability":
+            written.append(bench_durability.run(count=500 if args.quick else 2000))
         print(f"== {name}: {time.monotonic() - began:.0f} s ==", flush=True)
     print(f"all done in {time.monotonic() - started:.0f} s:", *map(str, written), sep="\n  ")
     return 0

@@ -8,6 +8,10 @@ second signal is passed on too (the children then exit at once). A launcher kill
 outright takes its children with it (PR_SET_PDEATHSIG). If one child dies the others are
 stopped and the exit code says so; when every child has ended by itself, so does the
 launcher.
+
+The embedded database is kept too (:mod:`gridlink.database_keeper`): if it dies it is
+started again with the same data directory and port, and the components recover by
+themselves; it is stopped last, once the components have drained.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import signal
 import sys
 from pathlib import Path
 
-from gridlink import components, embedded_db
+from gridlink import components
+from gridlink.database_keeper import EmbeddedDatabase
 from services.entry import run_loop
 from services.settings import Settings, environment_with
 from services.shutdown import InFlight, drain, install_signal_handlers
@@ -39,9 +44,11 @@ def run_all(settings: Settings) -> int:
     database = None
     mongo_url = settings.mongo_url
     if not mongo_url:
-        database = embedded_db.start(settings.embedded_mongo_port, str(data / "db"),
-                                     log_file=data / "secantusd.log")
-        mongo_url = embedded_db.url(settings.embedded_mongo_port)
+        database = EmbeddedDatabase(settings.embedded_mongo_port, str(data / "db"),
+                                    log_file=data / "secantusd.log",
+                                    child_setup=_end_with_parent)
+        database.start()
+        mongo_url = database.url
         log.info("embedded database", extra={"url": mongo_url, "data": str(data / "db")})
     children = [
         (component, [sys.executable, "-m", component],
@@ -51,11 +58,10 @@ def run_all(settings: Settings) -> int:
     banner = run_banner(settings)
     code = [0]
     try:
-        run_loop(_run(children, banner, code))
+        run_loop(_run(children, banner, code, database))
     finally:
         if database is not None:
-            database.terminate()
-            database.wait(10)
+            database.stop_now()
     return code[0]
 
 
@@ -81,13 +87,16 @@ def run_banner(settings: Settings) -> tuple[str, ...]:
     return tuple(lines)
 
 
-async def _run(children: list[Child], banner: tuple[str, ...], code: list[int]) -> None:
-    code[0] = await supervise(children, banner=banner)
+async def _run(children: list[Child], banner: tuple[str, ...], code: list[int],
+               database: EmbeddedDatabase | None) -> None:
+    code[0] = await supervise(children, banner=banner, database=database)
 
 
-async def supervise(children: list[Child], *, banner: tuple[str, ...] = ()) -> int:
+async def supervise(children: list[Child], *, banner: tuple[str, ...] = (),
+                    database: EmbeddedDatabase | None = None) -> int:
     """Start the children, print ``banner``, and run until they have all ended: 0, or 1 when
-    one of them failed (the others are then stopped)."""
+    one of them failed (the others are then stopped). ``database`` (started already) is
+    restarted whenever it dies, and stopped once the children have ended."""
     started: dict[str, asyncio.subprocess.Process] = {}
     stopping = asyncio.Event()
     received = [signal.SIGTERM]  # the signal to pass on
@@ -124,6 +133,7 @@ async def supervise(children: list[Child], *, banner: tuple[str, ...] = ()) -> i
             stopping.set()  # every child ended by itself: nothing is left to run
 
     watchers = [asyncio.create_task(watch(name, child)) for name, child in started.items()]
+    keeper = asyncio.create_task(database.keep()) if database is not None else None
 
     async def stop_children() -> None:
         forward(received[0])
@@ -132,4 +142,7 @@ async def supervise(children: list[Child], *, banner: tuple[str, ...] = ()) -> i
     await drain(stop_taking=stop_children, in_flight=running, grace_s=None,
                 what="components", logger=log)
     await asyncio.gather(*watchers)
+    if database is not None and keeper is not None:
+        await database.stop()
+        await keeper
     return 1 if failed[0] else 0

@@ -39,7 +39,7 @@ from services.ocpp16 import iso, utcnow
 from services.router import Event, Router
 from services.settings import Settings, effective_mongo_url
 from services.shutdown import InFlight, drain, install_signal_handlers
-from services.store import IndexSpec, Store
+from services.store import IndexSpec, Store, write_concern
 from services.topology import ExchangeRole, Lane, Subscription, Topology, call_key, topic_matches
 
 log = logging.getLogger("gridlink.runtime")
@@ -104,7 +104,7 @@ class ServiceRuntime:
             settings.amqp_url, self.topology, name=f"gridlink-{spec.name}-{settings.instance}",
             component=spec.name)
         self.store = store or Store(effective_mongo_url(settings), settings.mongo_db,
-                                    component=spec.name)
+                                    component=spec.name, concern=write_concern(settings))
         self.service: Service | None = None
         self._dispatch: list[tuple[str, str, MessageHandler]] = []  # exchange, key, handler
         self._tasks: list[asyncio.Task[Any]] = []

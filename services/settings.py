@@ -34,6 +34,19 @@ class Settings(BaseSettings):
         description="MongoDB URL. Unset: `gridlink run all` starts the embedded SecantusDB.",
     )
     mongo_db: str = Field("gridlink", description="MongoDB database name.")
+    mongo_write_concern: str = Field(
+        "majority", pattern=r"^(majority|[1-9][0-9]*|[A-Za-z][A-Za-z0-9_-]*)$",
+        description="Write concern `w` of every write an answer depends on: `majority` "
+        "(a replica set's majority has it; the embedded server counts as a one-node set), a "
+        "number of members, or a tag set name. Never 0: a charger deletes a message once "
+        "answered. Overrides a `w` in GRIDLINK_MONGO_URL.",
+    )
+    mongo_journal: bool = Field(
+        True, description="Write concern `j`: the database acknowledges a write only once it "
+        "is in its on-disk journal, so an answered message survives a crash of the database "
+        "(`kill -9`, power loss). false is faster and loses answered messages on a crash "
+        "(docs/operations.md, Durability).",
+    )
     embedded_mongo_port: int = Field(
         27018, description="Port of the embedded SecantusDB that `gridlink run all` starts."
     )

@@ -3,6 +3,13 @@
 The same code talks to a MongoDB replica set in production and to the embedded SecantusDB
 in development and tests; only the URL differs. Against the embedded server retryable
 writes are turned off (its bookkeeping for them slows every write once thousands ran).
+
+Every client carries one write concern, inherited by every database, collection and bulk
+write made through it: ``{w: "majority", j: true}`` unless configured otherwise
+(GRIDLINK_MONGO_WRITE_CONCERN, GRIDLINK_MONGO_JOURNAL). A service answers a charger only
+after its writes were acknowledged, so what was answered is on disk — on a majority of a
+replica set, and in the journal, which survives a crash (docs/operations.md, Durability).
+No GridLink code chooses another write concern for a single write.
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ from typing import Any, TypeVar
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.write_concern import WriteConcern
 
 from services.errors import StoreUnavailable
 from services.metrics import STORE_ERRORS
+from services.settings import Settings
 
 log = logging.getLogger("gridlink.store")
 
@@ -25,8 +34,21 @@ T = TypeVar("T")
 IndexSpec = dict[str, list[IndexModel]]  # collection name -> its indexes
 
 
-def client_for(url: str, *, app_name: str) -> AsyncMongoClient[dict[str, Any]]:
-    """An AsyncMongoClient with GridLink's timeouts (no I/O until first use)."""
+#: The default: acknowledged by a majority of the replica set, each from its journal.
+DURABLE = WriteConcern(w="majority", j=True)
+
+
+def write_concern(settings: Settings) -> WriteConcern:
+    """The write concern GRIDLINK_MONGO_WRITE_CONCERN and GRIDLINK_MONGO_JOURNAL say."""
+    w = settings.mongo_write_concern
+    return WriteConcern(w=int(w) if w.isdigit() else w, j=settings.mongo_journal)
+
+
+def client_for(url: str, *, app_name: str, concern: WriteConcern = DURABLE,
+               **options: Any) -> AsyncMongoClient[dict[str, Any]]:
+    """An AsyncMongoClient with GridLink's timeouts and write concern ``concern`` (it
+    overrides a ``w`` or ``journal`` in ``url``), and any other pymongo ``options``; no I/O
+    until first use."""
     return AsyncMongoClient(
         url,
         appname=app_name,
@@ -34,14 +56,18 @@ def client_for(url: str, *, app_name: str) -> AsyncMongoClient[dict[str, Any]]:
         serverSelectionTimeoutMS=3000,
         connectTimeoutMS=3000,
         socketTimeoutMS=10000,
+        w=concern.document.get("w", 1),
+        journal=bool(concern.document.get("j", False)),
+        **options,
     )
 
 
 class Store:
     """One database of one client (its lifecycle: ping, wait, indexes, close)."""
 
-    def __init__(self, url: str, database: str, *, component: str) -> None:
-        self.client: Any = client_for(url, app_name=f"gridlink-{component}")
+    def __init__(self, url: str, database: str, *, component: str,
+                 concern: WriteConcern = DURABLE) -> None:
+        self.client: Any = client_for(url, app_name=f"gridlink-{component}", concern=concern)
         self.db: AsyncDatabase[dict[str, Any]] = self.client[database]
         self.component = component
 

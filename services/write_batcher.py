@@ -8,6 +8,10 @@ Every caller gets the outcome of its own operations: ``None`` for each one that 
 or the server's write error (a dict with ``code`` and ``errmsg``). A failure of the whole
 bulk (connection lost, timeout) is raised to every caller of that bulk, which retries as it
 would a single write. Writes must be idempotent, as every GridLink write already is.
+
+The bulk write carries the client's write concern (journaled, on a majority:
+:mod:`services.store`), and every caller's outcome is handed out only after the bulk was
+acknowledged: each message of a batch is as durable when answered as a lone write.
 """
 
 from __future__ import annotations

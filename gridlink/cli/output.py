@@ -55,9 +55,10 @@ async def with_db(settings: Settings, work: Callable[[Any], Awaitable[Any]]) -> 
     """Run ``work(db)`` against the configured database (one line if it is unreachable)."""
     from gridlink.queries import INDEXES
     from services.settings import effective_mongo_url
-    from services.store import Store
+    from services.store import Store, write_concern
 
-    store = Store(effective_mongo_url(settings), settings.mongo_db, component="cli")
+    store = Store(effective_mongo_url(settings), settings.mongo_db, component="cli",
+                  concern=write_concern(settings))
     try:
         if not await store.ping():
             raise GridLinkError(

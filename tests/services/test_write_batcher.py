@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, InsertOne, UpdateOne
+from pymongo import AsyncMongoClient, InsertOne, UpdateOne, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, InvalidOperation
 
@@ -133,3 +133,41 @@ async def test_concurrent_lookups_share_one_query_and_each_gets_its_own(
     assert await reads.find_one("cmds", "_id", 999) is None
     shown = await reads.find("cmds", "station", "CP1", projection={"n": 1})
     assert shown and all(set(d) == {"_id", "n", "station"} for d in shown)
+
+
+class _WriteCommands(monitoring.CommandListener):
+    """The write commands a client sent, as the server got them."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("insert", "update", "delete", "findAndModify"):
+            self.sent.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_every_write_and_every_bulk_asks_the_durable_write_concern(
+        mongo_url: str) -> None:
+    """Answered means durable: the batch's one bulk write, as every single write, is
+    acknowledged only from the journal of a majority (services/store.py's default)."""
+    listener = _WriteCommands()
+    client: AsyncMongoClient[dict[str, Any]] = client_for(
+        mongo_url, app_name="test-wc", event_listeners=[listener])
+    try:
+        db = client[f"wc_{uuid.uuid4().hex[:8]}"]
+        batcher = WriteBatcher(db)
+        await asyncio.gather(*(batcher.write("samples", [
+            InsertOne({"_id": n}), UpdateOne({"_id": f"u{n}"}, {"$set": {"n": n}}, upsert=True)])
+            for n in range(20)))
+        await db["one"].find_one_and_update({"_id": 1}, {"$inc": {"n": 1}}, upsert=True)
+        assert len(listener.sent) >= 3
+        assert all(dict(c["writeConcern"]) == {"w": "majority", "j": True}
+                   for c in listener.sent), [c.get("writeConcern") for c in listener.sent]
+    finally:
+        await client.close()
