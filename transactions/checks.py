@@ -86,10 +86,18 @@ def stop_flags(transaction: dict[str, Any], meter_stop: int, timestamp: datetime
     return flags
 
 
+#: The most energy a transaction is given, in Wh: a reading beyond it (a sampled value of
+#: "1e300" Wh is finite) is kept as sent, but no energy comes of it (BSON holds int64).
+MAX_ENERGY_WH = 2**63 - 1
+
+
 def energy_wh(meter_start: int, meter_end: float) -> int | None:
-    """Energy between two register readings in Wh; None when it would be negative."""
-    energy = round(meter_end - meter_start)
-    return energy if energy >= 0 else None
+    """Energy between two register readings in Wh; None when it would be negative or beyond
+    :data:`MAX_ENERGY_WH`."""
+    difference = meter_end - meter_start
+    if not math.isfinite(difference) or not 0 <= difference <= MAX_ENERGY_WH:
+        return None
+    return min(round(difference), MAX_ENERGY_WH)
 
 
 def sample_number(raw: str, value_format: str | None) -> tuple[float | None, list[str]]:

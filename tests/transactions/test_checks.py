@@ -32,6 +32,12 @@ def test_energy_is_never_negative() -> None:
     assert checks.energy_wh(-20, -5) == 15
 
 
+def test_energy_from_an_absurd_reading_is_none_not_an_unstorable_number() -> None:
+    assert checks.energy_wh(0, 1e300) is None  # a finite sampled value (superseded energy)
+    assert checks.energy_wh(-(2**62), 2**62 - 1) == 2**63 - 1  # the codec's meter bounds
+    assert checks.energy_wh(0, float(2**64)) is None
+
+
 def test_register_readings_in_wh() -> None:
     register = {"measurand": "Energy.Active.Import.Register", "value_num": 1.5}
     assert checks.register_wh({**register, "unit": "kWh"}) == 1500
