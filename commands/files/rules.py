@@ -310,3 +310,98 @@ def retrieve_time_of(action: str, payload: dict[str, Any]) -> datetime:
     if action == "SignedUpdateFirmware":
         return parse_time(payload["firmware"]["retrieveDateTime"])
     return parse_time(payload["retrieveDate"])
+
+
+# --- job status: the merge of everything the charger said ---------------------------------
+
+#: Who reported a status: the charger (a notification) or GridLink (``Superseded``).
+CHARGER, CSMS = "charger", "csms"
+
+
+@dataclass(frozen=True)
+class StatusMachine:
+    """The statuses of one kind of job: the open ones step by step (statuses of one step may
+    follow each other, a download paused and resumed), the final ones, and among those the
+    ones only the charger's *answer* sets (``NoDiagnostics``: GetDiagnostics.conf named no
+    file), which any later word of the charger's replaces."""
+
+    ranks: tuple[tuple[str, ...], ...]
+    final: frozenset[str]
+    answer_final: frozenset[str] = frozenset()
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The open statuses, in order."""
+        return tuple(status for rank in self.ranks for status in rank)
+
+    def rank(self, status: str) -> int | None:
+        """The step of an open status, len(ranks) for a final one, None for one that never
+        changes a job (Idle, or a status this machine does not know)."""
+        if status in self.final:
+            return len(self.ranks)
+        for index, rank in enumerate(self.ranks):
+            if status in rank:
+                return index
+        return None
+
+    def may_follow(self, status: str) -> list[str] | None:
+        """The job statuses ``status`` may replace; None if it never changes a job (Idle)."""
+        rank = self.rank(status)
+        if rank is None:
+            return None
+        return [s for earlier in self.ranks[: rank + 1] for s in earlier]
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """One status a job heard of: when (the charger's timestamp, or — for 1.6 notifications,
+    which carry none — when the gateway received it) and from whom."""
+
+    status: str
+    at: datetime
+    source: str = CHARGER
+
+
+@dataclass(frozen=True)
+class MergedStatus:
+    """A job's status, when it was reported (None: only the answer), and which reports (by
+    index) make up its path."""
+
+    status: str
+    at: datetime | None
+    applied: frozenset[int]
+
+
+def merge_status(machine: StatusMachine, answer: str, reports: list[StatusReport]
+                 ) -> MergedStatus:
+    """A job's status: the merge of its answer's status and every report, in timestamp order
+    whatever order they were received or processed in.
+
+    From the answer's status (``Accepted``, or an answer-only final such as ``NoDiagnostics``)
+    each report in turn moves the job forward — to a status of the same or a later step, or
+    to a final one — and nothing moves it after a final status; Idle changes nothing. The
+    answer's status is the least informative word: a charger's report replaces it even when
+    it came first (a charger that reports ``UploadFailed`` and then answers without a
+    fileName failed; it did not have "no diagnostics"), but GridLink's ``Superseded`` does
+    not end a job the answer finished. Reports at the same instant are taken step by step.
+    """
+    def order(index: int) -> tuple[datetime, int]:
+        rank = machine.rank(reports[index].status)
+        return reports[index].at, -1 if rank is None else rank
+
+    status, at, applied = answer, None, set()
+    for index in sorted(range(len(reports)), key=order):
+        report = reports[index]
+        if status in machine.final and status not in machine.answer_final:
+            break
+        rank = machine.rank(report.status)
+        if rank is None:
+            continue
+        if status in machine.answer_final:
+            if report.source != CHARGER:
+                continue
+        elif report.status not in machine.final and rank < (machine.rank(status) or 0):
+            continue
+        status, at = report.status, report.at
+        applied.add(index)
+    return MergedStatus(status, at, frozenset(applied))
