@@ -210,3 +210,47 @@ def test_statuses_of_one_step_may_follow_each_other() -> None:
     assert merge.status == "Downloading" and merge.applied == {0, 1, 2}
     assert machine.may_follow("DownloadPaused") == ["Accepted", "Downloading", "DownloadPaused"]
     assert machine.may_follow("Idle") is None
+
+
+def test_ftp_locations_carry_the_token_as_password() -> None:
+    settings = memory_settings(ftp_port=2121, ftp_public_host="files.example",
+                               ftp_protocols=["ftp", "ftps"])
+    base = rules.public_base_url(settings, "ftps")
+    assert base == "ftps://files.example:2121"
+    location = rules.diagnostics_location(base, "CP 1/a", TOKEN_A)
+    assert location == f"ftps://diagnostics:{TOKEN_A}@files.example:2121/diagnostics/CP%201%2Fa/"
+    assert rules.parse_upload_location(location) == rules.UploadLocation("CP 1/a", TOKEN_A)
+    assert rules.upload_location_problem(location, "location", "CP 1/a") is None
+    assert "not 'CP2'" in str(rules.upload_location_problem(location, "location", "CP2"))
+    url = rules.firmware_url(rules.public_base_url(settings, "ftp"), TOKEN_A, "fw 1.bin")
+    assert url == f"ftp://firmware:{TOKEN_A}@files.example:2121/firmware/fw%201.bin"
+    assert rules.parse_firmware_location(url, "http://x") == \
+        rules.FirmwareLocation("fw 1.bin", TOKEN_A)
+    # Somebody else's FTP server: not GridLink's.
+    assert rules.parse_upload_location("ftp://user:secret@ftp.example/diagnostics/CP1/") \
+        is None
+    assert rules.parse_firmware_location("ftp://firmware:pw@ftp.example/firmware/a.bin",
+                                         "http://x") is None
+    settings = memory_settings(ftp_port=2121, ftp_public_port=30021,
+                               ftp_public_host="127.0.0.1")
+    assert rules.public_base_url(settings, "ftp") == "ftp://127.0.0.1:30021"
+    with pytest.raises(ValueError, match="does not serve ftps"):
+        rules.public_base_url(settings, "ftps")
+    with pytest.raises(ValueError, match="GRIDLINK_FTP_PORT is 0"):
+        rules.public_base_url(memory_settings(), "ftp")
+
+
+def test_the_transfer_protocol_of_a_station() -> None:
+    offered = ("https", "ftps", "ftp")
+    assert rules.transfer_protocol("ftp", "ftps", "FTP", offered) == "ftp"   # --protocol
+    assert rules.transfer_protocol(None, "ftps", "HTTP", offered) == "ftps"  # the operator's
+    # The charger's SupportedFileTransferProtocols, most secure that GridLink serves first.
+    assert rules.transfer_protocol(None, None, "FTP,FTPS", offered) == "ftps"
+    assert rules.transfer_protocol(None, None, "HTTP, FTP", offered) == "ftp"
+    assert rules.transfer_protocol(None, None, "HTTPS,FTP", offered) == "http"
+    assert rules.transfer_protocol(None, None, "FTP", ("http",)) == "http"  # no FTP served
+    assert rules.transfer_protocol(None, None, None, offered) == "http"
+    assert rules.offered_protocols(memory_settings(
+        ftp_port=21, ftp_protocols=["ftp", "ftps"], tls_cert_file="c", tls_key_file="k")) == \
+        ("https", "ftps", "ftp")
+    assert rules.offered_protocols(memory_settings()) == ("http",)
