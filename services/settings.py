@@ -249,7 +249,7 @@ class Settings(BaseSettings):
 
     @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file",
                      "charger_ca_cert_file", "charger_ca_key_file", "public_url",
-                     "ftp_public_host", "ftp_protocols", mode="before")
+                     "ftp_public_host", "ftp_public_port", "ftp_protocols", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """A deployment sets every variable; an empty one means "not configured"."""
