@@ -196,6 +196,9 @@ class OpenSSLContext:
         context.use_certificate_chain_file(self.cert_file)
         context.use_privatekey_file(self.key_file)
         context.check_privatekey()
+        # Data connections may resume the control connection's TLS session, which FTPS
+        # clients that insist on it (vsftpd's require_ssl_reuse peers) need.
+        context.set_session_id(b"gridlink-ftps")
         return context
 
     def current(self) -> object:

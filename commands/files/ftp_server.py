@@ -76,7 +76,7 @@ from services.tls import OpenSSLContext
 log = logging.getLogger("gridlink.files.ftp")
 
 MAX_CONNECTIONS = 256
-MAX_CONNECTIONS_PER_ADDRESS = 16
+MAX_CONNECTIONS_PER_ADDRESS = 64  # chargers behind one carrier NAT share an address
 
 
 # --- handlers -------------------------------------------------------------------------------
