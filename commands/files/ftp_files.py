@@ -16,6 +16,7 @@ import contextlib
 import errno
 import logging
 import posixpath
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -78,12 +79,14 @@ class UploadFile:
     :meth:`finish` stores it (complete) or removes it and frees the token (aborted)."""
 
     def __init__(self, bridge: LoopBridge, db: repository.Db, slot: dict[str, Any],
-                 name: str, limit: int) -> None:
+                 name: str, limit: int, deadline_s: float) -> None:
         self.bridge = bridge
         self.db = db
         self.slot = slot
         self.name = name  # pyftpdlib logs it: the path, never the token
         self.limit = limit
+        self.deadline = time.monotonic() + deadline_s
+        self.timed_out = False
         self.size = 0
         self.closed = False
         self.finished = False
@@ -99,6 +102,9 @@ class UploadFile:
         self.size += len(chunk)
         if self.size > self.limit:
             raise OSError(errno.EFBIG, f"larger than {self.limit} bytes")
+        if time.monotonic() > self.deadline:  # GRIDLINK_FILES_REQUEST_TIMEOUT_S, as over HTTP
+            self.timed_out = True
+            raise OSError(errno.ETIMEDOUT, "upload took too long")
         self.bridge.run(self.stream.write(chunk))
         return len(chunk)
 
@@ -120,7 +126,9 @@ class UploadFile:
         except Exception as exc:
             log.warning("FTP upload could not be stored", extra={
                 "station": self.slot["station"], "error": type(exc).__name__})
-        TRANSFERS.labels(action, "too_large" if self.size > self.limit else "aborted").inc()
+        outcome = "too_large" if self.size > self.limit else \
+            "timeout" if self.timed_out else "aborted"
+        TRANSFERS.labels(action, outcome).inc()
         with contextlib.suppress(Exception):
             self.bridge.run(self._abort())
         return False
@@ -142,16 +150,20 @@ class UploadFile:
 class DownloadFile:
     """A firmware image in GridFS, read by pyftpdlib's data connection (seekable: REST)."""
 
-    def __init__(self, bridge: LoopBridge, stream: Any, name: str) -> None:
+    def __init__(self, bridge: LoopBridge, stream: Any, name: str, deadline_s: float) -> None:
         self.bridge = bridge
         self.stream = stream
         self.name = name
+        self.deadline = time.monotonic() + deadline_s
         self.closed = False
 
     def seek(self, position: int) -> None:
         self.bridge.run(self.stream.seek(position))
 
     def read(self, size: int = -1) -> bytes:
+        if time.monotonic() > self.deadline:  # cut, as over HTTP (the charger may resume)
+            TRANSFERS.labels(FIRMWARE_DOWNLOAD, "timeout").inc()
+            raise OSError(errno.ETIMEDOUT, "download took too long")
         chunk: bytes = self.bridge.run(self.stream.read(size))
         TRANSFER_BYTES.labels(FIRMWARE_DOWNLOAD).inc(len(chunk))
         return chunk

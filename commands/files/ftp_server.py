@@ -132,7 +132,8 @@ class _GridLinkFTP:
                 (409, "in_use", "upload location busy")
             TRANSFERS.labels(ftp_action(session.user, current), refusal[1]).inc()
             raise FilesystemError(refusal[2])
-        return UploadFile(bridge, db, slot, name, limits.max_upload_bytes)
+        return UploadFile(bridge, db, slot, name, limits.max_upload_bytes,
+                          limits.request_timeout_s)
 
     def gridlink_open_download(self, name: str) -> DownloadFile:
         session = self.gridlink_session
@@ -150,7 +151,7 @@ class _GridLinkFTP:
             TRANSFERS.labels(FIRMWARE_DOWNLOAD, "not_found").inc()
             raise FilesystemError("no such download") from exc
         bridge.run(download_tokens.count_download(db, session.token))
-        return DownloadFile(bridge, stream, name)
+        return DownloadFile(bridge, stream, name, self.gridlink_limits.request_timeout_s)
 
     def ftp_PORT(self, line: str) -> None:
         self.respond("502 Active mode is not supported: use PASV or EPSV.")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ftplib
 import io
+import logging
 import ssl
 import threading
 import uuid
@@ -257,6 +258,36 @@ async def test_active_mode_is_refused(db: repository.Db, ftp_port: int) -> None:
 
     with pytest.raises(ftplib.error_perm, match="502"):
         await asyncio.to_thread(active)
+
+
+async def test_an_upload_past_the_request_timeout_is_cut_and_frees_its_token(
+        db: repository.Db) -> None:
+    server = await start(db, request_timeout_s=0.0)  # every write is past the deadline
+    assert server.port is not None
+    command_id = await slot(db)
+    try:
+        with pytest.raises(ftplib.error_temp, match="426"):
+            await asyncio.to_thread(store, server.port, "slow.bin", b"s" * 1000)
+    finally:
+        await server.stop(grace_s=1)
+    assert await stored(db, command_id) == []
+    assert (await upload_tokens.get(db, TOKEN)).get("reservation") is None
+
+
+async def test_tokens_are_never_logged(db: repository.Db, ftp_port: int,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    for name in ("gridlink", "pyftpdlib"):  # pyftpdlib even at DEBUG (it logs commands)
+        caplog.set_level(logging.DEBUG, logger=name)
+    await slot(db)
+    token = await image(db)
+    await asyncio.to_thread(store, ftp_port, "diag.bin", b"d" * 100)
+    await asyncio.to_thread(retrieve, ftp_port, token, "/firmware/fw-1.bin")
+    with pytest.raises(ftplib.error_perm):
+        await asyncio.to_thread(store, ftp_port, "again.bin", b"x")  # refused: used
+    ours = [r for r in caplog.records if r.name.split(".")[0] in ("gridlink", "pyftpdlib")]
+    text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in ours)
+    assert "file uploaded" in text and "PASS ******" in text  # logged, the password masked
+    assert TOKEN not in text and token not in text
 
 
 # --- FTPS ---------------------------------------------------------------------------------
