@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from pyftpdlib.authorizers import AuthenticationFailed
 from pyftpdlib.filesystems import AbstractedFS, FilesystemError
+from pymongo.errors import ConnectionFailure
 
 from commands.files import download_tokens, repository, rules, upload_tokens
 from commands.files.transfers import (
@@ -38,6 +39,7 @@ from commands.files.uploads import (
     open_upload_stream,
     upload_metadata,
 )
+from services.errors import StoreUnavailable
 from services.ocpp16 import utcnow
 
 log = logging.getLogger("gridlink.files.ftp")
@@ -267,6 +269,15 @@ class TokenFilesystem(AbstractedFS):
 # --- logins -------------------------------------------------------------------------------
 
 
+class StoreDown(Exception):
+    """MongoDB did not answer a login's question: the charger should try again later (421),
+    not take it for a refusal (530)."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__("database unavailable")
+        self.username = username
+
+
 class TokenAuthorizer:
     """Logins are tokens (the password) for one purpose (the user name):
     ``diagnostics`` + upload token, ``firmware`` + download token."""
@@ -279,12 +290,15 @@ class TokenAuthorizer:
             raise AuthenticationFailed("unknown login")
         bridge, db = handler.gridlink_bridge, handler.gridlink_db
         now = utcnow()
-        if username == rules.FTP_UPLOAD_USER:
-            document = bridge.run(upload_tokens.get(db, password))
-            refusal = rules.ftp_upload_refusal(document, now)
-        else:
-            document = bridge.run(download_tokens.get(db, password))
-            refusal = rules.ftp_download_refusal(document, now)
+        try:
+            if username == rules.FTP_UPLOAD_USER:
+                document = bridge.run(upload_tokens.get(db, password))
+                refusal = rules.ftp_upload_refusal(document, now)
+            else:
+                document = bridge.run(download_tokens.get(db, password))
+                refusal = rules.ftp_download_refusal(document, now)
+        except (ConnectionFailure, StoreUnavailable, TimeoutError) as exc:
+            raise StoreDown(username) from exc
         if refusal is not None:
             TRANSFERS.labels(ftp_action(username, document), refusal[1]).inc()
             raise AuthenticationFailed(refusal[2])

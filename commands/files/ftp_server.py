@@ -63,6 +63,7 @@ from commands.files.ftp_files import (
     DownloadFile,
     LoopBridge,
     Session,
+    StoreDown,
     TokenAuthorizer,
     TokenFilesystem,
     UploadFile,
@@ -117,6 +118,7 @@ class _GridLinkFTP:
     gridlink_session: Session | None = None
     _current_type: str
     respond: Any
+    close_when_done: Any
 
     def gridlink_open_upload(self, name: str) -> UploadFile:
         session = self.gridlink_session
@@ -152,6 +154,15 @@ class _GridLinkFTP:
             raise FilesystemError("no such download") from exc
         bridge.run(download_tokens.count_download(db, session.token))
         return DownloadFile(bridge, stream, name, self.gridlink_limits.request_timeout_s)
+
+    def ftp_PASS(self, line: str) -> None:
+        try:
+            super().ftp_PASS(line)  # type: ignore[misc]
+        except StoreDown as exc:
+            TRANSFERS.labels(ftp_action(exc.username), "store_unavailable").inc()
+            log.warning("FTP login: mongodb unreachable")
+            self.respond("421 Database unavailable, try again later.")
+            self.close_when_done()
 
     def ftp_PORT(self, line: str) -> None:
         self.respond("502 Active mode is not supported: use PASV or EPSV.")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from commands.files import download_tokens, repository, rules, upload_tokens
 from commands.files.ftp_server import FtpServer
@@ -288,6 +289,21 @@ async def test_tokens_are_never_logged(db: repository.Db, ftp_port: int,
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in ours)
     assert "file uploaded" in text and "PASS ******" in text  # logged, the password masked
     assert TOKEN not in text and token not in text
+
+
+async def test_a_database_outage_says_try_again_later() -> None:
+    """MongoDB unreachable: 421 (a charger retries), not 530 (a refused login)."""
+    unreachable: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        f"mongodb://127.0.0.1:{free_port()}/", serverSelectionTimeoutMS=200,
+        connectTimeoutMS=200)
+    server = await start(unreachable["nowhere"])
+    assert server.port is not None
+    try:
+        with pytest.raises(ftplib.error_temp, match="421 Database unavailable"):
+            await asyncio.to_thread(store, server.port, "x.bin", b"x")
+    finally:
+        await server.stop(grace_s=1)
+        await unreachable.close()
 
 
 # --- FTPS ---------------------------------------------------------------------------------
