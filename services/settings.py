@@ -221,6 +221,24 @@ class Settings(BaseSettings):
         "headers (from the connection or the previous answer) or between two reads or writes "
         "of a body; then the connection closes (408 when an upload stalls)."
     )
+    ftp_port: int = Field(
+        0, ge=0, description="commands: port of the file server's FTP and FTPS (explicit TLS, "
+        "AUTH TLS) listener, for chargers that transfer files only that way (0: none).")
+    ftp_passive_ports: str = Field(
+        "30100-30109", pattern=r"^\d{1,5}-\d{1,5}$", description="commands: the FTP data "
+        "connections' ports (passive mode), FIRST-LAST: one transfer at a time each; open "
+        "them with GRIDLINK_FTP_PORT on the firewall or load balancer.")
+    ftp_public_host: str | None = Field(
+        None, description="commands: the FTP server's address as chargers reach it, in the "
+        "ftp:// and ftps:// URLs they are given and in passive-mode replies (a name is "
+        "resolved once at start-up); default: GRIDLINK_FILES_HOST (127.0.0.1 for 0.0.0.0).")
+    ftp_public_port: int | None = Field(
+        None, description="commands: the FTP control port as chargers reach it (a NodePort, "
+        "a mapped port); default: GRIDLINK_FTP_PORT. Passive ports are never remapped.")
+    ftp_protocols: list[str] | None = Field(
+        None, description="commands: what the FTP listener accepts, [\"ftp\"], [\"ftps\"] "
+        "(plain logins refused: TLS required on control and data connections) or both; "
+        "default: ftps only with GRIDLINK_TLS_CERT_FILE, ftp only without.")
     charger_ca_cert_file: str | None = Field(
         None, description="commands: PEM certificate of GridLink's own charger CA; with "
         "GRIDLINK_CHARGER_CA_KEY_FILE, chargers' SignCertificate CSRs are signed by it and "
@@ -247,7 +265,8 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level.")
 
     @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file",
-                     "charger_ca_cert_file", "charger_ca_key_file", "public_url", mode="before")
+                     "charger_ca_cert_file", "charger_ca_key_file", "public_url",
+                     "ftp_public_host", "ftp_public_port", "ftp_protocols", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """A deployment sets every variable; an empty one means "not configured"."""
@@ -265,6 +284,41 @@ class Settings(BaseSettings):
     def tls(self) -> bool:
         """Do GridLink's listeners serve TLS (a certificate and its key are configured)?"""
         return bool(self.tls_cert_file and self.tls_key_file)
+
+    @field_validator("ftp_protocols")
+    @classmethod
+    def _known_ftp_protocols(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        protocols = [protocol.lower() for protocol in value]
+        if not protocols or set(protocols) - {"ftp", "ftps"}:
+            raise ValueError("ftp_protocols: a list of \"ftp\" and \"ftps\"")
+        return protocols
+
+    @field_validator("ftp_passive_ports")
+    @classmethod
+    def _passive_range(cls, value: str) -> str:
+        first, last = (int(port) for port in value.split("-"))
+        if not 1024 <= first <= last <= 65535:
+            raise ValueError("ftp_passive_ports: FIRST-LAST with 1024 <= FIRST <= LAST <= 65535")
+        return value
+
+    @property
+    def passive_ports(self) -> range:
+        """GRIDLINK_FTP_PASSIVE_PORTS as a range."""
+        first, last = (int(port) for port in self.ftp_passive_ports.split("-"))
+        return range(first, last + 1)
+
+    @property
+    def ftp_schemes(self) -> tuple[str, ...]:
+        """What the FTP listener accepts: GRIDLINK_FTP_PROTOCOLS, or ftps with a certificate
+        and ftp without (as the HTTP file server serves https only with one); () without
+        an FTP listener."""
+        if self.ftp_port == 0:
+            return ()
+        if self.ftp_protocols is not None:
+            return tuple(p for p in ("ftp", "ftps") if p in self.ftp_protocols)
+        return ("ftps",) if self.tls else ("ftp",)
 
     @property
     def charger_ca(self) -> bool:

@@ -10,6 +10,8 @@ charger's client certificate says (OCPP 1.6 Security Whitepaper ed. 2, A00.FR.3x
 - :class:`ReloadingContext`: the same context, its certificate and key loaded again when
   their files change (certificate rotation without a restart; new handshakes get the new
   certificate).
+- :class:`OpenSSLContext`: the same settings for the FTP server's explicit TLS (pyftpdlib's
+  FTPS speaks pyOpenSSL, not :mod:`ssl`), its certificate loaded again when its files change.
 - :class:`ClientCertificate` from a TLS connection (:func:`peer_certificate`) or from the
   header a trusted TLS-terminating proxy sets (:func:`certificate_from_header`, verified
   again against the client CA when one is configured).
@@ -153,6 +155,64 @@ class ReloadingContext:
             self.reload_if_changed()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), interval_s)
+
+
+class OpenSSLContext:
+    """A pyOpenSSL server context with :func:`server_context`'s rules (TLS 1.2 or later, the
+    whitepaper's TLS 1.2 suites, no compression or renegotiation), built again by
+    :meth:`current` when the certificate or key file changed (a broken pair keeps the old
+    context). No client certificates: FTPS logins are the token's."""
+
+    def __init__(self, cert_file: str, key_file: str) -> None:
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self._stamp = self._files_stamp()
+        try:
+            self._context = self._build()
+        except Exception as exc:  # OpenSSL.SSL.Error, OSError
+            raise ConfigurationError(
+                f"cannot load TLS files for FTPS (GRIDLINK_TLS_CERT_FILE {cert_file}, "
+                f"GRIDLINK_TLS_KEY_FILE {key_file}): {exc}") from None
+
+    def _files_stamp(self) -> tuple[tuple[int, int], ...]:
+        stamps = []
+        for path in (self.cert_file, self.key_file):
+            try:
+                stat = os.stat(path)
+            except OSError:
+                stamps.append((-1, -1))
+                continue
+            stamps.append((stat.st_mtime_ns, stat.st_size))
+        return tuple(stamps)
+
+    def _build(self) -> object:
+        from OpenSSL import SSL
+
+        context = SSL.Context(SSL.TLS_SERVER_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.set_cipher_list(TLS12_CIPHERS.encode())
+        context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE
+                            | getattr(SSL, "OP_NO_RENEGOTIATION", 0))
+        context.use_certificate_chain_file(self.cert_file)
+        context.use_privatekey_file(self.key_file)
+        context.check_privatekey()
+        # Data connections may resume the control connection's TLS session, which FTPS
+        # clients that insist on it (vsftpd's require_ssl_reuse peers) need.
+        context.set_session_id(b"gridlink-ftps")
+        return context
+
+    def current(self) -> object:
+        """The context for a new connection (the files read again if they changed)."""
+        stamp = self._files_stamp()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._context = self._build()
+                log.info("TLS certificate reloaded (FTPS)", extra={"cert_file": self.cert_file})
+            except Exception as exc:
+                log.error("TLS files changed but cannot be loaded; keeping the previous ones",
+                          extra={"cert_file": self.cert_file, "error": str(exc)})
+        return self._context
 
 
 # --- client certificates --------------------------------------------------------------------

@@ -21,7 +21,8 @@ Security Whitepaper (GetLog, SignedUpdateFirmware): jobs, notifications, file se
 
 How notifications find their job: :mod:`commands.files.jobs`. The file server
 (:mod:`commands.files.http_server`) runs as a background job unless ``GRIDLINK_FILES_PORT``
-is 0, over TLS when GridLink has a certificate.
+is 0, over TLS when GridLink has a certificate; its FTP and FTPS listener
+(:mod:`commands.files.ftp_server`) as another when ``GRIDLINK_FTP_PORT`` is set.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from commands.files import (
     signed_firmware,
     upload_tokens,
 )
+from commands.files.ftp_server import FtpServer
 from commands.files.http_server import FileServer
 from commands.files.jobs import ACCEPTED, DIAGNOSTICS, FIRMWARE, NO_DIAGNOSTICS, JobBook, new_job
 from commands.files.transfers import Limits
@@ -48,7 +50,7 @@ from commands.hooks import CommandHooks, refuse
 from commands.lifecycle import Lifecycle
 from services import tls
 from services.envelope import CommandRequest
-from services.errors import CommandRefused
+from services.errors import CommandRefused, ConfigurationError
 from services.ocpp16 import call, call_result, parse_time, utcnow
 from services.router import CallContext
 from services.runtime import ServiceRuntime
@@ -147,6 +149,12 @@ def register(hooks: CommandHooks, commands: Lifecycle) -> None:
 
     if runtime.settings.files_port != 0:
         hooks.background.append(serve_files)
+    if runtime.settings.ftp_port != 0:
+        if "ftps" in runtime.settings.ftp_schemes and not runtime.settings.tls:
+            raise ConfigurationError(
+                "GRIDLINK_FTP_PROTOCOLS has ftps but GridLink has no TLS certificate "
+                "(GRIDLINK_TLS_CERT_FILE, GRIDLINK_TLS_KEY_FILE)")
+        hooks.background.append(serve_ftp)
 
 
 async def serve_files(runtime: ServiceRuntime) -> None:
@@ -180,4 +188,41 @@ async def serve_files(runtime: ServiceRuntime) -> None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
             await server.stop()
+        return
+
+
+async def serve_ftp(runtime: ServiceRuntime) -> None:
+    """Serve FTP and/or FTPS (GRIDLINK_FTP_PROTOCOLS) until the service stops (retrying a
+    busy port); on stopping, transfers in progress get GRIDLINK_SHUTDOWN_GRACE_S, and the
+    service's loop and database stay up until they are done."""
+    settings = runtime.settings
+    schemes = settings.ftp_schemes
+    context = tls.OpenSSLContext(settings.tls_cert_file, settings.tls_key_file) \
+        if "ftps" in schemes and settings.tls_cert_file and settings.tls_key_file else None
+    limits = Limits(settings.max_upload_bytes, settings.files_request_timeout_s,
+                    settings.files_idle_timeout_s)
+    while not runtime.stopping.is_set():
+        server = FtpServer(runtime.store.db, limits, schemes=schemes,
+                           passive_ports=settings.passive_ports,
+                           public_host=settings.ftp_public_host, tls_context=context)
+        try:
+            port = await server.start(settings.files_host, settings.ftp_port)
+        except OSError as exc:
+            log.error("FTP server cannot listen; retrying", extra={
+                "port": settings.ftp_port, "error": str(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stopping.wait(), 5.0)
+            continue
+        log.info("FTP server listening", extra={
+            "port": port, "schemes": ",".join(schemes),
+            "passive_ports": settings.ftp_passive_ports})
+        try:
+            await runtime.stopping.wait()
+        finally:
+            stopping = asyncio.ensure_future(server.stop(settings.shutdown_grace_s))
+            try:
+                await asyncio.shield(stopping)
+            except asyncio.CancelledError:
+                await stopping  # the transfers still need the loop and the database
+                raise
         return

@@ -220,5 +220,7 @@ def _job_row(collection: str, doc: dict[str, Any]) -> dict[str, Any]:
         row["fileName"] = doc.get("file_name")
         row["fileId"] = str(doc["file_id"]) if doc.get("file_id") else None
     row["updated"] = iso(doc["updated_at"])
-    row["history"] = [h["status"] for h in doc.get("history", []) if h.get("applied", True)]
+    # The job's path in the charger's order (its history is in the order reports came).
+    path = [h for h in doc.get("history", []) if h.get("applied", True)]
+    row["history"] = [h["status"] for h in sorted(path, key=lambda h: h["at"])]
     return row

@@ -113,14 +113,7 @@ class Uploads:
             with contextlib.suppress(Exception):  # unreachable database: the lease ends
                 await upload_tokens.release(self.db, token, reservation)
             raise
-        kind = slot.get("kind", upload_tokens.DIAGNOSTICS)
-        if not await upload_tokens.consume(self.db, token, reservation, file["_id"]):
-            log.warning("upload outlived its reservation", extra={"station": station})
-        await repository.link_uploaded_file(self.db, kind, slot["command_id"], file)
-        TRANSFERS.labels(ACTIONS[kind], "ok").inc()
-        log.info("file uploaded", extra={"station": station, "kind": kind,
-                                         "command_id": slot["command_id"],
-                                         "size": file["length"]})
+        await complete_upload(self.db, slot, reservation, file)
         return web.json_response({"id": str(file["_id"]), "fileName": file["filename"],
                                   "size": file["length"]})
 
@@ -140,9 +133,7 @@ class Uploads:
                 else:
                     name = url_name or _disposition_filename(request)
                     chunks = chunks_within(idle_s, aiter(request.content.iter_chunked(READ_CHUNK)))
-                filename = rules.safe_filename(name) or (
-                    f"{slot.get('kind', 'diagnostics')}-{rules.safe_filename(slot['station'])}"
-                    f"-{utcnow():%Y%m%dT%H%M%SZ}")
+                filename = rules.safe_filename(name) or default_filename(slot)
                 return await self._store(chunks, filename, slot, content_type)
         except TimeoutError:
             raise timed_out("upload") from None
@@ -163,12 +154,8 @@ class Uploads:
         """Stream the body into GridFS within the size limit; the files document. Nothing is
         left behind when it fails."""
         kind = slot.get("kind", upload_tokens.DIAGNOSTICS)
-        metadata = {"station": slot["station"], "command_id": slot["command_id"],
-                    "filename": filename, "size": 0, "uploaded_at": utcnow(),
-                    "content_type": content_type, **slot.get("details", {})}
-        bucket_name = repository.UPLOADS[kind][0]
-        stream = repository.bucket(self.db, bucket_name).open_upload_stream(
-            filename, metadata=metadata)
+        metadata = upload_metadata(slot, filename, content_type)
+        stream = open_upload_stream(self.db, slot, filename, metadata)
         size, limit = 0, self.limits.max_upload_bytes
         try:
             async for chunk in chunks:
@@ -187,6 +174,42 @@ class Uploads:
         TRANSFER_BYTES.labels(ACTIONS[kind]).inc(size)
         return {"_id": stream._id, "filename": filename, "length": size,
                 "uploadDate": stream.upload_date, "metadata": metadata}
+
+
+def default_filename(slot: dict[str, Any]) -> str:
+    """The name of an upload the charger gave none: ``{kind}-{station}-{time}``."""
+    return (f"{slot.get('kind', 'diagnostics')}-{rules.safe_filename(slot['station'])}"
+            f"-{utcnow():%Y%m%dT%H%M%SZ}")
+
+
+def upload_metadata(slot: dict[str, Any], filename: str, content_type: str
+                    ) -> dict[str, Any]:
+    """The GridFS ``metadata`` of an upload with this (reserved) token."""
+    return {"station": slot["station"], "command_id": slot["command_id"],
+            "filename": filename, "size": 0, "uploaded_at": utcnow(),
+            "content_type": content_type, **slot.get("details", {})}
+
+
+def open_upload_stream(db: repository.Db, slot: dict[str, Any], filename: str,
+                       metadata: dict[str, Any]) -> Any:
+    """A GridFS upload stream in the bucket of the token's kind (diagnostics or logs)."""
+    bucket_name = repository.UPLOADS[slot.get("kind", upload_tokens.DIAGNOSTICS)][0]
+    return repository.bucket(db, bucket_name).open_upload_stream(filename, metadata=metadata)
+
+
+async def complete_upload(db: repository.Db, slot: dict[str, Any], reservation: str,
+                          file: dict[str, Any]) -> None:
+    """A stored upload (``file``: its files document): the token is used up, the file
+    linked to its job, counted and logged (HTTP and FTP alike)."""
+    kind = slot.get("kind", upload_tokens.DIAGNOSTICS)
+    station = slot["station"]
+    if not await upload_tokens.consume(db, slot["_id"], reservation, file["_id"]):
+        log.warning("upload outlived its reservation", extra={"station": station})
+    await repository.link_uploaded_file(db, kind, slot["command_id"], file)
+    TRANSFERS.labels(ACTIONS[kind], "ok").inc()
+    log.info("file uploaded", extra={"station": station, "kind": kind,
+                                     "command_id": slot["command_id"],
+                                     "size": file["length"]})
 
 
 async def _abort(stream: Any) -> None:

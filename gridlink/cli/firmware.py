@@ -5,7 +5,7 @@
     gridlink firmware list [--json]
     gridlink firmware update STATION NAME|URL [--signed] [--retrieve-date ISO]
                              [--install-date ISO] [--retries N] [--retry-interval S]
-                             [--timeout S]
+                             [--timeout S] [--protocol http|ftp|ftps]
     gridlink firmware jobs [--station ID] [--json]
 
 ``firmware add`` stores an image with its SHA-256 and, for signed firmware, its Firmware
@@ -13,9 +13,11 @@ Signing Certificate and signature: given (``--signature-file``, base64 or raw, v
 against the certificate) or computed here from the manufacturer's key (``--signing-key``;
 RSA-PSS or ECDSA with SHA-256 over the image, :mod:`commands.files.signatures`).
 ``firmware update NAME`` hands the charger a fresh download URL on GridLink's file server
-(``{GRIDLINK_FILES_PUBLIC_URL}/firmware/{token}/{name}``, valid until the retrieve date plus
-GRIDLINK_FILES_DOWNLOAD_WINDOW_S plus the retries); ``--signed`` sends SignedUpdateFirmware
-(Security Whitepaper L01) with a fresh requestId, the certificate and the signature.
+(``{GRIDLINK_FILES_PUBLIC_URL}/firmware/{token}/{name}``, or
+``ftp[s]://firmware:{token}@…/firmware/{name}`` with ``--protocol`` or the station's default,
+valid until the retrieve date plus GRIDLINK_FILES_DOWNLOAD_WINDOW_S plus the retries);
+``--signed`` sends SignedUpdateFirmware (Security Whitepaper L01) with a fresh requestId, the
+certificate and the signature.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from commands.files import download_tokens, repository, request_ids, rules, sign
 from gridlink.cli.output import parse_time_option, print_rows, with_db
 from gridlink.cli.transfer_options import (
     check_retries,
+    file_server_base,
     open_for_reading,
+    protocol_argument,
     read_file,
     retry_arguments,
     retry_payload,
@@ -72,6 +76,7 @@ def add_parsers(sub: Any, parser_class: type) -> None:
     fw_update.add_argument("--install-date", metavar="ISO",
                            help="(--signed) install at this date-time")
     retry_arguments(fw_update)
+    protocol_argument(fw_update)
     fw_jobs = fw.add_parser("jobs", help="firmware updates and their progress, newest first")
     fw_jobs.add_argument("--station")
     fw_jobs.add_argument("--json", action="store_true")
@@ -161,9 +166,10 @@ async def _firmware_update(settings: Settings, args: argparse.Namespace) -> int:
     image: dict[str, Any] = {}
     request_id = None
     if "://" in args.target:
-        if args.signed:
-            raise ConfigurationError("--signed needs the NAME of an image stored with "
-                                     "`gridlink firmware add`, not a URL")
+        if args.signed or args.protocol:
+            raise ConfigurationError(f"{'--signed' if args.signed else '--protocol'} needs "
+                                     "the NAME of an image stored with `gridlink firmware "
+                                     "add`, not a URL")
         location = args.target
     else:
         image, request_id, location = await _download_url(settings, args, command_id,
@@ -216,6 +222,6 @@ async def _download_url(settings: Settings, args: argparse.Namespace, command_id
                                             command_id=command_id, expires_at=expires_at)
         return image, request_id, token
 
+    base = await file_server_base(settings, args.station, args.protocol)
     image, request_id, token = await with_db(settings, issue)
-    return image, request_id, rules.firmware_url(rules.public_base_url(settings), token,
-                                                 args.target)
+    return image, request_id, rules.firmware_url(base, token, args.target)

@@ -1,5 +1,6 @@
 """What the file-moving subcommands (``firmware``, ``diagnostics``, ``logs``) share: retry
-options, sending with one-line errors, reading and writing local files, saving an upload.
+and protocol options, sending with one-line errors, reading and writing local files, saving
+an upload.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import IO, Any
 
 from bson import ObjectId
 
-from commands.files import repository, rules
+from commands.files import repository, rules, station_protocols
 from gridlink.cli.output import positive, send, with_db
 from services.envelope import CommandResult
 from services.errors import ConfigurationError, GridLinkError
@@ -23,6 +24,26 @@ def retry_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between the charger's attempts")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds the charger may take to answer (default 30)")
+
+
+def protocol_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--protocol", choices=rules.PROTOCOLS,
+        help="how the charger reaches GridLink's file server: http (https with a "
+        "certificate), ftp or ftps; default: the station's (`gridlink diagnostics protocol`), "
+        "else the best of the charger's SupportedFileTransferProtocols, else http")
+
+
+async def file_server_base(settings: Settings, station: str, chosen: str | None) -> str:
+    """The file server's base URL for this station's transfer (see :func:`protocol_argument`)."""
+    default, supported = await with_db(settings, lambda db: station_protocols.facts(db,
+                                                                                   station))
+    protocol = rules.transfer_protocol(chosen, default, supported,
+                                       rules.offered_protocols(settings))
+    try:
+        return rules.public_base_url(settings, protocol)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 def check_retries(args: argparse.Namespace) -> None:

@@ -2,18 +2,24 @@
 
     gridlink diagnostics request STATION [--start ISO] [--stop ISO] [--retries N]
                                  [--retry-interval S] [--timeout S]
+                                 [--protocol http|ftp|ftps]
+    gridlink diagnostics protocol STATION [http|ftp|ftps|auto]
     gridlink diagnostics list [--station ID] [--json]
     gridlink diagnostics get ID [-o FILE|-]
     gridlink diagnostics jobs [--station ID] [--json]
     gridlink logs request STATION --type DiagnosticsLog|SecurityLog [--oldest ISO]
                           [--latest ISO] [--retries N] [--retry-interval S] [--timeout S]
+                          [--protocol http|ftp|ftps]
     gridlink logs list [--station ID] [--json]
     gridlink logs get ID [-o FILE|-]
     gridlink logs jobs [--station ID] [--json]
 
 ``diagnostics request`` (GetDiagnostics) and ``logs request`` (GetLog, Security Whitepaper
 N01) hand the charger a fresh upload location on GridLink's file server
-(``…/diagnostics/{station}/{token}``); ``logs request`` also a fresh requestId.
+(``…/diagnostics/{station}/{token}``, or ``ftp[s]://diagnostics:{token}@…/diagnostics/
+{station}/``); ``logs request`` also a fresh requestId. ``diagnostics protocol`` shows or sets
+the station's default protocol for uploads and firmware downloads (``auto``: the charger's
+SupportedFileTransferProtocols decides).
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ import json
 import uuid
 from typing import Any
 
-from commands.files import repository, request_ids, rules
+from commands.files import repository, request_ids, rules, station_protocols
 from gridlink.cli.output import parse_time_option, print_rows, with_db
 from gridlink.cli.transfer_options import (
     check_retries,
+    file_server_base,
+    protocol_argument,
     retry_arguments,
     retry_payload,
     save_upload,
@@ -49,6 +57,13 @@ def add_parsers(sub: Any, parser_class: type) -> None:
     dg_request.add_argument("--start", metavar="ISO", help="oldest log information wanted")
     dg_request.add_argument("--stop", metavar="ISO", help="latest log information wanted")
     retry_arguments(dg_request)
+    protocol_argument(dg_request)
+    dg_protocol = dg.add_parser(
+        "protocol", help="show or set the station's file transfer protocol (uploads and "
+        "firmware downloads)", epilog="example: gridlink diagnostics protocol CP001 ftp")
+    dg_protocol.add_argument("station")
+    dg_protocol.add_argument("protocol", nargs="?", choices=(*rules.PROTOCOLS, "auto"),
+                             help="auto: the charger's SupportedFileTransferProtocols decides")
 
     logs = sub.add_parser("logs", help="log uploads and GetLog (security and diagnostics logs)")
     lg = logs.add_subparsers(dest="action", required=True, parser_class=parser_class)
@@ -61,8 +76,9 @@ def add_parsers(sub: Any, parser_class: type) -> None:
     lg_request.add_argument("--oldest", metavar="ISO", help="oldest log information wanted")
     lg_request.add_argument("--latest", metavar="ISO", help="latest log information wanted")
     retry_arguments(lg_request)
+    protocol_argument(lg_request)
 
-    parsers = [dg_request, lg_request]
+    parsers = [dg_request, dg_protocol, lg_request]
     for family, what in ((dg, "diagnostics"), (lg, "log")):
         listing = family.add_parser("list", help=f"uploaded {what} files, newest first")
         listing.add_argument("--station")
@@ -84,8 +100,10 @@ def add_parsers(sub: Any, parser_class: type) -> None:
 async def dispatch(settings: Settings, args: argparse.Namespace) -> int:
     diagnostics = args.command == "diagnostics"
     bucket = repository.DIAGNOSTICS_BUCKET if diagnostics else repository.LOG_BUCKET
+    if args.action == "protocol":
+        return await _protocol(settings, args)
     if args.action == "request":
-        base = rules.public_base_url(settings)
+        base = await file_server_base(settings, args.station, args.protocol)
         if diagnostics:
             return await _diagnostics_request(settings, args, base)
         return await _log_request(settings, args, base)
@@ -99,6 +117,21 @@ async def dispatch(settings: Settings, args: argparse.Namespace) -> int:
     jobs = repository.DIAGNOSTICS_JOBS if diagnostics else repository.LOG_JOBS
     print_rows(await with_db(settings, lambda db: repository.list_jobs(
         db, jobs, args.station)), args.json)
+    return 0
+
+
+async def _protocol(settings: Settings, args: argparse.Namespace) -> int:
+    if args.protocol is not None:
+        chosen = None if args.protocol == "auto" else args.protocol
+        await with_db(settings, lambda db: station_protocols.set_default(db, args.station,
+                                                                         chosen))
+    default, supported = await with_db(settings, lambda db: station_protocols.facts(
+        db, args.station))
+    print(json.dumps({"station": args.station, "default": default,
+                      "supportedFileTransferProtocols": supported,
+                      "uses": rules.transfer_protocol(None, default, supported,
+                                                      rules.offered_protocols(settings))},
+                     indent=2))
     return 0
 
 

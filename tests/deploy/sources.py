@@ -51,8 +51,11 @@ CONTAINER_PORTS = {
     "gateway": {"ocpp": "GRIDLINK_GATEWAY_PORT", "metrics": "GRIDLINK_GATEWAY_METRICS_PORT"},
     "authz": {"http": "GRIDLINK_HTTP_PORT"},
     "transactions": {"http": "GRIDLINK_HTTP_PORT"},
-    "commands": {"http": "GRIDLINK_HTTP_PORT", "files": "GRIDLINK_FILES_PORT"},
+    "commands": {"http": "GRIDLINK_HTTP_PORT", "files": "GRIDLINK_FILES_PORT",
+                 "ftp": "GRIDLINK_FTP_PORT"},
 }
+#: Container ports named after the FTP passive range (GRIDLINK_FTP_PASSIVE_PORTS), in order.
+PASSIVE_PORT_NAME = "ftp-pasv-{}"
 
 KUBECTL_MISSING = (
     "kubectl is not installed: the deploy tests render the Kubernetes manifests with "
@@ -294,6 +297,12 @@ def setting(env: dict[str, str], key: str) -> str:
         return env[key]
     default = _settings_field(key).default
     return "" if default is None else str(default)
+
+
+def passive_ports(env: dict[str, str]) -> dict[str, int]:
+    """The FTP passive ports a commands pod listens on, by container port name."""
+    first, last = (int(port) for port in setting(env, "GRIDLINK_FTP_PASSIVE_PORTS").split("-"))
+    return {PASSIVE_PORT_NAME.format(i): port for i, port in enumerate(range(first, last + 1))}
 
 
 def port_setting(env: dict[str, str], key: str) -> int:

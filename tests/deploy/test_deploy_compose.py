@@ -143,3 +143,14 @@ def test_grafana_provisions_the_dashboard_and_prometheus() -> None:
         provisioning / "datasources" / "prometheus.yml")["datasources"]
     assert datasource["url"] == "http://prometheus:9090"
     assert "9090:9090" in sources.compose_services()["prometheus"]["ports"]
+
+
+def test_the_ftp_listener_is_published_port_for_port() -> None:
+    """Chargers reach the commands service's FTP control port and every passive port under
+    their own numbers (a passive reply names the port the data connection must reach)."""
+    _, env = sources.compose_launch("commands")
+    published = set(sources.compose_services()["commands"]["ports"])
+    first, last = env["GRIDLINK_FTP_PASSIVE_PORTS"].split("-")
+    assert published == {f"{env['GRIDLINK_FTP_PORT']}:{env['GRIDLINK_FTP_PORT']}",
+                         f"{first}-{last}:{first}-{last}"}
+    assert env["GRIDLINK_FTP_PUBLIC_HOST"] == "127.0.0.1"  # the host's mapped ports

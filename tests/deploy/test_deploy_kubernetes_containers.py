@@ -68,6 +68,8 @@ def test_container_ports_are_the_ports_the_component_listens_on(
     declared = {p["name"]: p["containerPort"] for p in container["ports"]}
     listening = {name: sources.port_setting(env, key)
                  for name, key in sources.CONTAINER_PORTS[component].items()}
+    if component == "commands":  # and every FTP passive port, one by one
+        listening |= sources.passive_ports(env)
     assert declared == listening
     assert len(set(declared.values())) == len(declared), "two servers cannot share a port"
     assert all(p["protocol"] == "TCP" for p in container["ports"])

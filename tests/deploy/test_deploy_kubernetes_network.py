@@ -76,7 +76,11 @@ def test_network_policies_admit_chargers_and_prometheus_only_where_they_belong(
         "authz": {port("authz", "GRIDLINK_HTTP_PORT"): [PROMETHEUS]},
         "transactions": {port("transactions", "GRIDLINK_HTTP_PORT"): [PROMETHEUS]},
         "commands": {port("commands", "GRIDLINK_HTTP_PORT"): [PROMETHEUS],
-                     port("commands", "GRIDLINK_FILES_PORT"): [file_peer]},
+                     port("commands", "GRIDLINK_FILES_PORT"): [file_peer],
+                     # FTP straight from the L4 load balancer (or NodePorts): from anywhere.
+                     port("commands", "GRIDLINK_FTP_PORT"): [ANYWHERE],
+                     **{passive: [ANYWHERE]
+                        for passive in sources.passive_ports(envs["commands"]).values()}},
     }
     for component in COMPONENTS:
         assert admitted(kustomization, component) == expected[component], component
@@ -122,6 +126,8 @@ def test_only_the_ocpp_port_and_the_file_server_are_exposed(kustomization: str) 
     expected = {("gateway", sources.port_setting(gateway, "GRIDLINK_GATEWAY_PORT"))}
     if kustomization != "base":  # the base leaves the file server's exposure to overlays
         expected.add(("commands", sources.port_setting(commands, "GRIDLINK_FILES_PORT")))
+        expected.add(("commands", sources.port_setting(commands, "GRIDLINK_FTP_PORT")))
+        expected |= {("commands", p) for p in sources.passive_ports(commands).values()}
     assert reachable_from_outside(kustomization) == expected
     # In particular not the gateway's /metrics, which has a port of its own.
     metrics = sources.port_setting(gateway, "GRIDLINK_GATEWAY_METRICS_PORT")
@@ -190,6 +196,42 @@ def test_chargers_reach_the_file_server_at_its_public_url(kustomization: str) ->
     assert int(annotations[nginx + "proxy-send-timeout"]) >= 300
     assert int(annotations[nginx + "proxy-read-timeout"]) >= 300
     assert annotations[nginx + "enable-access-log"] == "false"
+
+
+@pytest.mark.parametrize("kustomization", OVERLAYS)
+def test_chargers_reach_the_ftp_listener_at_its_public_address(kustomization: str) -> None:
+    """FTP's control and passive ports keep their numbers on the way (a passive reply names
+    the pod's), a charger's connections all reach one pod, and the CLI in any pod builds
+    ftp:// URLs to the public address."""
+    from commands.files import rules as files
+    from services.settings import Settings
+
+    _, env = sources.kubernetes_launch(kustomization, "commands")
+    service = by_kind(kustomization, "Service")["gridlink-commands-ftp"]
+    spec = service["spec"]
+    deploy = sources.deployment(kustomization, "commands")
+    assert spec["selector"] == deploy["spec"]["selector"]["matchLabels"]
+    assert spec["sessionAffinity"] == "ClientIP"
+    assert spec["type"] in ("NodePort", "LoadBalancer")
+    if spec["type"] == "LoadBalancer":
+        assert spec["externalTrafficPolicy"] == "Local", "the affinity needs client addresses"
+    container = sources.only_container(deploy)
+    ports = {p["name"]: p for p in spec["ports"]}
+    passive = sources.passive_ports(env)
+    assert set(ports) == {"ftp", *passive}
+    for name, number in passive.items():
+        assert container_port(container, ports[name]["targetPort"]) == number
+        outside = ports[name].get("nodePort", ports[name]["port"])
+        assert outside == number, "a passive port must keep its number end to end"
+    assert container_port(container, ports["ftp"]["targetPort"]) == int(env["GRIDLINK_FTP_PORT"])
+    settings = Settings(**{key[len("GRIDLINK_"):].lower(): value for key, value in env.items()
+                           if key.startswith("GRIDLINK_FTP_")})
+    base = urlsplit(files.public_base_url(settings, settings.ftp_schemes[0]))
+    assert base.hostname == env["GRIDLINK_FTP_PUBLIC_HOST"]
+    assert base.port == ports["ftp"].get("nodePort", ports["ftp"]["port"])
+    for component in COMPONENTS:  # the CLI hands out ftp:// URLs from any pod
+        other = sources.kubernetes_launch(kustomization, component)[1]
+        assert other["GRIDLINK_FTP_PUBLIC_HOST"] == env["GRIDLINK_FTP_PUBLIC_HOST"]
 
 
 def test_nginx_sizes() -> None:

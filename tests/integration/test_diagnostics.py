@@ -152,6 +152,30 @@ async def test_no_diagnostics_available(stack: Stack, files_base: str) -> None:
     assert (await job(stack, json.loads(out)["commandId"]))["status"] == "NoDiagnostics"
 
 
+async def test_upload_failed_before_the_answer_is_not_hidden(stack: Stack,
+                                                             files_base: str) -> None:
+    """A charger that cannot upload reports UploadFailed, then answers without a fileName
+    (SAP's simulator with a location it cannot use): the job ends UploadFailed, the failure
+    the charger reported, not NoDiagnostics (GridLink issue 15)."""
+    station = new_id("DG")
+    await add_station(stack, station)
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        process = await stack.start_cli("diagnostics", "request", station,
+                                        files_public_url=files_base)
+        frame = await charger.next_csms_call(timeout=20)
+        await charger.result("DiagnosticsStatusNotification", {"status": "UploadFailed"})
+        await charger.answer([3, frame[1], {}])
+        code, out, err = await finish(process, 30)
+    assert code == 0, err
+    found = await job(stack, json.loads(out)["commandId"])
+    assert found["status"] == "UploadFailed" and found["answer_status"] == "NoDiagnostics"
+    code, out, _ = await stack.cli("diagnostics", "jobs", "--station", station, "--json",
+                                   files_public_url=files_base, timeout=30)
+    [row] = json.loads(out)
+    assert row["history"] == ["NoDiagnostics", "UploadFailed"]
+
+
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["command", "{station}", "GetDiagnostics",
       '{"location": "http://gl.example/diagnostics/OTHER/' + TOKEN + '"}'],

@@ -3,6 +3,7 @@ notifications drive, against the MongoDB wire protocol."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ from commands.files.jobs import (
     DIAGNOSTICS,
     FIRMWARE,
     LOGS,
+    NO_DIAGNOSTICS,
     SIGNED_FIRMWARE,
     SUPERSEDED,
     JobBook,
@@ -47,13 +49,14 @@ async def test_late_and_repeated_notifications_never_move_a_job_back(db: reposit
     await book.notify("CP1", "Downloading", at[0], "m1")           # processed late
     assert (await db[repository.FIRMWARE_JOBS].find_one({"_id": "job1"}))["status"] == "Downloaded"
     await book.notify("CP1", "Installed", at[3], "m4")
-    await book.notify("CP1", "InstallationFailed", at[2], "m3")    # older than the final one
+    await book.notify("CP1", "InstallationFailed", at[2], "m3")    # said first, processed late
     await book.notify("CP1", "Installed", at[3], "m4")             # redelivered
     job = await db[repository.FIRMWARE_JOBS].find_one({"_id": "job1"})
-    assert job["status"] == "Installed"
+    # In the charger's order: Downloading, Downloaded, InstallationFailed (final), Installed.
+    assert job["status"] == "InstallationFailed" and job["status_at"] == at[2]
     assert [(h["status"], h["applied"]) for h in job["history"]] == [
-        ("Downloaded", True), ("Downloading", False), ("Installed", True),
-        ("InstallationFailed", False)]
+        ("Downloaded", True), ("Downloading", True), ("Installed", False),
+        ("InstallationFailed", True)]
     station = await db[repository.FIRMWARE_STATUS].find_one({"_id": "CP1"})
     assert station["status"] == "Installed" and len(station["history"]) == 4
 
@@ -98,13 +101,13 @@ async def test_log_notifications_find_their_job_by_request_id(db: repository.Db)
     job = await jobs.find_one({"_id": "log7"})
     assert job["status"] == "Uploading" and [h["message"] for h in job["history"]] == ["m1"]
     await book.notify("CP1", "Uploaded", at[4], "m5", request_id=7)
-    await book.notify("CP1", "UploadFailure", at[3], "m4", request_id=7)  # late: older
+    await book.notify("CP1", "UploadFailure", at[3], "m4", request_id=7)  # said first
     await book.notify("CP1", "Uploading", at[5], "m6", request_id=7)      # after the end
     await book.notify("CP1", "Uploaded", at[4], "m5", request_id=7)       # redelivered
     job = await jobs.find_one({"_id": "log7"})
-    assert job["status"] == "Uploaded"
+    assert job["status"] == "UploadFailure"
     assert [(h["status"], h["applied"]) for h in job["history"]] == [
-        ("Uploading", True), ("Uploaded", True), ("UploadFailure", False),
+        ("Uploading", True), ("Uploaded", False), ("UploadFailure", True),
         ("Uploading", False)]
     station = await db[repository.LOG_STATUS].find_one({"_id": "CP1"})
     assert station["status"] == "Uploading" and len(station["history"]) == 6
@@ -138,3 +141,34 @@ async def test_a_new_signed_update_supersedes_the_open_one(db: repository.Db) ->
     jobs = db[repository.SIGNED_FIRMWARE_JOBS]
     assert (await jobs.find_one({"_id": "old"}))["status"] == SUPERSEDED
     assert (await jobs.find_one({"_id": "new"}))["status"] == ACCEPTED
+
+
+async def test_a_failure_reported_before_the_answer_is_not_hidden(db: repository.Db) -> None:
+    """UploadFailed received before GetDiagnostics.conf (no fileName) is processed: the job
+    ends UploadFailed, not NoDiagnostics (GridLink issue 15)."""
+    book = JobBook(db, DIAGNOSTICS)
+    await book.notify("CP1", "UploadFailed", T0 + timedelta(seconds=1), "early")
+    await book.open({"_id": "dg", "station": "CP1", "status": NO_DIAGNOSTICS, "since": T0,
+                     "status_at": T0, "created_at": T0, "updated_at": T0, "history": []})
+    job = await db[repository.DIAGNOSTICS_JOBS].find_one({"_id": "dg"})
+    assert job["status"] == "UploadFailed" and job["answer_status"] == NO_DIAGNOSTICS
+    # A newer request does not supersede what is finished.
+    await book.open({"_id": "dg2", "station": "CP1", "status": ACCEPTED,
+                     "since": T0 + timedelta(seconds=5), "status_at": T0, "created_at": T0,
+                     "updated_at": T0, "history": []})
+    assert (await db[repository.DIAGNOSTICS_JOBS].find_one({"_id": "dg"}))["status"] == \
+        "UploadFailed"
+
+
+async def test_concurrent_reports_are_all_merged(db: repository.Db) -> None:
+    """Reports applied at the same time (several consumers) all count: none is lost to a
+    merge computed from an older history."""
+    book = JobBook(db, SIGNED_FIRMWARE)
+    await book.open(request_job("fw", 3))
+    steps = ["DownloadScheduled", "Downloading", "Downloaded", "SignatureVerified",
+             "InstallScheduled", "Installing", "Installed"]
+    await asyncio.gather(*(book.apply("fw", status, T0 + timedelta(seconds=i + 1), f"c{i}")
+                           for i, status in enumerate(steps)))
+    job = await db[repository.SIGNED_FIRMWARE_JOBS].find_one({"_id": "fw"})
+    assert job["status"] == "Installed"
+    assert sorted(h["status"] for h in job["history"] if h["applied"]) == sorted(steps)

@@ -3,6 +3,7 @@ checks UpdateFirmware, SignedUpdateFirmware, GetDiagnostics and GetLog requests 
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -152,3 +153,104 @@ def signed(**firmware: Any) -> dict[str, Any]:
 def test_signed_update_firmware_checks(payload: dict[str, Any], problem: str | None) -> None:
     found = signed_update_firmware_problem(payload, utcnow())
     assert found == problem if problem is None else problem in (found or "")
+
+
+# --- job status: the merge of everything the charger said -------------------------------
+
+DIAG = rules.StatusMachine((("Accepted",), ("Uploading",)),
+                           frozenset({"Uploaded", "UploadFailed", "NoDiagnostics",
+                                      "Superseded"}),
+                           answer_final=frozenset({"NoDiagnostics"}))
+
+
+def report(status: str, second: int, source: str = rules.CHARGER) -> rules.StatusReport:
+    return rules.StatusReport(status, NOW + timedelta(seconds=second), source)
+
+
+def merged(answer: str, *reports: rules.StatusReport) -> str:
+    return rules.merge_status(DIAG, answer, list(reports)).status
+
+
+def test_a_charger_report_is_more_telling_than_the_answer_whenever_it_came() -> None:
+    # UploadFailed before GetDiagnostics.conf without a fileName (GridLink issue 15).
+    assert merged("NoDiagnostics", report("UploadFailed", 1)) == "UploadFailed"
+    assert merged("NoDiagnostics") == "NoDiagnostics"
+    assert merged("NoDiagnostics", report("Idle", 1)) == "NoDiagnostics"
+    # GridLink's Superseded does not end what the answer finished.
+    assert merged("NoDiagnostics", report("Superseded", 1, rules.CSMS)) == "NoDiagnostics"
+    assert merged("Accepted", report("Superseded", 1, rules.CSMS)) == "Superseded"
+
+
+def test_the_merge_is_the_same_in_any_arrival_order() -> None:
+    said = [report("Uploading", 1), report("UploadFailed", 2), report("Uploading", 3),
+            report("Uploaded", 4), report("Superseded", 5, rules.CSMS)]
+    results = {rules.merge_status(DIAG, "Accepted", list(order)).status
+               for order in itertools.permutations(said)}
+    assert results == {"UploadFailed"}  # the first final word, in the charger's order
+    merge = rules.merge_status(DIAG, "Accepted", said)
+    assert merge.applied == {0, 1} and merge.at == NOW + timedelta(seconds=2)
+
+
+def test_forward_only_never_after_a_final_status() -> None:
+    assert merged("Accepted", report("Uploading", 2), report("Accepted", 3)) == "Uploading"
+    # A failure reported before GridLink superseded the job stays the job's end.
+    assert merged("Accepted", report("Superseded", 5, rules.CSMS),
+                  report("UploadFailed", 4)) == "UploadFailed"
+    assert merged("Accepted", report("Superseded", 5, rules.CSMS),
+                  report("UploadFailed", 6)) == "Superseded"
+    # At one instant, steps in order: Uploading then Uploaded, not the other way round.
+    assert merged("Accepted", report("Uploaded", 1), report("Uploading", 1)) == "Uploaded"
+
+
+def test_statuses_of_one_step_may_follow_each_other() -> None:
+    machine = rules.StatusMachine((("Accepted",), ("Downloading", "DownloadPaused")),
+                                  frozenset({"Installed"}))
+    merge = rules.merge_status(machine, "Accepted", [
+        report("Downloading", 1), report("DownloadPaused", 2), report("Downloading", 3)])
+    assert merge.status == "Downloading" and merge.applied == {0, 1, 2}
+    assert machine.may_follow("DownloadPaused") == ["Accepted", "Downloading", "DownloadPaused"]
+    assert machine.may_follow("Idle") is None
+
+
+def test_ftp_locations_carry_the_token_as_password() -> None:
+    settings = memory_settings(ftp_port=2121, ftp_public_host="files.example",
+                               ftp_protocols=["ftp", "ftps"])
+    base = rules.public_base_url(settings, "ftps")
+    assert base == "ftps://files.example:2121"
+    location = rules.diagnostics_location(base, "CP 1/a", TOKEN_A)
+    assert location == f"ftps://diagnostics:{TOKEN_A}@files.example:2121/diagnostics/CP%201%2Fa/"
+    assert rules.parse_upload_location(location) == rules.UploadLocation("CP 1/a", TOKEN_A)
+    assert rules.upload_location_problem(location, "location", "CP 1/a") is None
+    assert "not 'CP2'" in str(rules.upload_location_problem(location, "location", "CP2"))
+    url = rules.firmware_url(rules.public_base_url(settings, "ftp"), TOKEN_A, "fw 1.bin")
+    assert url == f"ftp://firmware:{TOKEN_A}@files.example:2121/firmware/fw%201.bin"
+    assert rules.parse_firmware_location(url, "http://x") == \
+        rules.FirmwareLocation("fw 1.bin", TOKEN_A)
+    # Somebody else's FTP server: not GridLink's.
+    assert rules.parse_upload_location("ftp://user:secret@ftp.example/diagnostics/CP1/") \
+        is None
+    assert rules.parse_firmware_location("ftp://firmware:pw@ftp.example/firmware/a.bin",
+                                         "http://x") is None
+    settings = memory_settings(ftp_port=2121, ftp_public_port=30021,
+                               ftp_public_host="127.0.0.1")
+    assert rules.public_base_url(settings, "ftp") == "ftp://127.0.0.1:30021"
+    with pytest.raises(ValueError, match="does not serve ftps"):
+        rules.public_base_url(settings, "ftps")
+    with pytest.raises(ValueError, match="GRIDLINK_FTP_PORT is 0"):
+        rules.public_base_url(memory_settings(), "ftp")
+
+
+def test_the_transfer_protocol_of_a_station() -> None:
+    offered = ("https", "ftps", "ftp")
+    assert rules.transfer_protocol("ftp", "ftps", "FTP", offered) == "ftp"   # --protocol
+    assert rules.transfer_protocol(None, "ftps", "HTTP", offered) == "ftps"  # the operator's
+    # The charger's SupportedFileTransferProtocols, most secure that GridLink serves first.
+    assert rules.transfer_protocol(None, None, "FTP,FTPS", offered) == "ftps"
+    assert rules.transfer_protocol(None, None, "HTTP, FTP", offered) == "ftp"
+    assert rules.transfer_protocol(None, None, "HTTPS,FTP", offered) == "http"
+    assert rules.transfer_protocol(None, None, "FTP", ("http",)) == "http"  # no FTP served
+    assert rules.transfer_protocol(None, None, None, offered) == "http"
+    assert rules.offered_protocols(memory_settings(
+        ftp_port=21, ftp_protocols=["ftp", "ftps"], tls_cert_file="c", tls_key_file="k")) == \
+        ("https", "ftps", "ftp")
+    assert rules.offered_protocols(memory_settings()) == ("http",)
