@@ -37,7 +37,7 @@ class AuthzRepository:
         self.default_registration = default_registration
         self.passwords = stations.PasswordChecker(concurrency=password_checks)
         self.writes = WriteBatcher(db, component="authz")  # boots of a reconnect storm, coalesced
-        self.reads = ReadBatcher(db)  # registrations and id tags, coalesced
+        self.reads = ReadBatcher(db, component="authz")  # registrations and id tags, coalesced
 
     async def admission_documents(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """What admission needs of these stations, in one read."""
