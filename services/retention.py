@@ -6,14 +6,17 @@ them at start-up with :func:`ensure_retention`, idempotently:
 
 - no TTL index yet: it is created (``expireAfterSeconds``), named :data:`INDEX_NAME`;
 - the setting changed: the existing index is changed in place with ``collMod`` (creating it
-  again with other options would fail with IndexOptionsConflict);
+  again with other options would fail with IndexOptionsConflict); a database user without
+  the ``collMod`` privilege (MongoDB's ``readWrite`` role lacks it) has it dropped and
+  created again instead;
 - ``0`` days: the index is dropped, documents are kept forever;
 - the same value: nothing is done (replicas starting together all find it so).
 
 MongoDB's TTL monitor deletes expired documents in the background (every 60 s by default);
 SecantusDB, the embedded server, does the same. Documents whose field is missing or not a
 date never expire. Every replica of a service must have the same setting (one ConfigMap),
-or the last one started wins.
+or the last one started wins. A policy the server refuses (another index an operator made
+holds the key) is logged and skipped: the service still starts.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ INDEX_NAME = "gridlink_retention"
 SECONDS_PER_DAY = 86_400
 #: A concurrent start-up created the index with other options, or another index has its key.
 _CONFLICTS = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpecsConflict
+_UNAUTHORIZED = 13
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,14 @@ async def ensure_retention(db: AsyncDatabase[dict[str, Any]], policies: tuple[Re
     (``created``, ``changed``, ``dropped``, ``kept``, ``none``)."""
     done: dict[str, str] = {}
     for policy in policies:
-        done[policy.collection] = await _apply(db, policy)
+        try:
+            done[policy.collection] = await _apply(db, policy)
+        except OperationFailure as exc:
+            log.error("retention not applied", extra={
+                "collection": policy.collection, "days": policy.days, "code": exc.code,
+                "error": str(exc)})
+            done[policy.collection] = "failed"
+            continue
         if done[policy.collection] not in ("kept", "none"):
             log.info("retention %s", done[policy.collection], extra={
                 "collection": policy.collection, "field": policy.field,
@@ -90,6 +101,12 @@ async def _apply(db: AsyncDatabase[dict[str, Any]], policy: Retention) -> str:
                 raise  # another index has this key: an operator's, to be resolved by hand
     if existing.get("expireAfterSeconds") == seconds:
         return "kept"
-    await db.command("collMod", policy.collection,
-                     index={"name": INDEX_NAME, "expireAfterSeconds": seconds})
+    try:
+        await db.command("collMod", policy.collection,
+                         index={"name": INDEX_NAME, "expireAfterSeconds": seconds})
+    except OperationFailure as exc:
+        if exc.code != _UNAUTHORIZED:
+            raise
+        await collection.drop_index(INDEX_NAME)
+        await collection.create_index(key, name=INDEX_NAME, expireAfterSeconds=seconds)
     return "changed"

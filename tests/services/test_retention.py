@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from pymongo import IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 from authz.service import SPEC as AUTHZ
 from services.memory import MemoryBus
@@ -48,7 +48,6 @@ async def test_a_ttl_index_is_created_once_and_changed_in_place(
 async def test_a_ttl_index_on_another_field_is_replaced(
         db: AsyncDatabase[dict[str, Any]]) -> None:
     await db["events"].create_index("at", name=INDEX_NAME, expireAfterSeconds=60)
-    await db["events"].create_indexes([IndexModel("received_at")])  # an ordinary one
     assert await ensure_retention(db, (Retention("events", "received_at", 1),)) == {
         "events": "created"}
     index = await ttl(db, "events")
@@ -96,3 +95,53 @@ async def test_the_runtime_applies_retention_at_start_up(
         runtime.stopping.set()
         await runtime.stop(consumers)
         await runtime.close()
+
+
+class Refusing:
+    """A database whose server refuses some index commands (what SecantusDB never does: an
+    operator's index holding the key, a user without the collMod privilege)."""
+
+    def __init__(self, *, create: int | None = None, coll_mod: int | None = None) -> None:
+        self.indexes: dict[str, dict[str, Any]] = {}
+        self.create_code, self.coll_mod_code = create, coll_mod
+        self.calls: list[str] = []
+
+    def __getitem__(self, name: str) -> Refusing:
+        return self
+
+    async def index_information(self) -> dict[str, Any]:
+        return dict(self.indexes)
+
+    async def create_index(self, key: list[tuple[str, int]], *, name: str,
+                           expireAfterSeconds: int) -> str:
+        self.calls.append("create")
+        if self.create_code is not None:
+            raise OperationFailure("refused", self.create_code)
+        self.indexes[name] = {"key": key, "expireAfterSeconds": expireAfterSeconds}
+        return name
+
+    async def drop_index(self, name: str) -> None:
+        self.calls.append("drop")
+        del self.indexes[name]
+
+    async def command(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(name)
+        if self.coll_mod_code is not None:
+            raise OperationFailure("not authorized", self.coll_mod_code)
+        return {"ok": 1}
+
+
+async def test_without_the_collmod_privilege_the_index_is_made_again() -> None:
+    db = Refusing(coll_mod=13)
+    db.indexes[INDEX_NAME] = {"key": [("received_at", 1)], "expireAfterSeconds": 60}
+    policy = (Retention("events", "received_at", 1),)
+    assert await ensure_retention(db, policy) == {"events": "changed"}  # type: ignore[arg-type]
+    assert db.calls == ["collMod", "drop", "create"]
+    assert db.indexes[INDEX_NAME]["expireAfterSeconds"] == 86_400
+
+
+async def test_a_refused_policy_is_logged_and_the_others_still_applied() -> None:
+    db = Refusing(create=85)  # another index holds the key, under another name
+    policies = (Retention("events", "received_at", 1), Retention("other", "at", 0))
+    assert await ensure_retention(db, policies) == {  # type: ignore[arg-type]
+        "events": "failed", "other": "none"}
