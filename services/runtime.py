@@ -12,6 +12,8 @@ A service (authz, transactions, commands) is a :class:`ServiceSpec`: its name an
   events a handler emitted are published after that reply;
 - while MongoDB is unreachable, keeps retrying the message in hand (never answers the
   charger with an error), reports not-ready and tells the gateways (``health.<service>``);
+  a call that can never succeed is answered InternalError by the router and acknowledged
+  (:mod:`services.failures`);
 - on SIGTERM/SIGINT stops consuming, lets in-flight messages finish within the grace period,
   then closes (:mod:`services.shutdown`); a second signal exits at once.
 """
