@@ -10,13 +10,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from authz.service import SPEC as AUTHZ
-from services.memory import MemoryBus
 from services.ocpp16 import utcnow
 from services.retention import INDEX_NAME, Retention, ensure_retention
-from services.runtime import ServiceRuntime
-from services.store import Store
-from services.topology import Topology
-from tests.helpers import built, memory_settings
+from tests.helpers import built, memory_runtime
 from tests.processes import wait_for
 from transactions.service import SPEC as TRANSACTIONS
 
@@ -81,11 +77,9 @@ async def test_secantusdb_deletes_expired_documents(
     assert {d["_id"] async for d in db["events"].find()} == {"new", "undated"}
 
 
-async def test_the_runtime_applies_retention_at_start_up(
-        mongo_url: str, db: AsyncDatabase[dict[str, Any]]) -> None:
-    settings = memory_settings(retention_status_events_days=3)
-    runtime = ServiceRuntime(TRANSACTIONS, settings, bus=MemoryBus(Topology.from_settings(
-        settings)), store=Store(mongo_url, db.name, component="transactions"))
+async def test_the_runtime_applies_retention_at_start_up() -> None:
+    """Over the in-memory store (the real database: tests/integration/test_retention.py)."""
+    runtime = memory_runtime(TRANSACTIONS, retention_status_events_days=3)
     consumers = await runtime.start()
     try:
         index = await ttl(runtime.store.db, "status_events")
