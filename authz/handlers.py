@@ -43,10 +43,21 @@ def build_router(repo: AuthzRepository, settings: Settings) -> Router:
     @router.on("DataTransfer")
     async def data_transfer(request: call.DataTransfer, ctx: CallContext
                             ) -> call_result.DataTransfer:
-        status = "Accepted" if request.vendor_id in accepted_vendors else "UnknownVendorId"
-        raw: dict[str, Any] = {"vendorId": request.vendor_id, "messageId": request.message_id,
-                               "data": request.data}
-        await repo.record_data_transfer(ctx.station, ctx.unique_id, raw, status, ctx.received_at)
+        """Stored once per call; a ``data`` beyond GRIDLINK_MAX_DATA_TRANSFER_BYTES is
+        answered Rejected and only its size kept."""
+        raw: dict[str, Any] = {"vendorId": request.vendor_id, "messageId": request.message_id}
+        size = len(request.data.encode("utf-8", "surrogatepass")) if request.data else 0
+        rejected = None
+        if size > settings.max_data_transfer_bytes:
+            status, rejected = "Rejected", "data_too_large"
+            log.warning("DataTransfer data too large; answered Rejected, not stored", extra={
+                "station": ctx.station, "data_bytes": size,
+                "limit": settings.max_data_transfer_bytes})
+        else:
+            status = "Accepted" if request.vendor_id in accepted_vendors else "UnknownVendorId"
+            raw["data"] = request.data
+        await repo.record_data_transfer(ctx.station, ctx.session, ctx.unique_id, raw, status,
+                                        ctx.received_at, data_bytes=size, rejected=rejected)
         return call_result.DataTransfer(status=status)
 
     return router

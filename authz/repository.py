@@ -2,11 +2,21 @@
 the security events of refused connections.
 
 Every write is idempotent: redelivered messages set the same fields again.
+
+``data_transfers``: one per DataTransfer call, ``_id`` = :func:`data_transfer_key` (station,
+the gateway's session id, the CALL's unique id), so a redelivery of the same broker message
+is stored once while a charger that reuses a CALL id after a reconnect (a new session) gets
+a record of its own. ``{station, session, unique_id, request: {vendorId, messageId, data},
+data_bytes, status, received_at}``; a ``data`` larger than GRIDLINK_MAX_DATA_TRANSFER_BYTES
+is not kept (``request`` without ``data``, ``rejected: "data_too_large"``). Records of
+earlier releases keep their ``station/uniqueId`` ids. Kept for
+GRIDLINK_RETENTION_DATA_TRANSFERS_DAYS (:mod:`services.retention`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +47,7 @@ class AuthzRepository:
         self.default_registration = default_registration
         self.passwords = stations.PasswordChecker(concurrency=password_checks)
         self.writes = WriteBatcher(db, component="authz")  # boots of a reconnect storm, coalesced
-        self.reads = ReadBatcher(db)  # registrations and id tags, coalesced
+        self.reads = ReadBatcher(db, component="authz")  # registrations and id tags, coalesced
 
     async def admission_documents(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """What admission needs of these stations, in one read."""
@@ -90,12 +100,23 @@ class AuthzRepository:
     async def id_tag_info(self, tag: str, now: datetime) -> dict[str, Any]:
         return await id_tags.id_tag_info(self.db, tag, now, self.reads)
 
-    async def record_data_transfer(self, station: str, unique_id: str, request: dict[str, Any],
-                                   status: str, now: datetime) -> None:
+    async def record_data_transfer(self, station: str, session: str, unique_id: str,
+                                   request: dict[str, Any], status: str, now: datetime, *,
+                                   data_bytes: int = 0, rejected: str | None = None) -> None:
+        """Store a DataTransfer once per call (a redelivery changes nothing)."""
+        document: dict[str, Any] = {
+            "station": station, "session": session, "unique_id": unique_id,
+            "request": request, "data_bytes": data_bytes, "status": status,
+            "received_at": now}
+        if rejected is not None:
+            document["rejected"] = rejected
         await self.db[DATA_TRANSFERS].update_one(
-            {"_id": f"{station}/{unique_id}"},
-            {"$setOnInsert": {"station": station, "request": request, "status": status,
-                              "received_at": now}},
-            upsert=True,
-        )
+            {"_id": data_transfer_key(station, session, unique_id)},
+            {"$setOnInsert": document}, upsert=True)
+
+
+def data_transfer_key(station: str, session: str, unique_id: str) -> str:
+    """The id of a DataTransfer record: a JSON array, so no separator in a station id or a
+    CALL id can make two calls one key."""
+    return json.dumps([station, session, unique_id], ensure_ascii=False)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from authz.admission import Admission
 from authz.handlers import build_router
 from authz.last_seen import LastSeen
-from authz.repository import INDEXES, AuthzRepository
+from authz.repository import DATA_TRANSFERS, INDEXES, AuthzRepository
+from services import security_events
+from services.retention import Retention
 from services.runtime import Route, Service, ServiceRuntime, ServiceSpec, run_service
 from services.settings import Settings
 from services.topology import ADMISSION_KEY, SEEN_KEY
@@ -20,7 +22,12 @@ def build(runtime: ServiceRuntime) -> Service:
     return Service(router=build_router(repo, settings),
                    routes=(Route("calls", ADMISSION_KEY, admission.handle, lane="rpc"),
                            Route("calls", SEEN_KEY, LastSeen(runtime, repo).handle)),
-                   indexes=INDEXES)
+                   indexes=INDEXES, retention=(
+                       Retention(DATA_TRANSFERS, "received_at",
+                                 settings.retention_data_transfers_days),
+                       # also written by commands (the chargers' events); authz applies it
+                       Retention(security_events.COLLECTION, "received_at",
+                                 settings.retention_security_events_days)))
 
 
 SPEC = ServiceSpec(name="authz", build=build)

@@ -57,7 +57,8 @@ def last_sent_at(command: Document) -> datetime:
 class CommandRepository:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.db = db
-        self.reads = ReadBatcher(db)  # a boot storm asks for every station's queue at once
+        # a boot storm asks for every station's queue at once
+        self.reads = ReadBatcher(db, component="commands")
 
     async def station_exists(self, station: str) -> bool:
         return await self.station(station) is not None

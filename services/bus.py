@@ -4,7 +4,9 @@ Publishes are confirmed by the broker (``publisher_confirms``); ``mandatory`` pu
 no queue takes raise :class:`Unroutable` (a command for a station no gateway holds).
 Consumers acknowledge only after the work and its reply are done; a message that cannot be
 parsed is rejected to the dead-letter exchange, one whose handler failed is requeued (quorum
-queues dead-letter it after ``DELIVERY_LIMIT`` deliveries).
+queues dead-letter it after ``DELIVERY_LIMIT`` deliveries). A charger call whose handling can
+never succeed does not fail here: the router answers it CALLERROR InternalError
+(:mod:`services.failures`), so only transient failures requeue a call.
 
 The services declare the topology (:meth:`Bus.declare`); the gateway and command requesters
 (:data:`~services.topology.PASSIVE_COMPONENTS`), whose broker users may not configure it, wait

@@ -7,8 +7,11 @@ consumes up to ``prefetch`` messages at once, so under load there is always comp
 
 :class:`Coalescer` holds the queueing; what a round trip does is the ``send`` function given
 to it: it receives the requests of one kind, in order, and returns one result per request,
-or raises, in which case every request of that batch fails with the same exception (the
-callers retry as they would a single operation).
+or raises. A transient failure (the database away) fails every request of that batch with
+the same exception: the callers retry as they would a single operation. A failure the
+``isolate`` predicate names (a deterministic one, :func:`services.failures.is_transient`
+false: one request holds a value that can never be stored) must not cost the others their
+work: each request of the batch is then sent alone, so only the bad one fails.
 """
 
 from __future__ import annotations
@@ -40,11 +43,16 @@ class Coalescer(Generic[Req, Res]):
     """At most one round trip in flight per kind; at most ``max_size`` units per trip."""
 
     def __init__(self, send: Callable[[Hashable, list[Req]], Awaitable[list[Res]]], *,
-                 max_size: int = 1000) -> None:
+                 max_size: int = 1000,
+                 isolate: Callable[[Exception], bool] | None = None,
+                 on_split: Callable[[Hashable, Exception], None] | None = None) -> None:
         self._send = send
         self.max_size = max_size
+        self._isolate = isolate
+        self._on_split = on_split
         self._kinds: dict[Hashable, _Kind[Req, Res]] = {}
         self.trips = 0  # round trips made (for tests and metrics)
+        self.splits = 0  # batches retried one request at a time
 
     async def submit(self, kind: Hashable, request: Req, *, size: int = 1) -> Res:
         """Queue ``request`` (worth ``size`` units) with others of ``kind``; its result."""
@@ -82,6 +90,12 @@ class Coalescer(Generic[Req, Res]):
                 waiting.done.cancel()
             raise
         except Exception as exc:
+            if len(batch) > 1 and self._isolate is not None and self._isolate(exc):
+                self.splits += 1
+                if self._on_split is not None:
+                    self._on_split(kind, exc)
+                await self._one_by_one(kind, batch)
+                return
             for waiting in batch:
                 if not waiting.done.done():
                     waiting.done.set_exception(exc)
@@ -89,3 +103,20 @@ class Coalescer(Generic[Req, Res]):
         for waiting, result in zip(batch, results, strict=True):
             if not waiting.done.done():
                 waiting.done.set_result(result)
+
+    async def _one_by_one(self, kind: Hashable, batch: list[_Waiting[Req, Res]]) -> None:
+        """Send each request of a failed batch alone: each gets its own outcome."""
+        for position, waiting in enumerate(batch):
+            self.trips += 1
+            try:
+                results = await self._send(kind, [waiting.request])
+            except asyncio.CancelledError:
+                for rest in batch[position:]:
+                    rest.done.cancel()
+                raise
+            except Exception as exc:
+                if not waiting.done.done():
+                    waiting.done.set_exception(exc)
+                continue
+            if not waiting.done.done():
+                waiting.done.set_result(results[0])

@@ -308,8 +308,8 @@ class _AsyncCursor:
 _PASSED_THROUGH = (
     "find_one", "insert_one", "insert_many", "update_one", "update_many", "replace_one",
     "delete_one", "delete_many", "find_one_and_update", "find_one_and_replace",
-    "find_one_and_delete", "count_documents", "create_indexes", "create_index", "drop",
-    "distinct",
+    "find_one_and_delete", "count_documents", "create_indexes", "create_index", "drop_index",
+    "index_information", "drop", "distinct",
 )
 
 

@@ -95,6 +95,19 @@ BUS_PUBLISH_FAILURES = Counter(
 COMMANDS = Counter(
     "gridlink_commands_total", "Commands by action and final status.", ["action", "status"]
 )
+STORE_BATCH_SPLITS = Counter(
+    "gridlink_service_store_batch_splits_total",
+    "Coalesced MongoDB batches that failed for a non-transient reason and were retried one "
+    "request at a time (only the bad request fails), by component and kind (write, read).",
+    ["component", "kind"],
+)
+HANDLER_FAILURES = Counter(
+    "gridlink_service_handler_failures_total",
+    "Charger calls whose handling failed for a non-transient reason (a value that cannot be "
+    "stored, a bug): answered CALLERROR InternalError and acknowledged, never requeued; by "
+    "component, action and reason (exception class, server error code).",
+    ["component", "action", "reason"],
+)
 STORE_BULK_OPS = Histogram(
     "gridlink_service_store_bulk_operations", "Writes coalesced per bulk write, by component.",
     ["component"], buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),

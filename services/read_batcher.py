@@ -5,7 +5,9 @@ documents whose ``field`` equals ``value`` (and that match ``where``). Concurren
 with the same collection, field, ``where`` and projection share one query (natural
 batching, :mod:`services.coalesce`): a boot storm asks for thousands of stations' records
 at once, and one ``$in`` query is far cheaper for every MongoDB-wire server than thousands
-of ``find_one``. Values must be hashable scalars (ids, station names).
+of ``find_one``. Values must be hashable scalars (ids, station names). A query that fails
+for a non-transient reason (a value pymongo cannot encode, such as an integer beyond 64
+bits) is asked again one value at a time, so only that lookup fails.
 """
 
 from __future__ import annotations
@@ -17,18 +19,29 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.coalesce import Coalescer
+from services.failures import is_transient
+from services.metrics import STORE_BATCH_SPLITS
 
 Document = dict[str, Any]
 
 
 class ReadBatcher:
-    def __init__(self, db: AsyncDatabase[Document], *, max_keys: int = 500) -> None:
+    def __init__(self, db: AsyncDatabase[Document], *, max_keys: int = 500,
+                 component: str = "") -> None:
         self.db = db
-        self._finds: Coalescer[Any, list[Document]] = Coalescer(self._find, max_size=max_keys)
+        self.component = component or "unnamed"
+        self._finds: Coalescer[Any, list[Document]] = Coalescer(
+            self._find, max_size=max_keys, isolate=lambda exc: not is_transient(exc),
+            on_split=lambda *_: STORE_BATCH_SPLITS.labels(self.component, "read").inc())
 
     @property
     def queries(self) -> int:
         return self._finds.trips
+
+    @property
+    def splits(self) -> int:
+        """Queries that failed for a non-transient reason and were asked value by value."""
+        return self._finds.splits
 
     async def find(self, collection: str, field: str, value: Any, *,
                    where: dict[str, Any] | None = None,

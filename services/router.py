@@ -5,8 +5,14 @@ schema (again), build the typed request (``ocpp.v16.call``), call ``handler(requ
 context)``, turn the typed response into a payload, validate it against the 1.6 response
 schema, and return a :class:`Dispatched`: the :class:`CallReply` and the events the handler
 emitted (``context.emit(...)``), which the runtime publishes once the reply is confirmed.
-An :class:`OcppError` becomes a CALLERROR; :class:`StoreUnavailable` propagates (the caller
-retries, with a fresh context, and never answers).
+An :class:`OcppError` becomes a CALLERROR. A transient failure (:class:`StoreUnavailable`,
+a timeout, a primary stepping down: :func:`services.failures.is_transient`) propagates:
+the caller retries, with a fresh context, and never answers. Any other exception can never
+succeed (a value MongoDB cannot store, a bug): the call is answered CALLERROR
+``InternalError`` with a short description, counted in
+``gridlink_service_handler_failures_total`` and logged with the station (the traceback once
+per action and reason in a process), so the message is acknowledged, not requeued until the
+broker dead-letters it. Its events are not published (its work did not finish).
 
 The gateway validated the call already, but a service trusts nothing it reads from the
 broker: a message published there by anyone else (``{"transactionId": {"$in": [12, 14]}}``
@@ -25,10 +31,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services import ocpp16
+from pymongo.errors import OperationFailure
+
+from services import failures, ocpp16
 from services.envelope import CallReply, ChargerCall
 from services.errors import InternalError, NotSupported, OcppError
-from services.metrics import HANDLED, HANDLER_LATENCY
+from services.metrics import HANDLED, HANDLER_FAILURES, HANDLER_LATENCY
 from services.topology import Lane
 
 log = logging.getLogger("gridlink.router")
@@ -77,6 +85,7 @@ class Router:
         self.component = component
         self._routes: dict[str, Handler] = {}
         self._lanes: dict[str, Lane] = {}
+        self._traced: set[tuple[str, str]] = set()  # (action, reason) logged with a traceback
 
     def on(self, action: str, *, lane: Lane = "work") -> Callable[[Handler], Handler]:
         """Decorator: ``@router.on("Authorize")``. ``lane="rpc"``: a question someone waits
@@ -140,12 +149,33 @@ class Router:
                 station=message.station, session=message.session, unique_id=message.unique_id,
                 error_code=exc.code, error_description=exc.description,
             )
-        except Exception:
-            outcome = "exception"
-            raise
+        except Exception as exc:
+            if failures.is_transient(exc):
+                outcome = "exception"
+                raise
+            outcome = "failed"
+            reply = self._failed(message, exc)
+            context.events.clear()
         finally:
             HANDLED.labels(self.component, message.action, outcome).inc()
             HANDLER_LATENCY.labels(self.component, message.action).observe(
                 time.perf_counter() - started
             )
         return Dispatched(None if message.answered else reply, tuple(context.events))
+
+    def _failed(self, message: ChargerCall, exc: Exception) -> CallReply:
+        """The CALLERROR for a call whose handling failed for good; counted and logged."""
+        reason = failures.reason(exc)
+        HANDLER_FAILURES.labels(self.component, message.action, reason).inc()
+        # The traceback once per action and reason; never for a server's refusal, whose text
+        # holds the documents (id tags): its reason names the error code.
+        key = (message.action, reason)
+        traced = not isinstance(exc, OperationFailure) and key not in self._traced
+        self._traced.add(key)
+        log.error("call failed for a reason retrying cannot mend; answered InternalError",
+                  exc_info=exc if traced else None,
+                  extra={"station": message.station, "action": message.action,
+                         "unique_id": message.unique_id, "reason": reason})
+        return CallReply(station=message.station, session=message.session,
+                         unique_id=message.unique_id, error_code=InternalError.code,
+                         error_description=failures.charger_description(exc))

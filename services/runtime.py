@@ -6,11 +6,14 @@ A service (authz, transactions, commands) is a :class:`ServiceSpec`: its name an
 (:class:`Route`), background jobs and indexes. :func:`run_service` does the rest:
 
 - connects to RabbitMQ and MongoDB, retrying until both answer, and declares the service's
-  queues, bound to exactly what its router and routes consume (:mod:`services.topology`);
+  queues, bound to exactly what its router and routes consume (:mod:`services.topology`),
+  and makes its indexes and retention (TTL indexes, :mod:`services.retention`);
 - consumes them; a message is acknowledged only after its reply is confirmed, and the
   events a handler emitted are published after that reply;
 - while MongoDB is unreachable, keeps retrying the message in hand (never answers the
   charger with an error), reports not-ready and tells the gateways (``health.<service>``);
+  a call that can never succeed is answered InternalError by the router and acknowledged
+  (:mod:`services.failures`);
 - on SIGTERM/SIGINT stops consuming, lets in-flight messages finish within the grace period,
   then closes (:mod:`services.shutdown`); a second signal exits at once.
 """
@@ -36,6 +39,7 @@ from services.errors import GridLinkError, ShuttingDown, StoreUnavailable
 from services.http_probe import ProbeServer
 from services.metrics import READY, STORE_ERRORS
 from services.ocpp16 import iso, utcnow
+from services.retention import Retention, ensure_retention
 from services.router import Event, Router
 from services.settings import Settings, effective_mongo_url
 from services.shutdown import InFlight, drain, install_signal_handlers
@@ -71,6 +75,7 @@ class Service:
     routes: tuple[Route, ...] = ()
     background: tuple[Job, ...] = ()
     indexes: IndexSpec = field(default_factory=dict)
+    retention: tuple[Retention, ...] = ()  # TTL indexes of collections that grow forever
     retired: tuple[Subscription, ...] = ()  # bindings of earlier releases, removed
 
     def subscriptions(self) -> list[Subscription]:
@@ -232,6 +237,7 @@ class ServiceRuntime:
         await self.store.wait_until_up()
         service = self.service = self.spec.build(self)
         await self.store.ensure_indexes(service.indexes)
+        await ensure_retention(self.store.db, service.retention)
         exchanges = {"calls": self.topology.calls, "commands_in": self.topology.commands_in,
                      "events": self.topology.events}
         self._dispatch = [(self.topology.calls, call_key(action), self._on_charger_call)

@@ -5,9 +5,12 @@ Handlers ``await batcher.write(collection, ops)`` instead of one round trip each
 writes of concurrent handlers go together (natural batching, :mod:`services.coalesce`).
 
 Every caller gets the outcome of its own operations: ``None`` for each one that succeeded,
-or the server's write error (a dict with ``code`` and ``errmsg``). A failure of the whole
-bulk (connection lost, timeout) is raised to every caller of that bulk, which retries as it
-would a single write. Writes must be idempotent, as every GridLink write already is.
+or the server's write error (a dict with ``code`` and ``errmsg``). A transient failure of
+the whole bulk (connection lost, timeout) is raised to every caller of that bulk, which
+retries as it would a single write. Any other failure of the whole bulk (a document pymongo
+cannot encode, such as an integer beyond 64 bits) is one caller's: the bulk is retried one
+caller at a time, so only that caller gets the exception. Writes must be idempotent, as
+every GridLink write already is (a retried bulk may repeat what a failed one wrote).
 
 The bulk write carries the client's write concern (journaled, on a majority:
 :mod:`services.store`), and every caller's outcome is handed out only after the bulk was
@@ -24,7 +27,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from services.coalesce import Coalescer
-from services.metrics import STORE_BULK_OPS
+from services.failures import is_transient
+from services.metrics import STORE_BATCH_SPLITS, STORE_BULK_OPS
 
 WriteOp = InsertOne[Any] | UpdateOne
 WriteError = dict[str, Any]
@@ -39,12 +43,18 @@ class WriteBatcher:
         self.db = db
         self.component = component or "unnamed"
         self._bulks: Coalescer[list[WriteOp], list[WriteError | None]] = Coalescer(
-            self._bulk, max_size=max_ops)
+            self._bulk, max_size=max_ops, isolate=lambda exc: not is_transient(exc),
+            on_split=lambda *_: STORE_BATCH_SPLITS.labels(self.component, "write").inc())
         self.ops = 0  # operations sent (for tests and metrics)
 
     @property
     def bulks(self) -> int:
         return self._bulks.trips
+
+    @property
+    def splits(self) -> int:
+        """Bulks that failed for a non-transient reason and were retried caller by caller."""
+        return self._bulks.splits
 
     async def write(self, collection: str, ops: list[WriteOp]) -> list[WriteError | None]:
         """Run ``ops`` (unordered) in the next bulk of ``collection``; one result per op."""

@@ -84,7 +84,7 @@ class TransactionRepository:
         self.ids = ids
         # meter values and statuses, coalesced across concurrent messages
         self.writes = writes or WriteBatcher(db, component="transactions")
-        self.reads = ReadBatcher(db)
+        self.reads = ReadBatcher(db, component="transactions")
         self.sessions = tag_sessions.TagSessions(db)
         self._stations: OrderedDict[int, str] = OrderedDict()
 

@@ -8,11 +8,12 @@ import contextlib
 
 from services.errors import StoreUnavailable
 from services.metrics import ACTIVE_TRANSACTIONS
+from services.retention import Retention
 from services.runtime import Service, ServiceRuntime, ServiceSpec, run_service
 from services.settings import Settings
 from services.store import guarded
 from transactions.handlers import build_router
-from transactions.repository import INDEXES, TransactionRepository
+from transactions.repository import INDEXES, METER_VALUES, STATUS_EVENTS, TransactionRepository
 from transactions.transaction_ids import TransactionIds
 
 ACTIVE_GAUGE_INTERVAL_S = 15.0
@@ -29,7 +30,13 @@ def build(runtime: ServiceRuntime) -> Service:
                 ACTIVE_TRANSACTIONS.set(await guarded("transactions", repo.count_active))
             await asyncio.sleep(ACTIVE_GAUGE_INTERVAL_S)
 
-    return Service(router=build_router(repo), background=(count_active,), indexes=INDEXES)
+    settings = runtime.settings
+    retention = (  # the latest status per connector (connector_status) is always kept
+        Retention(STATUS_EVENTS, "received_at", settings.retention_status_events_days),
+        Retention(METER_VALUES, "received_at", settings.retention_meter_values_days),
+    )
+    return Service(router=build_router(repo), background=(count_active,), indexes=INDEXES,
+                   retention=retention)
 
 
 SPEC = ServiceSpec(name="transactions", build=build)

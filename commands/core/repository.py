@@ -27,7 +27,8 @@ Db = AsyncDatabase[dict[str, Any]]
 class AvailabilityRepository:
     def __init__(self, db: Db) -> None:
         self.db = db
-        self.reads = ReadBatcher(db)  # every StatusNotification asks; storms ask thousands
+        # every StatusNotification asks; storms ask thousands
+        self.reads = ReadBatcher(db, component="commands")
 
     async def requested(self, key: str, *, station: str, connector: int, requested: str,
                         answer: str | None, at: datetime, command_id: str) -> None:

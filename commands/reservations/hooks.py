@@ -4,8 +4,9 @@ The rules are :mod:`commands.reservations.rules`, the stored reservations
 :mod:`commands.reservations.repository` (shared with the CLI). Here:
 
 - ReserveNow is refused before it is recorded when the connector does not exist (never
-  seen in ``connector_status`` and beyond NumberOfConnectors), is 0 on a station not known
-  to support ReserveConnectorZeroSupported, is reserved already by another reservation,
+  seen in ``connector_status`` and beyond NumberOfConnectors), is 0 on a station whose
+  ReserveConnectorZeroSupported is false or not set (unknown: sent, the charger answers),
+  is reserved already by another reservation,
   when the expiryDate has passed, the idTag is not Accepted, or the reservationId belongs
   to another station;
 - CancelReservation is refused for a reservation GridLink does not hold active for that

@@ -64,8 +64,10 @@ def connector_refusal(station: str, connector: int, facts: StationFacts
     """Why ``connector`` cannot be reserved, as (code, description); None if it can.
 
     A connector > 0 must exist: it sent a StatusNotification or is within
-    NumberOfConnectors. Connector 0 (any connector) needs ReserveConnectorZeroSupported =
-    true; the charger rejects it otherwise (§5.13), so it is only sent when known.
+    NumberOfConnectors. Connector 0 (the whole charge point) is refused only when the
+    station's configuration snapshot says ReserveConnectorZeroSupported is false or not set
+    (the charger would answer Rejected, §5.13); when it is true, or not known yet, it is
+    sent and the charger answers.
     """
     if facts.profile_supported is False:
         return ("NotSupported",
@@ -73,12 +75,11 @@ def connector_refusal(station: str, connector: int, facts: StationFacts
     if connector < 0:
         return ("PropertyConstraintViolation", "connectorId must be >= 0")
     if connector == 0:
-        if facts.zero_supported:
-            return None
-        known = "false" if facts.zero_supported is False else "not known"
-        return ("ConnectorZeroNotSupported",
-                f"{station} ReserveConnectorZeroSupported is {known}; reserve a connector > 0"
-                " (or read the key with GetConfiguration first)")
+        if facts.zero_supported is False:
+            return ("ConnectorZeroNotSupported",
+                    f"{station} ReserveConnectorZeroSupported is false or not set; reserve a "
+                    "connector > 0")
+        return None
     if connector in facts.seen_connectors:
         return None
     if facts.number_of_connectors is not None and connector <= facts.number_of_connectors:

@@ -246,6 +246,22 @@ async def test_data_transfer_and_status_notifications_are_stored(stack: Stack) -
     assert (await db.diagnostics_status.find_one({"_id": station}))["status"] == "Uploaded"
 
 
+async def test_a_data_transfer_id_reused_after_a_reconnect_is_stored_again(stack: Stack
+                                                                           ) -> None:
+    station = new_id()
+    await add_station(stack, station)
+    for data in ("first connection", "second connection"):
+        async with Charger.connect(stack.gateway_url, station) as charger:
+            await charger.boot()
+            answer = await charger.result("DataTransfer", {"vendorId": "com.acme",
+                                                            "data": data}, unique_id="dt-1")
+            assert answer["status"] == "UnknownVendorId"
+    stored = await stack.db().data_transfers.find({"station": station}).to_list()
+    assert sorted(d["request"]["data"] for d in stored) == ["first connection",
+                                                            "second connection"]
+    assert len({d["session"] for d in stored}) == 2
+
+
 async def test_transaction_ids_are_unique_across_service_replicas(stack: Stack) -> None:
     """A second transactions replica allocates from its own block: no id is handed twice."""
     extra = stack.spawn("transactions")

@@ -223,21 +223,33 @@ async def test_other_tag_on_a_reserved_connector(stack: Stack) -> None:
     assert (used["transaction_id"], used["used_by"]) == (start["transactionId"], member)
 
 
-async def test_connector_zero_needs_support_and_any_connector_consumes_it(stack: Stack
-                                                                         ) -> None:
+async def test_connector_zero_follows_the_station_and_any_connector_consumes_it(
+        stack: Stack) -> None:
     station, tag = new_id("RSV"), new_tag("R")
     await add_station(stack, station)
     await add_tag(stack, tag)
-    async with Charger.connect(stack.gateway_url, station) as charger:
-        await charger.boot()
-        await connector_seen(charger, 1, 2)
-        code, _, err = await stack.cli("reserve", station, "0", tag, "--expires-in", "60")
-        assert code == 1 and "invalid command: ConnectorZeroNotSupported" in err
+
+    async def configured(value: str) -> None:
         process = await stack.start_cli("command", station, "GetConfiguration",
                                         '{"key": ["ReserveConnectorZeroSupported"]}')
         await answer_next(charger, "GetConfiguration", {"configurationKey": [
-            {"key": "ReserveConnectorZeroSupported", "readonly": True, "value": "true"}]})
+            {"key": "ReserveConnectorZeroSupported", "readonly": True, "value": value}]})
         assert (await finish(process))[0] == 0
+
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        await connector_seen(charger, 1, 2)
+        # Not known yet: sent, and the charger answers.
+        frame, (code, _, err) = await reserve(stack, charger, station, 0, tag, "--expires-in",
+                                              "60", answer={"status": "Rejected"})
+        assert frame[3]["connectorId"] == 0
+        assert code == 1 and "rejected" in err
+        # Known unsupported: refused before it reaches the charger.
+        await configured("false")
+        code, _, err = await stack.cli("reserve", station, "0", tag, "--expires-in", "60")
+        assert code == 1 and "invalid command: ConnectorZeroNotSupported" in err
+        # Known supported: sent.
+        await configured("true")
         frame, (code, _, err) = await reserve(stack, charger, station, 0, tag,
                                               "--expires-in", "600")
         assert code == 0, err

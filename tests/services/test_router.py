@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from services.envelope import ChargerCall
-from services.errors import PropertyConstraintViolation
+from services.errors import PropertyConstraintViolation, StoreUnavailable
+from services.metrics import HANDLER_FAILURES
 from services.ocpp16 import _fast_validator, call, call_result
 from services.router import CallContext, Router
 
@@ -159,3 +161,40 @@ async def test_the_schemas_are_compiled_once_not_per_message() -> None:
     for _ in range(50):
         await router.dispatch(message("Heartbeat", {}))
     assert _fast_validator.cache_info().misses == compiled
+
+
+async def test_a_handler_failure_retrying_cannot_mend_is_answered_internal_error(
+        caplog: pytest.LogCaptureFixture) -> None:
+    router = Router("test-failures")
+
+    @router.on("Heartbeat")
+    async def overflow(request: call.Heartbeat, ctx: CallContext) -> None:
+        ctx.emit("station.seen", {"station": ctx.station})
+        raise OverflowError("MongoDB can only handle up to 8-byte ints")
+
+    counted = HANDLER_FAILURES.labels("test-failures", "Heartbeat", "OverflowError")
+    before = counted._value.get()
+    with caplog.at_level("ERROR", logger="gridlink.router"):
+        first = await router.dispatch(message("Heartbeat", {}))
+        second = await router.dispatch(message("Heartbeat", {}))
+    for dispatched in (first, second):
+        reply = dispatched.reply
+        assert reply is not None and reply.error_code == "InternalError"
+        assert reply.error_description == "a number in the call is too large to store"
+        assert dispatched.events == ()  # its work did not finish: nothing to announce
+    assert counted._value.get() == before + 2
+    records = [r for r in caplog.records if r.name == "gridlink.router"]
+    assert [getattr(r, "station", None) for r in records] == ["S", "S"]
+    assert [r.exc_info is not None for r in records] == [True, False]  # one traceback
+
+
+@pytest.mark.parametrize("exc", [StoreUnavailable("down"), AutoReconnect("lost")])
+async def test_transient_failures_propagate_unanswered(exc: Exception) -> None:
+    router = Router("test")
+
+    @router.on("Heartbeat")
+    async def down(request: call.Heartbeat, ctx: CallContext) -> None:
+        raise exc
+
+    with pytest.raises(type(exc)):
+        await router.dispatch(message("Heartbeat", {}))

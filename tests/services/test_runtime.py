@@ -167,3 +167,34 @@ async def test_stop_lets_messages_in_flight_finish_and_takes_no_new_ones(
     assert probe.pings == [b"slow"]
     assert [m.body for m in bus.waiting("memory.probe")] == [b"late"]  # left for a replica
     assert runtime.readiness() == (False, "shutting down")
+
+
+async def test_a_call_that_can_never_succeed_is_answered_once_and_acknowledged() -> None:
+    attempts: list[str] = []
+
+    def build(runtime: ServiceRuntime) -> Service:
+        router = Router("broken")
+
+        @router.on("Heartbeat")
+        async def broken(request: call.Heartbeat, ctx: CallContext) -> None:
+            attempts.append(ctx.station)
+            raise KeyError("a bug")
+
+        return Service(router=router)
+
+    runtime = memory_runtime(ServiceSpec(name="broken", build=build))
+    consumers = await runtime.start()
+    bus = runtime.bus
+    assert isinstance(bus, MemoryBus)
+    gateway = await bus.declare_private_queue("gw")
+    bus.bind(gateway, runtime.topology.stations, "CP-1")
+    await bus.publish(runtime.topology.calls, "call.Heartbeat", charger_call("Heartbeat", {}))
+    await bus.settled()
+    [reply] = [CallReply.model_validate_json(m.body) for m in bus.waiting("gw")]
+    assert (reply.error_code, reply.error_description) == (
+        "InternalError", "the call could not be processed")
+    assert attempts == ["CP-1"]  # never requeued
+    assert bus.dead_letters == []
+    runtime.stopping.set()
+    await runtime.stop(consumers)
+    await runtime.close()

@@ -110,7 +110,7 @@ async def test_repository_samples_are_idempotent_through_the_batcher(
     bad = await repo.writes.write(METER_VALUES, [UpdateOne({"_id": "s1"}, {"$bad": 1})])
     assert bad[0] is not None and bad[0]["code"] != DUPLICATE_KEY
     with pytest.raises(BulkWriteError):
-        raise_unexpected(bad)  # not a repeat: the caller's message is retried, then parked
+        raise_unexpected(bad)  # not a repeat: the caller's call is answered InternalError
 
 
 async def test_concurrent_lookups_share_one_query_and_each_gets_its_own(
@@ -171,3 +171,33 @@ async def test_every_write_and_every_bulk_asks_the_durable_write_concern(
                    for c in listener.sent), [c.get("writeConcern") for c in listener.sent]
     finally:
         await client.close()
+
+
+async def test_a_bulk_holding_a_value_that_cannot_be_stored_costs_only_its_caller(
+        db: AsyncDatabase[dict[str, Any]]) -> None:
+    batcher = WriteBatcher(db)
+    bad = [InsertOne({"_id": "bad", "transaction_id": 2**64})]  # beyond BSON's int64
+    first = batcher.write("samples", [InsertOne({"_id": "first"})])  # goes at once, alone
+    outcomes = await asyncio.gather(first, *(
+        batcher.write("samples", bad if n == 7 else [InsertOne({"_id": n}), InsertOne(
+            {"_id": -n - 1})]) for n in range(20)), return_exceptions=True)
+    assert isinstance(outcomes[8], OverflowError)
+    assert all(o in ([None], [None, None]) for k, o in enumerate(outcomes) if k != 8)
+    assert await db["samples"].count_documents({}) == 1 + 19 * 2
+    assert batcher.splits == 1  # the bulk that held it was retried caller by caller
+
+
+async def test_a_lookup_of_a_value_that_cannot_be_encoded_costs_only_its_caller(
+        db: AsyncDatabase[dict[str, Any]]) -> None:
+    from services.read_batcher import ReadBatcher
+
+    await db["tx"].insert_many([{"_id": n, "station": f"CP{n}"} for n in range(10)])
+    reads = ReadBatcher(db)
+    values: list[int] = [*range(10)]
+    values.insert(5, 2**64)
+    outcomes = await asyncio.gather(*(reads.find_one("tx", "_id", v) for v in values),
+                                    return_exceptions=True)
+    assert isinstance(outcomes[5], OverflowError)
+    good = [o for k, o in enumerate(outcomes) if k != 5]
+    assert [d["station"] for d in good if isinstance(d, dict)] == [f"CP{n}" for n in range(10)]
+    assert reads.splits >= 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,25 @@ def test_facts_from_configuration() -> None:
                                        ["ReserveConnectorZeroSupported"]}, set())
     assert unknown.zero_supported is False
     assert reservations.facts_from(None, set()).zero_supported is None
+    said_false = reservations.facts_from({"keys": [
+        {"key": "ReserveConnectorZeroSupported", "value": "false", "readonly": True}]}, set())
+    assert said_false.zero_supported is False
+
+
+@pytest.mark.parametrize(("snapshot", "code"), [
+    ({"keys": [{"key": "ReserveConnectorZeroSupported", "value": "true"}]}, None),
+    ({"keys": [{"key": "ReserveConnectorZeroSupported", "value": "false"}]},
+     "ConnectorZeroNotSupported"),
+    ({"keys": [], "unknown_keys": ["ReserveConnectorZeroSupported"]},
+     "ConnectorZeroNotSupported"),  # not set: the charger would answer Rejected
+    (None, None),  # never read: sent, the charger answers
+    ({"keys": [{"key": "NumberOfConnectors", "value": "2"}]}, None),  # read, key not asked
+])
+def test_connector_zero_follows_the_configuration_snapshot(
+        snapshot: dict[str, Any] | None, code: str | None) -> None:
+    facts = reservations.facts_from(snapshot, {1})
+    refusal = reservations.connector_refusal("CP1", 0, facts)
+    assert (refusal[0] if refusal else None) == code
 
 
 @pytest.mark.parametrize(("connector", "facts", "code"), [
@@ -51,7 +71,7 @@ def test_facts_from_configuration() -> None:
     (-1, StationFacts(frozenset({1})), "PropertyConstraintViolation"),
     (0, StationFacts(frozenset({1}), zero_supported=True), None),
     (0, StationFacts(frozenset({1}), zero_supported=False), "ConnectorZeroNotSupported"),
-    (0, StationFacts(frozenset({1})), "ConnectorZeroNotSupported"),
+    (0, StationFacts(frozenset({1})), None),  # not known: sent, the charger answers
     (1, StationFacts(frozenset({1}), profile_supported=False), "NotSupported"),
 ])
 def test_connector_refusal(connector: int, facts: StationFacts, code: str | None) -> None:
