@@ -18,8 +18,6 @@ rejected line with its number and reason. ``dry_run`` checks and counts, and wri
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +29,7 @@ from typing import Any, Protocol, TypeVar
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from gridlink.import_files import LineError, fields_of, integer_field, read_records, text_field
 from services import id_tags, station_ids, stations
 from services.clock import utcnow
 from services.ocpp16 import parse_time
@@ -46,10 +45,6 @@ STATION_FIELDS = {"id": "id", "chargePointId": "id", "security_profile": "securi
 TAG_FIELDS = {"id_tag": "id_tag", "idTag": "id_tag", "status": "status", "expiry": "expiry",
               "parent": "parent", "parentIdTag": "parent", "max_concurrent": "max_concurrent",
               "maxConcurrent": "max_concurrent"}
-
-
-class LineError(ValueError):
-    """Why one line cannot be imported."""
 
 
 @dataclass
@@ -75,101 +70,6 @@ class Report:
         yield totals + (" (dry run: nothing written)" if self.dry_run else "")
 
 
-# --- reading a file -------------------------------------------------------------------------
-
-def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
-    """``(line number, record or why it cannot be read)`` for every non-blank line."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LineError(f"{path}: cannot read it: {exc}") from None
-    if _is_json_lines(Path(path), text):
-        yield from _json_lines(text)
-    else:
-        yield from _csv_rows(text)
-
-
-def _is_json_lines(path: Path, text: str) -> bool:
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return False
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        return True
-    return text.lstrip()[:1] == "{"
-
-
-def _json_lines(text: str) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line, parse_constant=_no_constant)
-        except ValueError as exc:
-            yield number, LineError(f"not JSON: {exc}")
-            continue
-        if not isinstance(record, dict):
-            yield number, LineError("not a JSON object")
-            continue
-        yield number, record
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
-    reader = csv.reader(text.splitlines(keepends=True))
-    header: list[str] | None = None
-    for row in reader:
-        number = reader.line_num
-        if not any(cell.strip() for cell in row):
-            continue
-        if header is None:
-            header = [cell.strip() for cell in row]
-            continue
-        if len(row) != len(header):
-            yield number, LineError(f"{len(row)} fields where the header has {len(header)}")
-            continue
-        yield number, {name: cell for name, cell in zip(header, row, strict=True)
-                       if cell.strip() != ""}
-
-
-def _fields(record: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    """The record under its canonical field names; unknown or repeated fields are errors."""
-    unknown = sorted(set(record) - set(names))
-    if unknown:
-        raise LineError(f"unknown field {unknown[0]!r} (known: "
-                        f"{', '.join(sorted(set(names.values())))})")
-    canonical: dict[str, Any] = {}
-    for name, value in record.items():
-        if names[name] in canonical:
-            raise LineError(f"field {names[name]!r} given twice")
-        if value is not None:
-            canonical[names[name]] = value
-    return canonical
-
-
-def _text(fields: dict[str, Any], name: str) -> str | None:
-    value = fields.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise LineError(f"{name} must be text")
-    return value.strip()
-
-
-def _integer(fields: dict[str, Any], name: str) -> int | None:
-    value = fields.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise LineError(f"{name} must be a whole number")
-    try:
-        return int(value)
-    except ValueError:
-        raise LineError(f"{name} must be a whole number, not {value!r}") from None
-
-
 # --- stations -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -186,7 +86,7 @@ def station_line(number: int, record: dict[str, Any], default_registration: str,
                  max_id_length: int | None = None) -> StationLine:
     """One stations line, checked as ``gridlink stations add`` checks its options (the id
     as the gateway checks it, and in NFC as it is stored)."""
-    fields = _fields(record, STATION_FIELDS)
+    fields = fields_of(record, STATION_FIELDS)
     station = fields.get("id")
     if not station:
         raise LineError("id is missing")
@@ -196,7 +96,7 @@ def station_line(number: int, record: dict[str, Any], default_registration: str,
         station = station_ids.check(station, max_id_length)
     except station_ids.InvalidStationId as exc:
         raise LineError(str(exc)) from None
-    registration = _text(fields, "registration") or default_registration
+    registration = text_field(fields, "registration") or default_registration
     if registration not in REGISTRATIONS:
         raise LineError(f"registration must be one of {', '.join(REGISTRATIONS)}")
     password = fields.get("password")
@@ -204,14 +104,14 @@ def station_line(number: int, record: dict[str, Any], default_registration: str,
         raise LineError("password must be text")
     if password is not None and (problem := stations.key_problem(password)):
         raise LineError(f"password: {problem}")
-    profile = _integer(fields, "security_profile")
+    profile = integer_field(fields, "security_profile")
     if profile is None:
         profile = 1 if password is not None else 0
     if profile not in stations.PROFILES:
         raise LineError("security_profile must be 0, 1, 2 or 3")
     if password is not None and profile in (0, 3):
         raise LineError(f"password: a security profile {profile} station does not use one")
-    certificate_cn = _text(fields, "certificate_cn") or None
+    certificate_cn = text_field(fields, "certificate_cn") or None
     return StationLine(number, station, registration, profile, password, certificate_cn)
 
 
@@ -305,25 +205,25 @@ class TagLine:
 
 def tag_line(number: int, record: dict[str, Any]) -> TagLine:
     """One tags line, checked as ``gridlink tags add`` checks its options."""
-    fields = _fields(record, TAG_FIELDS)
-    tag = _text(fields, "id_tag")
+    fields = fields_of(record, TAG_FIELDS)
+    tag = text_field(fields, "id_tag")
     if not tag:
         raise LineError("id_tag is missing")
     if problem := id_tag_problem(tag):
         raise LineError(f"id_tag {tag!r}: {problem}")
-    status = _text(fields, "status") or "Accepted"
+    status = text_field(fields, "status") or "Accepted"
     if status not in id_tags.STATUSES:
         raise LineError(f"status must be one of {', '.join(id_tags.STATUSES)}")
     expiry = None
-    if (text := _text(fields, "expiry")) is not None:
+    if (text := text_field(fields, "expiry")) is not None:
         try:
             expiry = parse_time(text)
         except ValueError:
             raise LineError(f"expiry is not an ISO 8601 date-time: {text!r}") from None
-    parent = _text(fields, "parent") or None
+    parent = text_field(fields, "parent") or None
     if parent is not None and (problem := id_tag_problem(parent)):
         raise LineError(f"parent {parent!r}: {problem}")
-    limit = _integer(fields, "max_concurrent")
+    limit = integer_field(fields, "max_concurrent")
     if limit is not None and not 1 <= limit <= id_tags.MAX_CONCURRENT_LIMIT:
         raise LineError(f"max_concurrent must be 1..{id_tags.MAX_CONCURRENT_LIMIT}")
     return TagLine(number, tag, status, expiry, parent, limit)
