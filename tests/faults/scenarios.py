@@ -1,0 +1,214 @@
+"""The fault scenarios: each runs a fleet under load, injects its faults mid-load, lets the
+fleet deliver what it still holds, and reconciles its ledger with the database.
+
+A scenario is a name, what it proves, and a list of :data:`Fault` s (coroutines that break
+something and return once the harness has undone it: the killed process restarted, the
+broker started again). :func:`run_scenario` measures the time from each fault until every
+component is ready again and the fleet is answered again (``recover_s``, the worst of its
+faults), and gives a :class:`Row` of the table :func:`table` prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from simulator import Fleet, FleetPlan
+from simulator.ledger import Ledger
+from tests.faults.cluster import Cluster
+from tests.faults.reconcile import Reconciliation, reconcile
+from tests.helpers import add_station, add_tag
+from tests.processes import wait_for
+
+#: A fault: break something in the cluster; return once the harness has undone it.
+Fault = Callable[[Cluster], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Load:
+    """The fleet a scenario runs: its size, pace and length."""
+
+    chargers: int = 20
+    connectors: int = 2
+    rate: float = 40.0  # charger-initiated messages per second across the fleet
+    duration_s: float = 40.0
+    meter_values: int = 3  # MeterValues per session
+    fault_every: int = 150  # answered transaction messages before each fault (mid-load)
+    settle_s: float = 120.0  # after the run: time to deliver what the chargers still hold
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    proves: str
+    faults: tuple[Fault, ...]
+    load: Load = Load()
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    scenario: str
+    proves: str
+    result: Reconciliation
+    recover_s: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return self.result.clean
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+def kill_replica(name: str) -> Fault:
+    """``kill -9`` of one process (``transactions-1``); back once the supervisor restarted it."""
+
+    async def fault(cluster: Cluster) -> None:
+        unit = cluster.unit(name)
+        restarts = unit.restarts
+        unit.signal(signal.SIGKILL)
+        await cluster.supervisor.restart_of(unit, restarts + 1)
+
+    fault.__name__ = f"kill -9 {name}"
+    return fault
+
+
+async def kill_database(cluster: Cluster) -> None:
+    """``kill -9`` of the embedded database; back once its keeper restarted it (same data)."""
+    database = cluster.database
+    assert database is not None and database.process is not None
+    restarts = database.restarts
+    os.kill(database.process.pid, signal.SIGKILL)
+    await wait_for(lambda: database.restarts > restarts, timeout=60,
+                   what="the database restarted")
+
+
+async def restart_broker(cluster: Cluster, outage_s: float = 3.0) -> None:
+    """Stop RabbitMQ on the harness's own node, keep it down ``outage_s``, start it again."""
+    broker = cluster.broker
+    assert broker is not None
+    await asyncio.to_thread(broker.stop_app)
+    await asyncio.sleep(outage_s)  # the length of the outage, not a synchronisation
+    await asyncio.to_thread(broker.start_app)
+
+
+async def rolling_restart(cluster: Cluster) -> None:
+    """SIGTERM each gateway in turn (it drains); the next once the last is back and ready."""
+    for unit in cluster.gateways:
+        restarts = unit.restarts
+        unit.signal(signal.SIGTERM)
+        await cluster.supervisor.restart_of(unit, restarts + 1)
+        await cluster.wait_ready([unit])
+
+
+# --- running one ----------------------------------------------------------------------------
+
+
+async def _register(cluster: Cluster, plan: FleetPlan) -> list[str]:
+    assert cluster.stack is not None
+    stations = [plan.charger_id(i) for i in range(plan.chargers)]
+    for index, station in enumerate(stations):
+        await add_station(cluster.stack, station)
+        await add_tag(cluster.stack, plan.id_tag_for(index))
+    return stations
+
+
+def plan_for(cluster: Cluster, load: Load) -> FleetPlan:
+    """The fleet of one run: stations and tags no other run uses."""
+    run = uuid.uuid4().hex[:5].upper()
+    return FleetPlan(
+        url=cluster.url, chargers=load.chargers, connectors=load.connectors,
+        profile="realistic", duration_s=load.duration_s, rate=load.rate,
+        id_prefix=f"FLT{run}-", id_tag=f"T{run}{{n}}", ramp_s=2.0,
+        call_timeout_s=5.0, connect_timeout_s=5.0, close_grace_s=5.0,
+        meter_values_per_session=load.meter_values, validate="first", fail_fast=False,
+        # A charger that tries long enough to outlast any outage of these scenarios:
+        transaction_message_attempts=30, transaction_message_retry_s=1,
+        settle_s=load.settle_s)
+
+
+async def run_scenario(cluster: Cluster, scenario: Scenario) -> Row:
+    """Run the fleet, inject the faults one after the other mid-load, reconcile."""
+    load = scenario.load
+    plan = plan_for(cluster, load)
+    stations = await _register(cluster, plan)
+    ledger = Ledger()
+    fleet = Fleet(plan, ledger=ledger)
+    run = asyncio.create_task(fleet.run())
+    recover = 0.0
+    try:
+        for number, fault in enumerate(scenario.faults, start=1):
+            await wait_for(lambda n=number: ledger.answers >= n * load.fault_every or run.done(),
+                           timeout=load.duration_s + 60, what="load before the fault")
+            if run.done():
+                raise AssertionError(f"the fleet ended before fault {number}: "
+                                     f"{ledger.answers} answers")
+            began = time.monotonic()
+            await fault(cluster)
+            await cluster.wait_ready()
+            restored = time.monotonic()
+            await wait_for(lambda r=restored: ledger.answered_since(r) > 0 or run.done(),
+                           timeout=120, what="an answer after the fault")
+            recover = max(recover, time.monotonic() - began)
+        stats = await run
+    finally:
+        if not run.done():
+            fleet.stop()
+            await asyncio.gather(run, return_exceptions=True)
+    result = await reconcile(ledger, cluster.db(), stations)
+    notes = [f"{ledger.counts()}", f"fleet disconnects {stats.disconnects}"]
+    return Row(scenario.name, scenario.proves, result, recover, notes)
+
+
+# --- the suite ------------------------------------------------------------------------------
+
+
+def all_scenarios(load: Load = Load()) -> list[Scenario]:
+    """Every scenario ``make faults`` runs, in order."""
+    services = ("authz", "transactions", "commands")
+    return [
+        Scenario("service kill -9", "a replica of each service killed in turn mid-load: "
+                 "its unacknowledged work is redelivered to the other, nothing is answered "
+                 "twice", tuple(kill_replica(f"{s}-1") for s in services), load),
+        Scenario("gateway kill -9", "chargers of a killed gateway reconnect through HAProxy "
+                 "to the other and resend what was unanswered",
+                 (kill_replica("gateway-1"),), load),
+        Scenario("gateway rolling restart", "SIGTERM drains each gateway in batches; "
+                 "chargers move to the other and resend, nothing is lost",
+                 (rolling_restart,), load),
+        Scenario("broker restart", "RabbitMQ (the harness's own node) stopped and started: "
+                 "every process reconnects, chargers resend", (restart_broker,), load),
+        Scenario("database kill -9", "the embedded database killed and restarted with its "
+                 "data: every answered write was journaled", (kill_database,), load),
+    ]
+
+
+def short_scenario() -> Scenario:
+    """The version in ``make test``: one kill -9 and one broker restart, a few hundred
+    messages."""
+    load = Load(chargers=10, rate=30.0, duration_s=14.0, fault_every=60, settle_s=60.0)
+    return Scenario("short: kill -9 + broker restart", "a transactions replica killed, "
+                    "then the broker restarted, under load",
+                    (kill_replica("transactions-1"), restart_broker), load)
+
+
+COLUMNS = ("scenario", "transactions", "messages", "lost", "duplicated", "unanswered",
+           "time to recover (s)")
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as a Markdown table (the README's reliability section shows one)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        r = row.result
+        lines.append(f"| {row.scenario} | {r.transactions} | {r.messages} | {r.lost} | "
+                     f"{r.duplicated} | {r.unanswered} | {row.recover_s:.1f} |")
+    return "\n".join(lines)
