@@ -159,7 +159,11 @@ class Fleet:
             await self._close_all()
             for task in [*drivers, *shared.tasks]:
                 task.cancel()
-            await asyncio.gather(*drivers, *shared.tasks, return_exceptions=True)
+            ended = await asyncio.gather(*drivers, *shared.tasks, return_exceptions=True)
+            for outcome in ended[: len(drivers)]:  # a driver that died: a charger lost
+                if isinstance(outcome, Exception):
+                    what = f"driver: {type(outcome).__name__}: {outcome}"
+                    self.stats.internal_errors[what[:120]] += 1
             for link in self.links:
                 if link.timer is not None:
                     link.timer.cancel()

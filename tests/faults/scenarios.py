@@ -135,6 +135,36 @@ def plan_for(cluster: Cluster, load: Load) -> FleetPlan:
         settle_s=load.settle_s)
 
 
+async def _snapshot(fleet: Fleet, after_s: float, into: list[str]) -> None:
+    """Note where each charger still holding transaction messages ``after_s`` into the
+    run is (the run cleans that state up when it ends)."""
+    await asyncio.sleep(after_s)
+    now = time.monotonic()
+    drivers = {}
+    for task in asyncio.all_tasks():
+        frame = getattr(task.get_coro(), "cr_frame", None)
+        if frame is not None and frame.f_code.co_name == "drive":
+            drivers[id(frame.f_locals.get("self"))] = task
+    for link in fleet.links:
+        task = drivers.get(id(link))
+        if link.charger.holds_transaction_messages:
+            import io
+            buf = io.StringIO()
+            if task is None:
+                into.append(f"driver of {link.charger.id} ended")
+            else:
+                task.print_stack(file=buf)
+                into.append(buf.getvalue()[-1500:])
+        charger = link.charger
+        if charger.holds_transaction_messages:
+            out = charger.outstanding
+            into.append(
+                f"state of {charger.id}: {charger.registration}, connected {link.ws is not None}"
+                f", outstanding {out and (out.pending.action, round(out.deadline - now, 1))}"
+                f", queue {[p.action for p in charger.queue]}, timer in "
+                f"{link.timer_at - now:.1f}")
+
+
 async def run_scenario(cluster: Cluster, scenario: Scenario) -> Row:
     """Run the fleet, inject the faults one after the other mid-load, reconcile."""
     load = scenario.load
@@ -143,6 +173,8 @@ async def run_scenario(cluster: Cluster, scenario: Scenario) -> Row:
     ledger = Ledger()
     fleet = Fleet(plan, ledger=ledger)
     run = asyncio.create_task(fleet.run())
+    snapshot: list[str] = []
+    watcher = asyncio.create_task(_snapshot(fleet, load.duration_s + 20, snapshot))
     recover = 0.0
     try:
         for number, fault in enumerate(scenario.faults, start=1):
@@ -160,11 +192,14 @@ async def run_scenario(cluster: Cluster, scenario: Scenario) -> Row:
             recover = max(recover, time.monotonic() - began)
         stats = await run
     finally:
+        watcher.cancel()
         if not run.done():
             fleet.stop()
             await asyncio.gather(run, return_exceptions=True)
     result = await reconcile(ledger, cluster.db(), stations)
-    notes = [f"{ledger.counts()}", f"fleet disconnects {stats.disconnects}"]
+    result.problems.extend(snapshot)
+    notes = [f"{ledger.counts()}", f"fleet disconnects {dict(stats.disconnects)}",
+             f"simulator errors {dict(stats.internal_errors)}"]
     return Row(scenario.name, scenario.proves, result, recover, notes)
 
 

@@ -3,7 +3,8 @@
 A :class:`Unit` is one process the harness owns (``authz-1``, ``gateway-2``): its command,
 environment, ports and log. The :class:`Supervisor` starts it and, whenever it ends — killed
 (``kill -9``), crashed, or drained by SIGTERM — starts it again with the same command and
-ports after a backoff that doubles up to a cap (CrashLoopBackOff, shortened for tests), as
+ports after a backoff that doubles up to a cap (CrashLoopBackOff, shortened for tests; the first
+again once it ran ``stable_s``), as
 ``restartPolicy: Always`` does. Every restart is counted on the unit and logged.
 """
 
@@ -85,9 +86,11 @@ def _killed_with_parent() -> None:
 class Supervisor:
     """Starts units and restarts each one that ends, until :meth:`stop`."""
 
-    def __init__(self, *, first_backoff_s: float = 0.5, max_backoff_s: float = 5.0) -> None:
+    def __init__(self, *, first_backoff_s: float = 0.5, max_backoff_s: float = 5.0,
+                 stable_s: float = 10.0) -> None:
         self.first_backoff_s = first_backoff_s
         self.max_backoff_s = max_backoff_s
+        self.stable_s = stable_s  # up this long: the next restart waits the first backoff
         self.units: dict[str, Unit] = {}
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -101,11 +104,15 @@ class Supervisor:
 
     async def _keep(self, unit: Unit) -> None:
         backoff = self.first_backoff_s
+        loop = asyncio.get_running_loop()
         while True:
             assert unit.process is not None
+            since = loop.time()
             code = await exited(unit.process.popen)
             if self._stopping.is_set():
                 return
+            if loop.time() - since >= self.stable_s:
+                backoff = self.first_backoff_s
             log.warning("%s exited with %s; restarting it in %.1f s", unit.name, code, backoff)
             try:
                 await asyncio.wait_for(self._stopping.wait(), backoff)

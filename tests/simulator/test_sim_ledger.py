@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
-from sim_helpers import Bench
+from sim_helpers import ANSWERS, Bench
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.typing import Subprotocol
 
+from simulator.fleet import Fleet
 from simulator.ledger import Ledger
+from simulator.plan import FleetPlan
 
 
 def _bench(**config: Any) -> tuple[Bench, Ledger]:
@@ -83,3 +88,38 @@ def test_a_resent_meter_values_repeats_its_reading() -> None:
     assert calls[0][2] == "MeterValues" and calls[0][3] == frame[3]
     (entry,) = ledger.of("MeterValues")
     assert entry.sends == 2 and entry.answered
+
+
+async def test_a_connection_lost_without_a_close_frame_is_reconnected_and_resent() -> None:
+    """Regression: the reason of a connection lost without a close frame (a gateway killed)
+    was read from an attribute the asyncio connection lacks; the AttributeError ended the
+    charger's driver, and the charger never reconnected nor resent its queued messages."""
+    dropped: set[str] = set()
+    ids = itertools.count(1)
+
+    async def handle(ws: ServerConnection) -> None:
+        station = ws.request.path.rsplit("/", 1)[-1] if ws.request else "?"
+        async for text in ws:
+            frame = json.loads(text)
+            if frame[2] == "StartTransaction" and station not in dropped:
+                dropped.add(station)
+                ws.transport.abort()  # gone, unanswered: as a process killed outright
+                return
+            answer = dict(ANSWERS[frame[2]])
+            if frame[2] == "StartTransaction":
+                answer["transactionId"] = next(ids)
+            await ws.send(json.dumps([3, frame[1], answer]))
+
+    async with serve(handle, "127.0.0.1", 0, subprotocols=[Subprotocol("ocpp1.6")]) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        plan = FleetPlan(url=f"ws://127.0.0.1:{port}/ocpp", chargers=2, rate=40, duration_s=2.0,
+                         ramp_s=0.1, meter_values_per_session=1, fail_fast=False,
+                         settle_s=10.0, jitter=False)
+        ledger = Ledger()
+        fleet = Fleet(plan, ledger=ledger)
+        stats = await fleet.run()
+    assert dropped == {"SIM1", "SIM2"}
+    assert stats.disconnects["connection lost"] == 2 and not stats.internal_errors
+    starts = list(ledger.of("StartTransaction"))
+    assert starts and all(entry.answered for entry in starts)
+    assert sorted(entry.sends for entry in starts)[-2:] == [2, 2]  # the dropped ones, resent
