@@ -140,21 +140,7 @@ async def _snapshot(fleet: Fleet, after_s: float, into: list[str]) -> None:
     run is (the run cleans that state up when it ends)."""
     await asyncio.sleep(after_s)
     now = time.monotonic()
-    drivers = {}
-    for task in asyncio.all_tasks():
-        frame = getattr(task.get_coro(), "cr_frame", None)
-        if frame is not None and frame.f_code.co_name == "drive":
-            drivers[id(frame.f_locals.get("self"))] = task
     for link in fleet.links:
-        task = drivers.get(id(link))
-        if link.charger.holds_transaction_messages:
-            import io
-            buf = io.StringIO()
-            if task is None:
-                into.append(f"driver of {link.charger.id} ended")
-            else:
-                task.print_stack(file=buf)
-                into.append(buf.getvalue()[-1500:])
         charger = link.charger
         if charger.holds_transaction_messages:
             out = charger.outstanding
