@@ -11,7 +11,9 @@ the machine:
   own write concern keeps answered writes;
 - two replicas of each service and two gateways, each ``python -m <component>`` as its
   container runs it, kept running by a :class:`~tests.faults.supervisor.Supervisor`;
-- HAProxy in front of the gateways (:mod:`tests.faults.haproxy`): the fleet connects there.
+- HAProxy in front of the gateways (:mod:`tests.faults.haproxy`): the fleet connects there;
+- the second replica of each service reaches RabbitMQ and MongoDB through TCP proxies the
+  harness controls (:mod:`tests.faults.tcp_proxy`: pause, drop, delay).
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from gridlink import components
+from gridlink import components, embedded_db
 from gridlink.database_keeper import EmbeddedDatabase
 from tests.faults.haproxy import start_haproxy
 from tests.faults.supervisor import Supervisor, Unit
+from tests.faults.tcp_proxy import TcpProxy
 from tests.processes import Process, Stack, free_port, wait_until
 from tests.rabbitmq_node import RabbitNode
 
@@ -58,6 +61,8 @@ class Cluster:
     stack: Stack | None = None
     haproxy: Process | None = None
     supervisor: Supervisor = field(default_factory=Supervisor)
+    amqp_proxy: TcpProxy | None = None  # replica 2 of each service -> RabbitMQ
+    mongo_proxy: TcpProxy | None = None  # replica 2 of each service -> MongoDB
     _keeper: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -73,6 +78,10 @@ class Cluster:
         await asyncio.to_thread(self.database.start)
         self._keeper = asyncio.create_task(self.database.keep())
         await broker_started
+        self.amqp_proxy = TcpProxy("127.0.0.1", self.broker.amqp_port)
+        self.mongo_proxy = TcpProxy("127.0.0.1", self.database.port)
+        await self.amqp_proxy.start()
+        await self.mongo_proxy.start()
         namespace = f"glfaults-{uuid.uuid4().hex[:6]}"
         self.stack = Stack(amqp_url=self.broker.amqp_url, mongo_url=self.database.url,
                            namespace=namespace, database="faults", logs=logs,
@@ -98,6 +107,11 @@ class Cluster:
             changes.update(gateway_port=port, http_port=metrics_port)
         else:
             changes["http_port"] = port
+        if component != "gateway" and replica == 2:  # through the proxies
+            assert self.broker is not None and self.amqp_proxy and self.mongo_proxy
+            changes["amqp_url"] = self.broker.amqp_url.replace(
+                f":{self.broker.amqp_port}/", f":{self.amqp_proxy.port}/")
+            changes["mongo_url"] = embedded_db.url(self.mongo_proxy.port)
         if component == "commands":
             changes["files_port"] = self.stack.files_port if replica == 1 else free_port()
         unit = Unit(f"{component}-{replica}", component, [sys.executable, "-m", component],
@@ -113,6 +127,9 @@ class Cluster:
                 await self.haproxy.exit_code(10)
         if self.stack is not None and self.stack._client is not None:
             await self.stack._client.close()
+        for proxy in (self.amqp_proxy, self.mongo_proxy):
+            if proxy is not None:
+                await proxy.stop()
         if self.database is not None:
             await self.database.stop()
         if self._keeper is not None:

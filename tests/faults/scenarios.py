@@ -240,6 +240,29 @@ def command_storm(commands: int = 50) -> Fault:
     return fault
 
 
+async def network_faults(cluster: Cluster, fleet: Fleet, hold_s: float = 5.0) -> Outcome:
+    """Between the second replica of each service and its backends (TCP proxies): every
+    RabbitMQ connection reset; RabbitMQ, then MongoDB, partitioned for ``hold_s`` (nothing
+    flows, connections stay open); MongoDB slowed by 300 ms per chunk for ``hold_s``. The
+    other replica carries on; the chargers resend what timed out meanwhile."""
+    amqp, mongo = cluster.amqp_proxy, cluster.mongo_proxy
+    assert amqp is not None and mongo is not None
+    steps = []
+    amqp.drop()
+    steps.append("amqp reset")
+    for name, proxy in (("amqp", amqp), ("mongo", mongo)):
+        proxy.pause()
+        await asyncio.sleep(hold_s)  # the partition's length, not a synchronisation
+        proxy.resume()
+        steps.append(f"{name} paused {hold_s} s")
+    mongo.delay_s = 0.3
+    await asyncio.sleep(hold_s)  # how long the link stays slow
+    mongo.delay_s = 0.0
+    steps.append(f"mongo delayed 0.3 s for {hold_s} s")
+    return Outcome(notes=[f"network: {', '.join(steps)}; proxied connections "
+                          f"amqp {amqp.connections}, mongo {mongo.connections}"])
+
+
 # --- running one ----------------------------------------------------------------------------
 
 
@@ -351,6 +374,9 @@ def all_scenarios(load: Load = Load()) -> list[Scenario]:
                  "every process reconnects, chargers resend", (restart_broker,), load),
         Scenario("database kill -9", "the embedded database killed and restarted with its "
                  "data: every answered write was journaled", (kill_database,), load),
+        Scenario("network faults", "a service replica's links to RabbitMQ and MongoDB "
+                 "reset, partitioned and slowed: nothing lost, nothing twice",
+                 (network_faults,), load),
         Scenario("duplicate identity", "one station id connecting twice at once through "
                  "both gateways, repeatedly: one session survives, the charger's data is "
                  "kept once", (duplicate_identity,), load),
