@@ -25,6 +25,9 @@ answered by :mod:`simulator.dispatch` with the answer functions of :mod:`simulat
 and :mod:`simulator.security_calls`, which see the charger through the
 :class:`~simulator.answering.AnsweringCharger` protocol.  Its certificates, security log and
 file transfers are its :class:`~simulator.security.SecurityState`.
+
+Long on purpose: one state machine whose transitions share its fields (the outstanding CALL,
+the queue, the registration, the retry hold); what stands alone is already split out.
 """
 
 from __future__ import annotations
