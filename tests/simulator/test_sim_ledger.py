@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 from typing import Any
@@ -10,6 +11,8 @@ from sim_helpers import ANSWERS, Bench
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
+from simulator import cli
+from simulator.charger import Charger
 from simulator.fleet import Fleet
 from simulator.ledger import Ledger
 from simulator.plan import FleetPlan
@@ -123,3 +126,14 @@ async def test_a_connection_lost_without_a_close_frame_is_reconnected_and_resent
     starts = list(ledger.of("StartTransaction"))
     assert starts and all(entry.answered for entry in starts)
     assert sorted(entry.sends for entry in starts)[-2:] == [2, 2]  # the dropped ones, resent
+
+
+def test_the_command_line_sets_the_transaction_message_keys() -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = parser.parse_args(["--url", "ws://x/ocpp", "--chargers", "1",
+                              "--transaction-attempts", "5", "--transaction-retry", "2"])
+    config = cli.plan_from_args(args).charger_config(0)
+    charger = Charger(config)
+    assert charger.configuration.get_int("TransactionMessageAttempts") == 5
+    assert charger.configuration.get_int("TransactionMessageRetryInterval") == 2
