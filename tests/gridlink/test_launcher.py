@@ -82,19 +82,25 @@ async def test_a_dying_child_is_restarted_with_backoff_and_the_others_keep_runni
     process = await launch([child("sleeper", sleeper, 60),
                             ("crashing", [sys.executable, "-c", CRASHING, str(crashing)])])
     assert process.stderr is not None
-    logged = []
-    while len(logged) < 3:  # three restarts, each logged with its count
-        line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
-        assert line, "the launcher ended"
-        if "restarting it" in line:
-            logged.append(line)
-    records = [json.loads(line) for line in logged]
-    assert [(r["component_name"], r["code"], r["restarts"], r["in_s"]) for r in records] == [
-        ("crashing", 3, 1, 0.5), ("crashing", 3, 2, 1.0), ("crashing", 3, 3, 2.0)]
-    assert crashing.read_text().split().count("started") >= 3  # restarted, not given up
-    assert sleeper.read_text() == ""  # untouched meanwhile
-    process.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(process.wait(), 30) == 0
+    try:
+        logged = []
+        while len(logged) < 3:  # three restarts, each logged with its count
+            line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+            assert line, "the launcher ended"
+            if "restarting it" in line:
+                logged.append(line)
+        records = [json.loads(line) for line in logged]
+        assert [(r["component_name"], r["code"], r["restarts"], r["in_s"])
+                for r in records] == [
+            ("crashing", 3, 1, 0.5), ("crashing", 3, 2, 1.0), ("crashing", 3, 3, 2.0)]
+        assert crashing.read_text().split().count("started") >= 3  # restarted, not given up
+        assert not sleeper.exists() or sleeper.read_text() == ""  # untouched meanwhile
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:  # a failure above: leave no launcher behind
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 30)
     assert sleeper.read_text().split() == [str(int(signal.SIGTERM))]  # stopped, once
 
 
