@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench install rabbitmq test-tools clean
+.PHONY: run test lint bench faults install rabbitmq test-tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ lint: install
 
 bench: install rabbitmq
 	$(BIN)/python -m bench
+
+# Fault injection under load (tests/faults): every scenario against a cluster of its own
+# (private RabbitMQ node, embedded database, 2 replicas per service, 2 gateways behind
+# HAProxy), then the table. About 10 minutes.
+faults: install rabbitmq test-tools
+	$(BIN)/python -m tests.faults
 
 clean:
 	rm -rf $(VENV) .gridlink .pytest_cache .ruff_cache

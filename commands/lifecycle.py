@@ -36,6 +36,8 @@ from commands.repository import CommandRepository
 from services import ocpp16
 from services.bus import decode_json
 from services.envelope import (
+    COMMAND_DEADLINE_GRACE_S,
+    COMMAND_SWEEP_S,
     FINAL_STATUSES,
     CallOutcome,
     CommandRequest,
@@ -50,7 +52,7 @@ from services.topology import COMMAND_KEY, outcome_key
 
 log = logging.getLogger("gridlink.commands")
 
-DEADLINE_GRACE_S = 5.0
+DEADLINE_GRACE_S = COMMAND_DEADLINE_GRACE_S
 # CALLRESULT statuses that mean the charger declined the request.
 DECLINED = frozenset({
     "Rejected", "NotSupported", "Failed", "UnknownMessageId", "UnknownVendorId",
@@ -354,4 +356,4 @@ class Lifecycle:
             for document in await runtime.with_store(lambda now=now: repo.expired(now)):
                 await self.finish(document["_id"], "expired", {
                     "error_description": "expired while waiting for the station"}, ["queued"])
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(COMMAND_SWEEP_S)

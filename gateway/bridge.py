@@ -3,8 +3,12 @@ comes back (replies, CSMS calls, takeovers), ask authz at the handshake, follow 
 
 Each gateway process owns one exclusive queue ``{ns}.gateway.{instance}``. While a charger
 is connected here, that queue is bound to ``{ns}.stations`` with the station id as routing
-key; before binding, a :class:`Takeover` is published with the same key so a pod that still
+key; once bound, a :class:`Takeover` is published with the same key so a pod that still
 holds an older connection of the station closes it (newest connection wins across pods).
+Bound first: of two connections of one station attaching at once on two pods, each pod then
+hears the other's takeover, and neither is kept twice (when the takeover went out before the
+binding, both could miss each other and both stay open, each getting the station's CSMS
+calls). A pod ignores the takeovers it published itself (its registry settles its own).
 
 Takeovers go to ``{ns}.takeovers``, which the services bind to ``{ns}.stations``: a gateway
 may not publish to ``{ns}.stations`` itself (its broker user cannot: a gateway facing the
@@ -18,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +50,10 @@ from services.topology import ADMISSION_KEY, HEALTH_KEYS, SEEN_KEY, call_key, ou
 
 log = logging.getLogger("gridlink.gateway.bridge")
 
+#: Own takeovers remembered to recognise their echo (far more than arrive within the echo's
+#: round trip, even in a reconnect storm).
+PUBLISHED_TAKEOVERS_KEPT = 50_000
+
 
 class GatewayBridge:
     def __init__(self, bus: Bus, instance: str, *, health_ttl_s: float,
@@ -62,6 +71,8 @@ class GatewayBridge:
         self._on_backend_change = on_backend_change
         self._queue: AbstractQueue | None = None
         self._bound: set[str] = set()
+        # Sessions this pod published a takeover for (the newest), to ignore their echo.
+        self._published: OrderedDict[str, None] = OrderedDict()
         self.bind_channels = bind_channels
         self._bind_channels: list[AbstractRobustChannel] = []
         self.connect_timeout_s = connect_timeout_s
@@ -161,14 +172,17 @@ class GatewayBridge:
     # --- per-station bindings -------------------------------------------------------------
 
     async def attach(self, station: str, session_id: str, profile: int = 0) -> None:
-        """Tell other pods to let go of ``station``, then route its messages here."""
-        await self.take_over(station, session_id, profile)
+        """Route ``station``'s messages here, then tell other pods to let go of it."""
         if station not in self._bound:
             await self._binding(station, bind=True)
             self._bound.add(station)
+        await self.take_over(station, session_id, profile)
 
     async def take_over(self, station: str, session_id: str, profile: int) -> None:
         """Publish a :class:`Takeover` of ``station`` for this session."""
+        self._published[session_id] = None
+        while len(self._published) > PUBLISHED_TAKEOVERS_KEPT:
+            self._published.popitem(last=False)
         takeover = Takeover(station=station, session=session_id, profile=profile)
         await self.bus.publish(self.topology.takeovers, station, takeover.to_bytes(),
                                persistent=False)
@@ -200,7 +214,9 @@ class GatewayBridge:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
             if message.exchange == self.topology.takeovers:  # any gateway may publish there
-                self._on_station_message(Takeover.model_validate_json(message.body))
+                takeover = Takeover.model_validate_json(message.body)
+                if takeover.session not in self._published:  # its own: back to itself
+                    self._on_station_message(takeover)
             elif message.correlation_id:  # admission answers (late ones are dropped)
                 self._answer_admissions(message.correlation_id, message.body)
             elif message.exchange == self.topology.events:

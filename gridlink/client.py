@@ -16,9 +16,26 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from services.bus import Bus
 from services.clock import utcnow
-from services.envelope import CommandRequest, CommandResult
+from services.envelope import (
+    COMMAND_DEADLINE_GRACE_S,
+    COMMAND_SWEEP_S,
+    CommandRequest,
+    CommandResult,
+)
 from services.settings import Settings
 from services.topology import Topology
+
+#: Beyond the commands service's own bound: the way back through the broker, a busy service.
+RESULT_MARGIN_S = 10.0
+
+
+def result_wait_s(timeout_s: float, expires_in_s: float | None = None) -> float:
+    """How long a requester waits for a command's result: past the latest moment the
+    commands service ends it (its timeout, the deadline grace, one sweep), with a margin.
+    (Waiting only ``timeout_s`` + 5 s gave up on a command whose gateway vanished just
+    before the service's sweep timed it out: no status at all instead of ``timeout``.)"""
+    return (timeout_s + (expires_in_s or 0) + COMMAND_DEADLINE_GRACE_S + COMMAND_SWEEP_S
+            + RESULT_MARGIN_S)
 
 
 def amqp_user(url: str) -> str | None:
@@ -38,8 +55,8 @@ async def send_command(settings: Settings, station: str, action: str, payload: d
                        ) -> CommandResult | None:
     """Send, and wait for the result unless ``wait`` is false (then None).
 
-    Raises TimeoutError when no result comes in time: ``timeout_s`` (+ ``expires_in_s`` for a
-    command that may wait for its station) + 5 s.
+    Raises TimeoutError when no result comes in time (:func:`result_wait_s`: after the
+    commands service's own deadline for it, so a command ends with a status).
     """
     bus = Bus(settings.amqp_url, Topology.from_settings(settings),
               name=f"gridlink-cli-{uuid.uuid4().hex[:8]}", component="cli")
@@ -63,6 +80,6 @@ async def send_command(settings: Settings, station: str, action: str, payload: d
                           user_id=amqp_user(settings.amqp_url))
         if not wait:
             return None
-        return await asyncio.wait_for(result, timeout_s + (expires_in_s or 0) + 5)
+        return await asyncio.wait_for(result, result_wait_s(timeout_s, expires_in_s))
     finally:
         await bus.close()

@@ -5,9 +5,12 @@ SIGTERM/SIGINT is passed on to every child once (each drains gracefully: the chi
 in sessions of their own, so a Ctrl-C at the terminal reaches them only through the
 launcher), and the launcher waits for all of them (:func:`services.shutdown.drain`); a
 second signal is passed on too (the children then exit at once). A launcher killed
-outright takes its children with it (PR_SET_PDEATHSIG). If one child dies the others are
-stopped and the exit code says so; when every child has ended by itself, so does the
-launcher.
+outright takes its children with it (PR_SET_PDEATHSIG). A child that dies (killed, or
+exiting with a failure) is started again, as Kubernetes restarts a container: after a
+backoff that doubles from 0.5 s up to 10 s (and starts over once the child has run 30 s),
+logged with how often that child was restarted; the others keep running meanwhile, so the
+local quick start behaves like the cluster. A child that ends cleanly (exit 0) is not
+restarted; when every child has ended by itself, so does the launcher.
 
 The embedded database is kept too (:mod:`gridlink.database_keeper`): if it dies it is
 started again with the same data directory and port, and the components recover by
@@ -38,7 +41,8 @@ Child = tuple[str, list[str], dict[str, str]]
 
 
 def run_all(settings: Settings) -> int:
-    """Run everything until a signal (or a child's failure) stops it; the exit code."""
+    """Run everything until a signal stops it (a child that dies is restarted); the exit
+    code."""
     data = Path(settings.data_dir)
     data.mkdir(parents=True, exist_ok=True)
     database = None
@@ -93,14 +97,19 @@ async def _run(children: list[Child], banner: tuple[str, ...], code: list[int],
 
 
 async def supervise(children: list[Child], *, banner: tuple[str, ...] = (),
-                    database: EmbeddedDatabase | None = None) -> int:
-    """Start the children, print ``banner``, and run until they have all ended: 0, or 1 when
-    one of them failed (the others are then stopped). ``database`` (started already) is
-    restarted whenever it dies, and stopped once the children have ended."""
+                    database: EmbeddedDatabase | None = None, first_backoff_s: float = 0.5,
+                    max_backoff_s: float = 10.0, stable_s: float = 30.0,
+                    restarts: dict[str, int] | None = None) -> int:
+    """Start the children, print ``banner``, and run until they have all ended (0). A child
+    that dies is started again after a backoff (``first_backoff_s``, doubling up to
+    ``max_backoff_s``; the first again once it ran ``stable_s``), counted in ``restarts``
+    (by name). ``database`` (started already) is restarted whenever it dies, and stopped
+    once the children have ended."""
     started: dict[str, asyncio.subprocess.Process] = {}
     stopping = asyncio.Event()
     received = [signal.SIGTERM]  # the signal to pass on
-    failed = [False]
+    restarted = restarts if restarts is not None else {}
+    loop = asyncio.get_running_loop()
 
     def forward(signum: int) -> None:
         for child in started.values():
@@ -111,28 +120,47 @@ async def supervise(children: list[Child], *, banner: tuple[str, ...] = (),
         received[0] = signal.Signals(signum)
 
     install_signal_handlers(stopping, on_first=on_first, on_second=forward)
-    for name, argv, env in children:
+    async def spawn(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
         # Each child in a session of its own: a Ctrl-C (SIGINT to the terminal's process
         # group) reaches only the launcher, which passes it on once; the child still ends
         # with the launcher if that is killed outright.
-        started[name] = await asyncio.create_subprocess_exec(
+        return await asyncio.create_subprocess_exec(
             *argv, env=env, start_new_session=True, preexec_fn=_end_with_parent)
+
+    for name, argv, env in children:
+        started[name] = await spawn(argv, env)
+        restarted.setdefault(name, 0)
     for line in banner:
         print(line, flush=True)
     running = InFlight()
 
-    async def watch(name: str, child: asyncio.subprocess.Process) -> None:
+    async def watch(name: str, argv: list[str], env: dict[str, str]) -> None:
+        backoff = first_backoff_s
         with running.track():
-            returncode = await child.wait()
-        if returncode != 0 and not stopping.is_set():
-            log.error("component exited; stopping the others",
-                      extra={"component_name": name, "code": returncode})
-            failed[0] = True
-            stopping.set()
+            while True:
+                since = loop.time()
+                returncode = await started[name].wait()
+                if stopping.is_set() or returncode == 0:
+                    break
+                if loop.time() - since >= stable_s:
+                    backoff = first_backoff_s
+                restarted[name] += 1
+                log.error("component exited; restarting it",
+                          extra={"component_name": name, "code": returncode, "in_s": backoff,
+                                 "restarts": restarted[name]})
+                try:
+                    await asyncio.wait_for(stopping.wait(), backoff)
+                    break  # stopping meanwhile: nothing to restart
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, max_backoff_s)
+                started[name] = await spawn(argv, env)
+                if stopping.is_set():  # the signal came while it was starting
+                    started[name].send_signal(received[0])
         if running.count == 0:
             stopping.set()  # every child ended by itself: nothing is left to run
 
-    watchers = [asyncio.create_task(watch(name, child)) for name, child in started.items()]
+    watchers = [asyncio.create_task(watch(name, argv, env)) for name, argv, env in children]
     keeper = asyncio.create_task(database.keep()) if database is not None else None
 
     async def stop_children() -> None:
@@ -145,4 +173,6 @@ async def supervise(children: list[Child], *, banner: tuple[str, ...] = (),
     if database is not None and keeper is not None:
         await database.stop()
         await keeper
-    return 1 if failed[0] else 0
+    if any(restarted.values()):
+        log.warning("components were restarted", extra={"restarts": dict(restarted)})
+    return 0

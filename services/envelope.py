@@ -168,6 +168,12 @@ FINAL_STATUSES: frozenset[str] = frozenset(
     {"accepted", "rejected", "callerror", "timeout", "expired", "offline", "invalid"}
 )
 
+#: A sent command left unanswered (its gateway vanished) is timed out by the commands
+#: service this long after its ``timeout_s``, by a sweep that runs every
+#: :data:`COMMAND_SWEEP_S`: a requester waits at least that long for its result.
+COMMAND_DEADLINE_GRACE_S = 5.0
+COMMAND_SWEEP_S = 1.0
+
 
 class CommandRequest(_Message):
     """What another service publishes to ``{ns}.commands.in`` with routing key ``command``."""

@@ -25,6 +25,9 @@ answered by :mod:`simulator.dispatch` with the answer functions of :mod:`simulat
 and :mod:`simulator.security_calls`, which see the charger through the
 :class:`~simulator.answering.AnsweringCharger` protocol.  Its certificates, security log and
 file transfers are its :class:`~simulator.security.SecurityState`.
+
+Long on purpose: one state machine whose transitions share its fields (the outstanding CALL,
+the queue, the registration, the retry hold); what stands alone is already split out.
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ from typing import Any
 from ocpp.v16 import call
 
 from simulator import dispatch, frames, security_calls
-from simulator.actions import KEPT_OFFLINE_ACTIONS
+from simulator.actions import KEPT_OFFLINE_ACTIONS, TRANSACTION_ACTIONS
 from simulator.charger_config import ChargerConfig
 from simulator.configuration import Configuration, charger_keys
 from simulator.connectors import Connector, Outstanding, PendingCall, Phase, Registration
 from simulator.errors import FrameError
+from simulator.ledger import Ledger
 from simulator.recorder import DISCONNECTED, INVALID, OK, TIMEOUT, NullRecorder, Recorder
 from simulator.security import SENT_EVENTS, SecurityState, Transfer, TransferOutcome
 from simulator.session_script import SessionScript
@@ -58,8 +62,10 @@ class Charger:
         recorder: Recorder | None = None,
         validation: Validation | None = None,
         wall_clock: Callable[[], float] = time.time,
+        ledger: Ledger | None = None,
     ) -> None:
         self.config = config
+        self.ledger = ledger
         self.id = config.charger_id
         self.recorder: Recorder = recorder or NullRecorder()
         self.validation = validation or Validation("all")
@@ -84,6 +90,7 @@ class Charger:
         self._heartbeat_at: float | None = None
         self._reset_requested = False
         self._reconnect_requested = False
+        self._retry_at: float | None = None  # a failed transaction message waits until then
         self._now = 0.0  # the time of the event being handled (result callbacks use it)
         self.script = SessionScript(
             config,
@@ -109,6 +116,7 @@ class Charger:
         self._reconnect_requested = False
         self._boot_at = None
         self._heartbeat_at = None
+        self._retry_at = None  # a new connection: the queue goes out after the boot
         out: list[str] = []
         self._send(self.boot_call(), now, out)
         return out
@@ -158,7 +166,9 @@ class Charger:
         if current is not None and now >= current.deadline:
             self.outstanding = None
             self.recorder.call_done(current.pending.action, now - current.sent_at, TIMEOUT)
-            if current.pending.on_failure is not None:
+            if not self._retry(current.pending, TIMEOUT, now) and (
+                current.pending.on_failure is not None
+            ):
                 current.pending.on_failure(TIMEOUT)
         if self._boot_at is not None and now >= self._boot_at and self.outstanding is None:
             self._boot_at = None
@@ -179,6 +189,7 @@ class Charger:
             for t in (
                 self.outstanding.deadline if self.outstanding else None,
                 self._boot_at,
+                self._retry_at if self.outstanding is None else None,
                 self._heartbeat_at if self.registration is Registration.ACCEPTED else None,
             )
             if t is not None
@@ -194,6 +205,14 @@ class Charger:
             or bool(self.queue)
             or self.registration is not Registration.ACCEPTED
             or self._reset_requested
+        )
+
+    @property
+    def holds_transaction_messages(self) -> bool:
+        """A transaction message is in flight or queued (not yet answered)."""
+        current = self.outstanding
+        return (current is not None and current.pending.action in TRANSACTION_ACTIONS) or any(
+            p.action in TRANSACTION_ACTIONS for p in self.queue
         )
 
     def step(self, now: float) -> list[str]:
@@ -220,6 +239,10 @@ class Charger:
         if self._reconnect_requested:  # once the CALL in flight is answered; the rest waits
             self.wants_close, self.close_reason = True, "new password"
             return
+        if self._retry_at is not None:
+            if now < self._retry_at:
+                return  # TransactionMessageRetryInterval: the queue waits, in order
+            self._retry_at = None
         if self.registration is Registration.ACCEPTED and self.queue:
             self._send(self.queue.popleft(), now, out)
             return
@@ -227,9 +250,18 @@ class Charger:
             self.wants_close, self.close_reason = True, "reset"
 
     def _send(self, pending: PendingCall, now: float, out: list[str]) -> None:
-        payload = frames.to_payload(pending.build())
-        if self.validation.wanted(frames.CALL, pending.action):
-            frames.check(frames.CALL, pending.action, payload)
+        if pending.payload is not None:  # a transaction message sent again: the same one
+            payload = pending.payload
+            if self.ledger is not None and pending.entry is not None:
+                self.ledger.resent(pending.entry)
+        else:
+            payload = frames.to_payload(pending.build())
+            if self.validation.wanted(frames.CALL, pending.action):
+                frames.check(frames.CALL, pending.action, payload)
+            if pending.action in TRANSACTION_ACTIONS:
+                pending.payload = payload
+                if self.ledger is not None:
+                    pending.entry = self.ledger.sent(self.id, pending.action, payload)
         unique_id = str(next(self._ids))
         self.outstanding = Outstanding(unique_id, pending, now, now + self.config.call_timeout_s)
         self.recorder.call_sent(pending.action)
@@ -246,7 +278,9 @@ class Charger:
         if frame[0] == frames.CALLERROR:
             code = frame[2] if len(frame) > 2 and isinstance(frame[2], str) else "GenericError"
             self.recorder.call_done(action, latency, code)
-            if current.pending.on_failure is not None:
+            if not self._retry(current.pending, code, now) and (
+                current.pending.on_failure is not None
+            ):
                 current.pending.on_failure(code)
             return
         payload = frame[2]
@@ -258,8 +292,29 @@ class Charger:
                 current.pending.on_failure(INVALID)
             return
         self.recorder.call_done(action, latency, OK)
+        if self.ledger is not None and current.pending.entry is not None:
+            self.ledger.answered(current.pending.entry, payload)
         if current.pending.on_result is not None:
             current.pending.on_result(payload)
+
+    def _retry(self, pending: PendingCall, outcome: str, now: float) -> bool:
+        """A transaction message that got a CALLERROR or no answer is tried again, first
+        in the queue, after TransactionMessageRetryInterval times the tries so far, until
+        TransactionMessageAttempts tries failed; then it is discarded (OCPP 1.6 §3.7.1,
+        §9.1). False: not retried (not a transaction message, or its last attempt)."""
+        if pending.action not in TRANSACTION_ACTIONS:
+            return False
+        pending.failures += 1
+        if self.ledger is not None and pending.entry is not None:
+            self.ledger.failed(pending.entry, outcome)
+        if pending.failures >= max(self.configuration.get_int("TransactionMessageAttempts", 3), 1):
+            if self.ledger is not None and pending.entry is not None:
+                self.ledger.discarded(pending.entry)
+            return False
+        interval = self.configuration.get_int("TransactionMessageRetryInterval", 60)
+        self.queue.appendleft(pending)
+        self._retry_at = now + max(interval, 0) * pending.failures
+        return True
 
     # --- CSMS-initiated CALLs -----------------------------------------------------------------
 

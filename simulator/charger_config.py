@@ -21,6 +21,8 @@ class ChargerConfig:
     retry_interval_s: float = 10.0
     heartbeat_interval_s: float | None = None  # None: the interval from BootNotification.conf
     meter_interval_s: int = 60  # MeterValueSampleInterval for autonomous transactions
+    transaction_message_attempts: int = 3  # TransactionMessageAttempts
+    transaction_message_retry_s: int = 60  # TransactionMessageRetryInterval
     script: str = "session"  # "session", "authorize" or "heartbeat"
     jitter: bool = False  # random first-session delay and session lengths (desynchronises a fleet)
     # --- security (OCPP 1.6 Security Whitepaper ed. 2) ---

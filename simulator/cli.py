@@ -117,6 +117,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for a CALLRESULT (default 30)",
     )
     advanced.add_argument(
+        "--transaction-attempts",
+        type=_positive_int,
+        default=3,
+        help="TransactionMessageAttempts: tries of a transaction message that gets a "
+        "CALLERROR or no answer before the charger discards it (default 3)",
+    )
+    advanced.add_argument(
+        "--transaction-retry",
+        type=_positive_int,
+        default=60,
+        help="TransactionMessageRetryInterval: seconds, times the tries so far, before "
+        "the next try (default 60)",
+    )
+    advanced.add_argument(
         "--connect-timeout",
         type=_non_negative_float,
         default=30.0,
@@ -211,6 +225,8 @@ def plan_from_args(args: argparse.Namespace) -> FleetPlan:
         id_tag=args.id_tag,
         ramp_s=args.ramp,
         call_timeout_s=args.call_timeout,
+        transaction_message_attempts=args.transaction_attempts,
+        transaction_message_retry_s=args.transaction_retry,
         connect_timeout_s=args.connect_timeout,
         validate=args.validate,
         script=args.mix,

@@ -29,7 +29,11 @@ class Key:
 
 
 def default_keys(
-    connectors: int, heartbeat_interval_s: int, meter_interval_s: int
+    connectors: int,
+    heartbeat_interval_s: int,
+    meter_interval_s: int,
+    transaction_message_attempts: int = 3,
+    transaction_message_retry_s: int = 60,
 ) -> dict[str, Key]:
     """The core-profile keys a simulated charger starts with."""
     return {
@@ -61,8 +65,8 @@ def default_keys(
             readonly=True,
             kind="csv",
         ),
-        "TransactionMessageAttempts": Key("3", kind="int"),
-        "TransactionMessageRetryInterval": Key("60", kind="int"),
+        "TransactionMessageAttempts": Key(str(transaction_message_attempts), kind="int"),
+        "TransactionMessageRetryInterval": Key(str(transaction_message_retry_s), kind="int"),
         "UnlockConnectorOnEVSideDisconnect": Key("true", kind="bool"),
         "WebSocketPingInterval": Key("0", kind="int"),
     }
@@ -93,7 +97,11 @@ def charger_keys(config: ChargerConfig) -> dict[str, Key]:
     """Every key a charger configured by ``config`` starts with."""
     return {
         **default_keys(
-            config.connectors, int(config.heartbeat_interval_s or 0), config.meter_interval_s
+            config.connectors,
+            int(config.heartbeat_interval_s or 0),
+            config.meter_interval_s,
+            config.transaction_message_attempts,
+            config.transaction_message_retry_s,
         ),
         **security_keys(config.security_profile, config.authorization_key, config.cpo_name),
     }

@@ -128,7 +128,7 @@ def backoff(attempt: int) -> float:
 
 def close_reason(ws: ClientConnection) -> str:
     """Why the server side ended a connection: its close code, or a lost connection."""
-    received = ws.close_rcvd
+    received = ws.protocol.close_rcvd  # the asyncio connection has no close_rcvd of its own
     if received is not None:
         return f"closed by server {received.code}"
     return "connection lost"

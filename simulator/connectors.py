@@ -59,12 +59,21 @@ class Connector:
 
 @dataclass(slots=True)
 class PendingCall:
-    """A CALL waiting its turn; the payload is built when it is sent."""
+    """A CALL waiting its turn; the payload is built when it is first sent.
+
+    A transaction message keeps the payload it was first sent with (``payload``): a resend
+    is the same message (OCPP 1.6 §3.7), not a new reading.  ``failures`` counts the tries
+    that got a CALLERROR or no answer (``TransactionMessageAttempts``); ``entry`` is its
+    line in the charger's :class:`~simulator.ledger.Ledger`, if it keeps one.
+    """
 
     action: str
     build: Callable[[], Any]
     on_result: Callable[[dict[str, Any]], None] | None = None
     on_failure: Callable[[str], None] | None = None
+    payload: dict[str, Any] | None = None
+    failures: int = 0
+    entry: Any = None
 
 
 @dataclass(slots=True)

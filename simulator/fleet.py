@@ -45,6 +45,7 @@ from simulator import credentials
 from simulator.charger import Charger
 from simulator.connections import connect_failure_reason, is_definite
 from simulator.errors import Unreachable
+from simulator.ledger import Ledger
 from simulator.link import ChargerLink, Shared
 from simulator.pacer import Pacer
 from simulator.plan import FleetPlan
@@ -71,6 +72,7 @@ class Fleet:
         *,
         progress: TextIO | None = None,
         on_all_accepted: Callable[[], None] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         if plan.profile not in PROFILES:
             raise ValueError(f"profile must be one of {', '.join(PROFILES)}")
@@ -80,6 +82,7 @@ class Fleet:
         self.validation = Validation(plan.validate)
         self._progress = ProgressLine(progress) if progress is not None else None
         self._on_all_accepted = on_all_accepted
+        self.ledger = ledger  # what the chargers sent and were answered (simulator.ledger)
         self._stopping = False
         self._stop = asyncio.Event()
         self.links: list[ChargerLink] = []
@@ -114,7 +117,7 @@ class Fleet:
         roots = _read_text(plan.ca_file) if plan.ca_file else ""
         for index in range(plan.chargers):
             config = plan.charger_config(index, passwords=passwords, central_system_roots=roots)
-            charger = Charger(config, self.stats, self.validation)
+            charger = Charger(config, self.stats, self.validation, ledger=self.ledger)
             url = plan.charger_url(config.charger_id)
             link = ChargerLink(
                 charger, url, plan.source_address(index), shared, plan.client_files(index)
@@ -140,6 +143,11 @@ class Fleet:
         )
         try:
             self.end_reason = await self._watch(end)
+            if pacer is not None:
+                pacer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pacer
+            await self._settle()
         finally:
             self._stopping = True
             if pacer is not None:
@@ -151,7 +159,11 @@ class Fleet:
             await self._close_all()
             for task in [*drivers, *shared.tasks]:
                 task.cancel()
-            await asyncio.gather(*drivers, *shared.tasks, return_exceptions=True)
+            ended = await asyncio.gather(*drivers, *shared.tasks, return_exceptions=True)
+            for outcome in ended[: len(drivers)]:  # a driver that died: a charger lost
+                if isinstance(outcome, Exception):
+                    what = f"driver: {type(outcome).__name__}: {outcome}"
+                    self.stats.internal_errors[what[:120]] += 1
             for link in self.links:
                 if link.timer is not None:
                     link.timer.cancel()
@@ -184,6 +196,15 @@ class Fleet:
                 self._progress.print(stats, now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=min(0.05, max(end - now, 0)))
+
+    async def _settle(self) -> None:
+        """``settle_s`` more for the transaction messages still queued or in flight: the
+        chargers keep reconnecting and resending them (nothing new is paced)."""
+        deadline = clock() + self.plan.settle_s
+        while clock() < deadline and any(  # noqa: ASYNC110 - bounded poll at the end
+            link.charger.holds_transaction_messages for link in self.links
+        ):
+            await asyncio.sleep(0.05)
 
     async def _drain(self) -> None:
         """Give outstanding CALLs a short grace to be answered; count the rest as unanswered."""

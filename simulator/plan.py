@@ -47,6 +47,9 @@ class FleetPlan:
     fail_fast: bool = True  # give up if nothing connects: refused/4xx, or all failed twice
     jitter: bool = True  # desynchronise sessions (random first delay and session lengths)
     start_at: float | None = None  # time.monotonic() to start at (aligns worker processes)
+    transaction_message_attempts: int = 3  # TransactionMessageAttempts of every charger
+    transaction_message_retry_s: int = 60  # TransactionMessageRetryInterval
+    settle_s: float = 0.0  # after duration_s: time to deliver the transaction messages left
     # --- security profiles (OCPP 1.6 Security Whitepaper ed. 2, section 2) ---
     password: str | None = None  # HTTP Basic password template ({n}, {id}): profiles 1, 2
     password_file: str | None = None  # lines "ID PASSWORD" (override ``password``)
@@ -128,6 +131,8 @@ class FleetPlan:
             connectors=self.connectors,
             id_tag=self.id_tag_for(index),
             call_timeout_s=self.call_timeout_s,
+            transaction_message_attempts=self.transaction_message_attempts,
+            transaction_message_retry_s=self.transaction_message_retry_s,
             meter_values_per_session=self.meter_values_per_session,
             heartbeat_interval_s=self.heartbeat_interval_s,
             script=self.script if self.profile == "realistic" else "session",

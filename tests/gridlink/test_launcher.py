@@ -1,6 +1,7 @@
 """``gridlink run all``'s supervision, with small child processes standing in for the
-components: a signal reaches every child once, a failing child stops the others, and the
-launcher ends when its children have."""
+components: a signal reaches every child once, a dying child is restarted (with backoff,
+logged and counted) while the others keep running, and the launcher ends when its children
+have."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ sys.exit(int(sys.argv[3]))
 LAUNCHER = """
 import asyncio, json, sys
 from gridlink.launcher import supervise
+from services import logs
+logs.configure("launcher", "INFO")
 children = [(name, argv, {}) for name, argv in json.loads(sys.argv[1])]
 sys.exit(asyncio.run(supervise(children, banner=("started",))))
 """
@@ -64,10 +67,40 @@ async def test_the_launcher_ends_when_its_children_end(tmp_path: Path) -> None:
     assert await asyncio.wait_for(process.wait(), 30) == 0
 
 
-async def test_a_failing_child_stops_the_others_and_fails_the_launcher(tmp_path: Path) -> None:
-    sleeper, failing = tmp_path / "sleeper", tmp_path / "failing"
-    process = await launch([child("sleeper", sleeper, 60), child("failing", failing, 0.5, 3)])
-    assert await asyncio.wait_for(process.wait(), 30) == 1
+#: A child that notes each of its starts in its file and exits 3 at once (a crash loop).
+CRASHING = """
+import pathlib, sys
+with pathlib.Path(sys.argv[1]).open("a") as f:
+    f.write("started\\n")
+sys.exit(3)
+"""
+
+
+async def test_a_dying_child_is_restarted_with_backoff_and_the_others_keep_running(
+        tmp_path: Path) -> None:
+    sleeper, crashing = tmp_path / "sleeper", tmp_path / "crashing"
+    process = await launch([child("sleeper", sleeper, 60),
+                            ("crashing", [sys.executable, "-c", CRASHING, str(crashing)])])
+    assert process.stderr is not None
+    try:
+        logged = []
+        while len(logged) < 3:  # three restarts, each logged with its count
+            line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+            assert line, "the launcher ended"
+            if "restarting it" in line:
+                logged.append(line)
+        records = [json.loads(line) for line in logged]
+        assert [(r["component_name"], r["code"], r["restarts"], r["in_s"])
+                for r in records] == [
+            ("crashing", 3, 1, 0.5), ("crashing", 3, 2, 1.0), ("crashing", 3, 3, 2.0)]
+        assert crashing.read_text().split().count("started") >= 3  # restarted, not given up
+        assert not sleeper.exists() or sleeper.read_text() == ""  # untouched meanwhile
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:  # a failure above: leave no launcher behind
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 30)
     assert sleeper.read_text().split() == [str(int(signal.SIGTERM))]  # stopped, once
 
 

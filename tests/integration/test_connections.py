@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -95,3 +96,26 @@ async def test_metrics_on_a_separate_port_stay_off_the_public_one(stack: Stack) 
     finally:
         stack.gateways.remove(gateway)
         assert await stack.stop_process(gateway) == 0
+async def test_one_station_connecting_to_two_gateways_at_once_keeps_one_session(
+        stack: Stack) -> None:
+    """Regression (found by the duplicate-identity fault scenario): each gateway published
+    its takeover before binding the station, so two connections attaching at once could
+    miss each other's takeover and both stay open, each receiving the station's calls."""
+    second = await stack.start_gateway()
+    try:
+        station = new_id("TWIN")
+        await add_station(stack, station)
+        urls = [stack.gateway_url, f"ws://127.0.0.1:{second.port}/ocpp"]
+        for _ in range(6):
+            async with contextlib.AsyncExitStack() as exits:
+                twins = await asyncio.gather(*(exits.enter_async_context(
+                    Charger.connect(url, station)) for url in urls))
+                # However the race goes, the gateways close all but (at most) one of them.
+                async with asyncio.timeout(15):
+                    while sum(1 for t in twins if t.ws.close_code is None) > 1:
+                        await asyncio.wait([asyncio.create_task(t.ws.wait_closed())
+                                            for t in twins if t.ws.close_code is None],
+                                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stack.gateways.remove(second)
+        assert await stack.stop_process(second) == 0

@@ -1,8 +1,9 @@
-"""Answered means durable: a fleet keeps a ledger of every CALLRESULT it got; the database is
-killed outright (``kill -9``) under that load and restarted with its data directory (by the
-keeper ``gridlink run all`` uses); the services recover by themselves, the chargers resend
-what was never answered (OCPP 1.6 §3.7), and every answered StartTransaction, MeterValues
-sample and StopTransaction is stored — once.
+"""Answered means durable: a simulated fleet (GridLink's simulator, keeping a ledger of every
+CALLRESULT it got: simulator/ledger.py) runs charging sessions; the database is killed
+outright (``kill -9``) under that load and restarted with its data directory (by the keeper
+``gridlink run all`` uses); the services recover by themselves, the chargers resend what was
+never answered (OCPP 1.6 §3.7), and every answered StartTransaction, MeterValues sample and
+StopTransaction is stored — once (tests/faults/reconcile.py).
 
 The server runs *without* ``--sync-on-commit`` here, so nothing but GridLink's own write
 concern (``j: true`` on every write and bulk write, services/store.py) keeps an answered write
@@ -12,129 +13,24 @@ on disk: with ``GRIDLINK_MONGO_JOURNAL=false`` this test loses answered messages
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import signal
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from gridlink.database_keeper import EmbeddedDatabase
-from tests.charger import Charger, now
-from tests.helpers import add_station, add_tag, delete_namespace, new_id, new_tag
-from tests.processes import Stack, free_port
+from simulator import Fleet, FleetPlan
+from simulator.ledger import Ledger
+from tests.faults.reconcile import reconcile
+from tests.helpers import add_station, add_tag, delete_namespace
+from tests.processes import Stack, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
 STATIONS = 10
-SESSIONS = 6  # per station: StartTransaction, 2 MeterValues, StopTransaction each
-SAMPLES = 2
-KILL_AFTER = 40  # answers in the ledger when the database is killed (mid-load)
-ANSWER_WAIT_S = 3.0  # a charger's wait for an answer before it resends (on a new connection)
-
-
-@dataclass
-class Ledger:
-    """Every answer the fleet got, as the chargers would keep it."""
-
-    starts: dict[tuple[str, int], int] = field(default_factory=dict)  # (station, n) -> tx
-    samples: list[tuple[str, int, str]] = field(default_factory=list)  # station, tx, value
-    stops: dict[int, int] = field(default_factory=dict)  # tx -> meterStop
-    refused: list[tuple[str, str, Any]] = field(default_factory=list)  # not Accepted/errors
-    answered: int = 0
-    resent: int = 0
-    killed_at: int | None = None  # answers before the kill
-    kill: Callable[[], None] | None = None  # the database's kill -9
-    killed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def note(self) -> None:
-        """One more answer; the KILL_AFTER-th kills the database at once (the writes
-        answered just now are the ones a crash would lose)."""
-        self.answered += 1
-        if self.answered == KILL_AFTER and self.kill is not None:
-            self.kill()
-            self.killed_at = self.answered
-            self.killed.set()
-
-
-class LedgerCharger:
-    """One station: reconnects when its connection is closed and resends a transaction
-    message until it gets its CALLRESULT (a new unique id each time, as chargers do)."""
-
-    def __init__(self, url: str, station: str, ledger: Ledger) -> None:
-        self.url, self.station, self.ledger = url, station, ledger
-        self._exit = contextlib.AsyncExitStack()
-        self.charger: Charger | None = None
-
-    async def _connected(self) -> Charger:
-        while self.charger is None:
-            try:
-                self.charger = await self._exit.enter_async_context(
-                    Charger.connect(self.url, self.station, open_timeout=5))
-            except (OSError, InvalidHandshake, TimeoutError):
-                await asyncio.sleep(0.2)  # the gateway refuses handshakes during an outage
-        return self.charger
-
-    async def _drop(self) -> None:
-        self.charger = None
-        await self._exit.aclose()
-        self._exit = contextlib.AsyncExitStack()
-
-    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Send until answered; a CALLERROR is kept in the ledger and fails the test."""
-        first = True
-        while True:
-            charger = await self._connected()
-            if not first:
-                self.ledger.resent += 1
-            first = False
-            unique_id = uuid.uuid4().hex
-            try:
-                frame = await charger.send_raw(json.dumps([2, unique_id, action, payload]),
-                                               unique_id, timeout=ANSWER_WAIT_S)
-            except (TimeoutError, ConnectionClosed):
-                await self._drop()
-                continue
-            assert frame is not None
-            if frame[0] != 3:
-                self.ledger.refused.append((self.station, action, frame))
-                raise AssertionError(f"{self.station}: {action} answered {frame}")
-            self.ledger.note()
-            return frame[2]  # type: ignore[no-any-return]
-
-    async def run(self, tag: str) -> None:
-        try:
-            await self.call("BootNotification", {"chargePointVendor": "Ledger",
-                                                 "chargePointModel": "L1"})
-            for n in range(SESSIONS):
-                meter = n * 1000
-                answer = await self.call("StartTransaction", {
-                    "connectorId": 1, "idTag": tag, "meterStart": meter, "timestamp": now()})
-                tx = int(answer["transactionId"])
-                self.ledger.starts[(self.station, n)] = tx
-                if answer["idTagInfo"]["status"] != "Accepted":
-                    self.ledger.refused.append((self.station, "StartTransaction", answer))
-                for k in range(1, SAMPLES + 1):
-                    value = str(meter + k * 10)
-                    await self.call("MeterValues", {
-                        "connectorId": 1, "transactionId": tx, "meterValue": [{
-                            "timestamp": now(), "sampledValue": [{
-                                "value": value, "measurand": "Energy.Active.Import.Register",
-                                "unit": "Wh"}]}]})
-                    self.ledger.samples.append((self.station, tx, value))
-                stop = meter + 500
-                await self.call("StopTransaction", {
-                    "transactionId": tx, "meterStop": stop, "timestamp": now(),
-                    "reason": "Local"})
-                self.ledger.stops[tx] = stop
-        finally:
-            await self._drop()
+KILL_AFTER = 40  # transaction messages answered when the database is killed (mid-load)
 
 
 async def test_every_answered_message_survives_a_database_crash(amqp_url: str,
@@ -150,41 +46,31 @@ async def test_every_answered_message_survives_a_database_crash(amqp_url: str,
     try:
         await stack.start_services()
         await stack.start_gateway()
-        stations = [new_id("DUR") for _ in range(STATIONS)]
-        tags = [new_tag("D") for _ in stations]
-        for station, tag in zip(stations, tags, strict=True):
+        run = uuid.uuid4().hex[:5].upper()
+        plan = FleetPlan(url=stack.gateway_url, chargers=STATIONS, rate=25.0,
+                         duration_s=12.0, ramp_s=1.0, id_prefix=f"DUR{run}-",
+                         id_tag=f"D{run}{{n}}", meter_values_per_session=2, call_timeout_s=3.0,
+                         connect_timeout_s=5.0, fail_fast=False, settle_s=90.0,
+                         transaction_message_attempts=40, transaction_message_retry_s=1)
+        stations = [plan.charger_id(i) for i in range(STATIONS)]
+        for index, station in enumerate(stations):
             await add_station(stack, station)
-            await add_tag(stack, tag)
+            await add_tag(stack, plan.id_tag_for(index))
         victim = database.process
         assert victim is not None
-        ledger = Ledger(kill=lambda: os.kill(victim.pid, signal.SIGKILL))
-        fleet = [asyncio.create_task(LedgerCharger(stack.gateway_url, station, ledger)
-                                     .run(tag)) for station, tag in zip(stations, tags,
-                                                                        strict=True)]
-        await asyncio.wait_for(ledger.killed.wait(), 30)  # mid-load
-        await asyncio.wait_for(asyncio.gather(*fleet), 90)  # they finish by themselves
+        ledger = Ledger()
+        fleet = asyncio.create_task(Fleet(plan, ledger=ledger).run())
+        await wait_for(lambda: ledger.answers >= KILL_AFTER, timeout=60, what="load")
+        killed_at = ledger.answers
+        os.kill(victim.pid, signal.SIGKILL)  # the writes answered just now are at risk
+        await asyncio.wait_for(fleet, 150)  # they finish by themselves
         assert database.restarts == 1 and victim.returncode == -signal.SIGKILL
-        assert ledger.killed_at is not None and ledger.answered > ledger.killed_at
-        assert ledger.refused == []
-
-        db = stack.db()
-        assert len(ledger.starts) == STATIONS * SESSIONS
-        for (station, n), tx in ledger.starts.items():
-            stored = await db.transactions.find_one({"_id": tx})
-            assert stored is not None, f"answered StartTransaction {tx} is not stored"
-            assert (stored["station"], stored["meter_start"]) == (station, n * 1000)
-            assert stored.get("stop") is not None, f"answered StopTransaction {tx} lost"
-            assert stored["stop"]["meter_stop"] == ledger.stops[tx]
-        for station in stations:  # once: a resent start found the one its first made
-            assert await db.transactions.count_documents({"station": station}) == SESSIONS
-        assert await db.orphan_stops.count_documents({"station": {"$in": stations}}) == 0
-        assert len(ledger.samples) == STATIONS * SESSIONS * SAMPLES
-        for station, tx, value in ledger.samples:
-            assert await db.meter_values.count_documents(
-                {"station": station, "transaction_id": tx, "value": value}) == 1, \
-                f"answered MeterValues sample {value} of {tx} is not stored once"
-        print(f"answered {ledger.answered} ({ledger.killed_at} before the kill), "
-              f"resent {ledger.resent}")
+        assert ledger.answers > killed_at
+        assert ledger.of("StartTransaction", answered=True), "no session was answered"
+        result = await reconcile(ledger, stack.db(), stations)
+        assert result.problems == [], result.problems[:20]
+        assert result.clean and result.transactions > 0
+        print(f"{ledger.counts()}, {killed_at} answered before the kill")
     finally:
         await stack.stop()
         await database.stop()
