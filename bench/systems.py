@@ -99,6 +99,8 @@ class GridLink:
     namespace: str
     db_name: str
     processes: dict[str, Process] = field(default_factory=dict)
+    #: component -> its /metrics URL (the services: the gateway sends no database command)
+    metrics: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -136,6 +138,8 @@ def gridlink(
             "GRIDLINK_GATEWAY_HOST": "127.0.0.1",
             "GRIDLINK_GATEWAY_PORT": str(stack.gateway_port),
             "GRIDLINK_LOG_LEVEL": "WARNING",
+            # round trips per collection, command and action (bench/db_commands.py)
+            "GRIDLINK_DB_COMMAND_STATS": "true",
         }
         | (extra_env or {})
     )
@@ -161,6 +165,8 @@ def gridlink(
                 },
                 logs,
             )
+            if component != "gateway":
+                stack.metrics[component] = f"http://127.0.0.1:{port}/metrics"
             probe = (
                 f"http://127.0.0.1:{stack.gateway_port}/readyz"
                 if component == "gateway"
