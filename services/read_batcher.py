@@ -54,7 +54,8 @@ class ReadBatcher:
         async for document in self.db[collection].find(query, projection=shown):
             for value in _values_at(document, field):
                 by_value.setdefault(value, []).append(document)
-        return [list(by_value.get(value, [])) for value in values]
+        # each caller its own (shallow) copies: a handler may update what it was given
+        return [[dict(found) for found in by_value.get(value, [])] for value in values]
 
 
 def _values_at(document: Document, field: str) -> list[Any]:

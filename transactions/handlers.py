@@ -80,7 +80,7 @@ def build_router(repo: TransactionRepository) -> Router:
                     "station": ctx.station, "transaction_id": request.transaction_id,
                     "energy_wh": energy, "flags": flags})
             if "start_key" in transaction:  # again on a redelivery: idempotent
-                await repo.sessions.release(transaction["start_key"])
+                await repo.sessions.free(transaction["start_key"])
             connector = int(transaction["connector"])
             samples = {"transaction_id": request.transaction_id}
             ctx.emit("transaction.stopped", {
