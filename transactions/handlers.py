@@ -31,6 +31,7 @@ def build_router(repo: TransactionRepository) -> Router:
                                 ) -> call_result.StartTransaction:
         started = await starts.start(repo, request, ctx)
         transaction = started.transaction
+        repo.remember_station(transaction["_id"], transaction["station"])
         ctx.emit("transaction.started", {
             "station": ctx.station, "connector": transaction["connector"],
             "transaction_id": transaction["_id"], "id_tag": transaction["id_tag"],

@@ -212,10 +212,17 @@ class TransactionRepository:
                                           projection={"station": 1})
         if found is None:
             return None
-        self._stations[transaction_id] = station = str(found["station"])
+        station = str(found["station"])
+        self.remember_station(transaction_id, station)
+        return station
+
+    def remember_station(self, transaction_id: int, station: str) -> None:
+        """Note a transaction's station (it never changes): its StartTransaction just
+        stored it, so its MeterValues need not read it back."""
+        self._stations[transaction_id] = station
+        self._stations.move_to_end(transaction_id)
         if len(self._stations) > STATION_CACHE_SIZE:
             self._stations.popitem(last=False)
-        return station
 
     async def record_stop(self, transaction_id: int, stop: dict[str, Any],
                           energy_wh: int | None, flags: list[str]) -> bool:

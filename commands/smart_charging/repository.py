@@ -109,8 +109,12 @@ class ProfileRepository:
         await self.profiles.delete_one({"_id": key})
 
     async def end_with_transaction(self, transaction_id: int) -> None:
-        await self.profiles.delete_many({"purpose": "TxProfile",
-                                         "transaction_id": transaction_id})
+        """Forget the TxProfiles of a stopped transaction. Every stop asks and almost none
+        has one: a lookup shared with concurrent stops, a delete only when there is one."""
+        if await self.reads.find(CHARGING_PROFILES, "transaction_id", transaction_id,
+                                 where={"purpose": "TxProfile"}, projection={"transaction_id": 1}):
+            await self.profiles.delete_many({"purpose": "TxProfile",
+                                             "transaction_id": transaction_id})
 
     async def forget_pending_before(self, cutoff: datetime) -> None:
         await self.profiles.delete_many({"pending": True, "sent_at": {"$lt": cutoff}})
