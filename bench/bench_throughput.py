@@ -211,12 +211,14 @@ def run(
     fixed_rate: float = 200.0,
     ladder: tuple[int, ...] = LADDER,
     profile: bool = False,
+    on_disk: bool = False,
 ) -> Path:
-    """Run the benchmark; write bench/results/throughput.md (and profile.md with ``profile``)."""
+    """Run the benchmark; write bench/results/throughput.md (and profile.md with ``profile``).
+    ``on_disk``: the database keeps a journal on disk, as in production (both systems)."""
     logs = processes.logs_dir()
     measured: dict[str, dict[str, Any]] = {}
     names = ["GridLink", "baseline"] if systems.gridlink_available() else ["baseline"]
-    with systems.database(logs) as db:
+    with systems.database(logs, on_disk=on_disk) as db:
         ceiling = database_ceiling.measure(db)
         for name in names:
             measured[name] = _measure(
