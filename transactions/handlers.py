@@ -7,6 +7,7 @@ check of what a charger reports prevents its answer: surprising values are store
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -62,7 +63,10 @@ def build_router(repo: TransactionRepository) -> Router:
             "id_tag": request.id_tag,
             "received_at": ctx.received_at,
         }
-        transaction = await repo.find_transaction(request.transaction_id)
+        # the answer's idTagInfo is looked up alongside the transaction, not after the stop
+        transaction, info = await asyncio.gather(
+            repo.find_transaction(request.transaction_id),
+            _tag_info(repo, request.id_tag, ctx))
         samples: dict[str, Any] = {}
         if transaction is None or transaction["station"] != ctx.station:
             await repo.record_orphan_stop(ctx.station, stop)
@@ -92,7 +96,6 @@ def build_router(repo: TransactionRepository) -> Router:
             await _store_samples(repo, sample_documents(
                 ctx.station, connector, meter_values=request.transaction_data,
                 received_at=ctx.received_at, **samples))
-        info = await repo.id_tag_info(request.id_tag, ctx.received_at) if request.id_tag else None
         return call_result.StopTransaction(id_tag_info=info)
 
     @router.on("MeterValues")
@@ -132,6 +135,12 @@ def build_router(repo: TransactionRepository) -> Router:
         return call_result.StatusNotification()
 
     return router
+
+
+async def _tag_info(repo: TransactionRepository, id_tag: str | None,
+                    ctx: CallContext) -> dict[str, Any] | None:
+    """A StopTransaction's idTagInfo: only when the stop names a tag."""
+    return await repo.id_tag_info(id_tag, ctx.received_at) if id_tag else None
 
 
 def _detached(transaction_id: int, owner: Document | str | None) -> dict[str, Any]:
