@@ -100,4 +100,4 @@ def run(runs: int = 7, import_tags: int = 5000) -> Path:
         f"GridLink's settings. CPU count of this machine: {os.cpu_count()}."
     )
     return results.write("cli", "gridlink command start-up", body,
-                         database=systems.Database.description, notes=notes)
+                         database=systems.IN_MEMORY, notes=notes)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import database_ceiling, processes, results, systems, throughput_report
+from bench import database_ceiling, db_commands, processes, results, systems, throughput_report
 from bench.fleet_runner import FleetProcess
 from simulator.plan import FleetPlan
 
@@ -29,13 +29,20 @@ P99_LIMIT_MS = throughput_report.P99_LIMIT_MS
 LIGHT_RATE = throughput_report.LIGHT_RATE
 
 
+#: component -> /metrics URL of the system being measured (GridLink's services; none for
+#: the baseline, whose one process reports no command statistics)
+_METRICS: dict[str, str] = {}
+
+
 @contextlib.contextmanager
 def _system(
     name: str, db: systems.Database, logs: Path
 ) -> Iterator[tuple[str, list[processes.Process], str]]:
     """Start GridLink or the baseline; yield (url, processes to sample, database name)."""
+    _METRICS.clear()
     if name == "GridLink":
         with systems.gridlink(db, logs) as stack:
+            _METRICS.update(stack.metrics)
             yield stack.url, list(stack.processes.values()), stack.db_name
     else:
         with systems.baseline(db, logs) as server:
@@ -68,10 +75,12 @@ def _window(
     fleet.mark()
     cpu_before, machine_before = _cpu_seconds(pids), processes.machine_cpu()
     ops_before = db.opcounters()
+    commands_before = db_commands.scrape(_METRICS)
     time.sleep(seconds)
     window = fleet.window()
     cpu_after, machine_after = _cpu_seconds(pids), processes.machine_cpu()
     ops_after = db.opcounters()
+    window["db_commands"] = db_commands.delta(commands_before, db_commands.scrape(_METRICS))
     ops = {k: ops_after.get(k, 0) - ops_before.get(k, 0) for k in ops_after}
     answered = max(window["overall"]["answered"], 1)
     window["db_ops_per_msg"] = sum(ops.values()) / answered
@@ -202,12 +211,14 @@ def run(
     fixed_rate: float = 200.0,
     ladder: tuple[int, ...] = LADDER,
     profile: bool = False,
+    on_disk: bool = False,
 ) -> Path:
-    """Run the benchmark; write bench/results/throughput.md (and profile.md with ``profile``)."""
+    """Run the benchmark; write bench/results/throughput.md (and profile.md with ``profile``).
+    ``on_disk``: the database keeps a journal on disk, as in production (both systems)."""
     logs = processes.logs_dir()
     measured: dict[str, dict[str, Any]] = {}
     names = ["GridLink", "baseline"] if systems.gridlink_available() else ["baseline"]
-    with systems.database(logs) as db:
+    with systems.database(logs, on_disk=on_disk) as db:
         ceiling = database_ceiling.measure(db)
         for name in names:
             measured[name] = _measure(

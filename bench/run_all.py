@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storm", type=int, default=10000)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument(
+        "--db-on-disk",
+        action="store_true",
+        help="throughput: SecantusDB on disk with its journal (GridLink's j:true writes wait "
+        "for an fsync, as in production) instead of in memory (no journal)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="py-spy every process during the throughput benchmark's fixed-rate window "
@@ -82,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                     fixed_s=6 if args.quick else 15,
                     ladder=(100, 200, 400) if args.quick else bench_throughput.LADDER,
                     profile=args.profile,
+                    on_disk=args.db_on_disk,
                 )
             )
         elif name == "storm":

@@ -27,6 +27,11 @@ from bench.processes import (
 from gridlink import components
 from services.settings import embedded_mongo_url
 
+IN_MEMORY = ("SecantusDB (MongoDB wire protocol, in-memory WiredTiger: no journal, so "
+             "j:true costs nothing), one local process")
+ON_DISK = ("SecantusDB (MongoDB wire protocol, on-disk WiredTiger with its journal: a j:true "
+           "write waits for an fsync), one local process")
+
 
 @dataclass
 class Database:
@@ -34,12 +39,15 @@ class Database:
 
     process: Process
     port: int
+    on_disk: bool = False
 
     @property
     def url(self) -> str:
         return embedded_mongo_url(self.port)
 
-    description = "SecantusDB (MongoDB wire protocol, in-memory WiredTiger), one local process"
+    @property
+    def description(self) -> str:
+        return ON_DISK if self.on_disk else IN_MEMORY
 
     def opcounters(self) -> dict[str, int]:
         """The server's ``serverStatus.opcounters`` (insert, query, update, delete, command...)."""
@@ -59,9 +67,12 @@ def secantus_path() -> str:
 
 
 @contextlib.contextmanager
-def database(logs: Path) -> Iterator[Database]:
-    """A fresh in-memory SecantusDB on a free port, stopped afterwards."""
+def database(logs: Path, *, on_disk: bool = False) -> Iterator[Database]:
+    """A fresh SecantusDB on a free port, stopped afterwards: in memory (no journal: a
+    ``j: true`` write is acknowledged as fast as any), or ``on_disk`` in the logs directory
+    with its journal, as a production server keeps one (``j: true`` waits for an fsync)."""
     port = free_port()
+    storage = str(logs / f"secantus-{port}") if on_disk else ":memory:"
     process = start(
         "secantusd",
         [
@@ -71,7 +82,7 @@ def database(logs: Path) -> Iterator[Database]:
             "--port",
             str(port),
             "--storage-path",
-            ":memory:",
+            storage,
             "--log-level",
             "WARNING",
         ],
@@ -80,7 +91,7 @@ def database(logs: Path) -> Iterator[Database]:
     )
     try:
         wait_until(lambda: port_open(port), 60, "SecantusDB", process)
-        yield Database(process, port)
+        yield Database(process, port, on_disk)
     finally:
         process.stop()
 
@@ -99,6 +110,8 @@ class GridLink:
     namespace: str
     db_name: str
     processes: dict[str, Process] = field(default_factory=dict)
+    #: component -> its /metrics URL (the services: the gateway sends no database command)
+    metrics: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -136,6 +149,8 @@ def gridlink(
             "GRIDLINK_GATEWAY_HOST": "127.0.0.1",
             "GRIDLINK_GATEWAY_PORT": str(stack.gateway_port),
             "GRIDLINK_LOG_LEVEL": "WARNING",
+            # round trips per collection, command and action (bench/db_commands.py)
+            "GRIDLINK_DB_COMMAND_STATS": "true",
         }
         | (extra_env or {})
     )
@@ -161,6 +176,8 @@ def gridlink(
                 },
                 logs,
             )
+            if component != "gateway":
+                stack.metrics[component] = f"http://127.0.0.1:{port}/metrics"
             probe = (
                 f"http://127.0.0.1:{stack.gateway_port}/readyz"
                 if component == "gateway"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench import processes, results
+from bench import db_commands, processes, results
 
 P99_LIMIT_MS = 50.0  # the sustained rate keeps p99 under this
 LIGHT_RATE = 20.0  # Authorize alone at this rate: the pipeline's latency with no queueing
@@ -135,6 +135,7 @@ def write(
                 ],
             )
         )
+        parts += _db_command_sections(name, data, fixed_rate)
         parts.append(f"### {name}: rate ladder")
         parts.append(
             results.table(
@@ -186,3 +187,29 @@ def write(
         notes=notes,
     )
 
+
+
+def _db_command_sections(name: str, data: dict[str, Any], fixed_rate: float) -> list[str]:
+    """Round trips per answered message per action, and the costliest query shapes, at the
+    fixed rate and at the ladder's last (highest) step (GRIDLINK_DB_COMMAND_STATS)."""
+    parts: list[str] = []
+    windows = [(f"{fixed_rate:.0f} msg/s", data["fixed"])]
+    if data["ladder"]:
+        windows.append((f"ladder step {data['ladder'][-1]['rate']} msg/s", data["ladder"][-1]))
+    for label, window in windows:
+        stats = window.get("db_commands")
+        if not stats or not stats["counts"]:
+            continue
+        total = db_commands.totals(window, stats)
+        parts.append(
+            f"### {name}: database round trips per answered message at {label} (pymongo "
+            f"command monitoring, per message the services handled in the window): "
+            f"{total['round_trips_per_msg']:.2f} in all, {total['db_ms_per_msg']:.2f} ms of "
+            "database time (as the client waited for it) per message")
+        parts.append(results.table(
+            ["action / work", "handled", "round trips per msg", "by collection.command"],
+            db_commands.per_action(window, stats)))
+        parts.append(results.table(
+            ["component", "collection", "command", "count", "ms total", "ms per handled msg"],
+            db_commands.slowest(window, stats)))
+    return parts

@@ -108,6 +108,19 @@ HANDLER_FAILURES = Counter(
     "component, action and reason (exception class, server error code).",
     ["component", "action", "reason"],
 )
+DB_COMMANDS = Counter(
+    "gridlink_service_db_commands_total",
+    "Database commands sent (round trips), by component, collection, command and the work "
+    "they were sent for (the consumed message's routing key, or other). Only with "
+    "GRIDLINK_DB_COMMAND_STATS (services/db_stats.py).",
+    ["component", "collection", "command", "work"],
+)
+DB_COMMAND_SECONDS = Histogram(
+    "gridlink_service_db_command_seconds",
+    "Database command duration as the client saw it, by component, collection and command. "
+    "Only with GRIDLINK_DB_COMMAND_STATS.",
+    ["component", "collection", "command"], buckets=_LATENCY_BUCKETS,
+)
 STORE_BULK_OPS = Histogram(
     "gridlink_service_store_bulk_operations", "Writes coalesced per bulk write, by component.",
     ["component"], buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),

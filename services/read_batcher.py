@@ -5,7 +5,8 @@ documents whose ``field`` equals ``value`` (and that match ``where``). Concurren
 with the same collection, field, ``where`` and projection share one query (natural
 batching, :mod:`services.coalesce`): a boot storm asks for thousands of stations' records
 at once, and one ``$in`` query is far cheaper for every MongoDB-wire server than thousands
-of ``find_one``. Values must be hashable scalars (ids, station names). A query that fails
+of ``find_one``. Values must be hashable scalars (ids, station names); ``field`` may be a
+dotted path into subdocuments or arrays of them (``members.station``). A query that fails
 for a non-transient reason (a value pymongo cannot encode, such as an integer beyond 64
 bits) is asked again one value at a time, so only that lookup fails.
 """
@@ -64,8 +65,27 @@ class ReadBatcher:
             shown = {**shown, field: 1}  # an inclusion projection must show the key
         by_value: dict[Any, list[Document]] = {}
         async for document in self.db[collection].find(query, projection=shown):
-            by_value.setdefault(document.get(field), []).append(document)
-        return [list(by_value.get(value, [])) for value in values]
+            for value in _values_at(document, field):
+                by_value.setdefault(value, []).append(document)
+        # each caller its own (shallow) copies: a handler may update what it was given
+        return [[dict(found) for found in by_value.get(value, [])] for value in values]
+
+
+def _values_at(document: Document, field: str) -> list[Any]:
+    """The hashable values a filter on ``field`` matches in ``document``: a dotted path goes
+    into subdocuments and arrays of them (``members.station`` of ``members: [{station}]``),
+    as MongoDB's own matching does; each value once."""
+    found: list[Any] = [document]
+    for part in field.split("."):
+        step: list[Any] = []
+        for value in found:
+            items = value if isinstance(value, list) else [value]
+            step += [item[part] for item in items if isinstance(item, dict) and part in item]
+        found = step
+    if not found and "." not in field:
+        return [None]  # a missing field matches a lookup of None, as in MongoDB
+    flat = [item for value in found for item in (value if isinstance(value, list) else [value])]
+    return list(dict.fromkeys(item for item in flat if isinstance(item, Hashable)))
 
 
 def _frozen(value: dict[str, Any] | None) -> str:

@@ -34,6 +34,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from pymongo.errors import ConnectionFailure
 
 from services.bus import Bus, MessageBus, decode_json
+from services.db_stats import working_on
 from services.envelope import ChargerCall, HealthReport
 from services.errors import GridLinkError, ShuttingDown, StoreUnavailable
 from services.http_probe import ProbeServer
@@ -109,7 +110,8 @@ class ServiceRuntime:
             settings.amqp_url, self.topology, name=f"gridlink-{spec.name}-{settings.instance}",
             component=spec.name)
         self.store = store or Store(effective_mongo_url(settings), settings.mongo_db,
-                                    component=spec.name, concern=write_concern(settings))
+                                    component=spec.name, concern=write_concern(settings),
+                                    command_stats=settings.db_command_stats)
         self.service: Service | None = None
         self._dispatch: list[tuple[str, str, MessageHandler]] = []  # exchange, key, handler
         self._tasks: list[asyncio.Task[Any]] = []
@@ -182,7 +184,8 @@ class ServiceRuntime:
             exchange, key = message.exchange or "", message.routing_key or ""
             for bound_exchange, pattern, handle in self._dispatch:
                 if bound_exchange == exchange and topic_matches(pattern, key):
-                    await handle(message)
+                    with working_on(key):
+                        await handle(message)
                     return
             log.warning("no handler for routing key", extra={"routing_key": key})
 

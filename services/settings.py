@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         "(`kill -9`, power loss). false is faster and loses answered messages on a crash "
         "(docs/operations.md, Durability).",
     )
+    db_command_stats: bool = Field(
+        False, description="Count and time every database command per collection, command "
+        "and the message it served (gridlink_service_db_commands_total, "
+        "gridlink_service_db_command_seconds; pymongo command monitoring): for benchmarks "
+        "and diagnosis, it costs CPU per command.",
+    )
     embedded_mongo_port: int = Field(
         27018, description="Port of the embedded SecantusDB that `gridlink run all` starts."
     )

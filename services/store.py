@@ -24,6 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
+from services.db_stats import CommandStats
 from services.errors import StoreUnavailable
 from services.metrics import STORE_ERRORS
 from services.settings import Settings
@@ -66,8 +67,10 @@ class Store:
     """One database of one client (its lifecycle: ping, wait, indexes, close)."""
 
     def __init__(self, url: str, database: str, *, component: str,
-                 concern: WriteConcern = DURABLE) -> None:
-        self.client: Any = client_for(url, app_name=f"gridlink-{component}", concern=concern)
+                 concern: WriteConcern = DURABLE, command_stats: bool = False) -> None:
+        listeners = [CommandStats(component)] if command_stats else []
+        self.client: Any = client_for(url, app_name=f"gridlink-{component}", concern=concern,
+                                      event_listeners=listeners)
         self.db: AsyncDatabase[dict[str, Any]] = self.client[database]
         self.component = component
 

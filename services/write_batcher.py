@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from pymongo import InsertOne, UpdateOne
+from pymongo import DeleteOne, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -30,7 +30,7 @@ from services.coalesce import Coalescer
 from services.failures import is_transient
 from services.metrics import STORE_BATCH_SPLITS, STORE_BULK_OPS
 
-WriteOp = InsertOne[Any] | UpdateOne
+WriteOp = InsertOne[Any] | UpdateOne | DeleteOne
 WriteError = dict[str, Any]
 DUPLICATE_KEY = 11000
 

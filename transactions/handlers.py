@@ -7,6 +7,7 @@ check of what a charger reports prevents its answer: surprising values are store
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -31,6 +32,7 @@ def build_router(repo: TransactionRepository) -> Router:
                                 ) -> call_result.StartTransaction:
         started = await starts.start(repo, request, ctx)
         transaction = started.transaction
+        repo.remember_station(transaction["_id"], transaction["station"])
         ctx.emit("transaction.started", {
             "station": ctx.station, "connector": transaction["connector"],
             "transaction_id": transaction["_id"], "id_tag": transaction["id_tag"],
@@ -61,7 +63,10 @@ def build_router(repo: TransactionRepository) -> Router:
             "id_tag": request.id_tag,
             "received_at": ctx.received_at,
         }
-        transaction = await repo.find_transaction(request.transaction_id)
+        # the answer's idTagInfo is looked up alongside the transaction, not after the stop
+        transaction, info = await asyncio.gather(
+            repo.find_transaction(request.transaction_id),
+            _tag_info(repo, request.id_tag, ctx))
         samples: dict[str, Any] = {}
         if transaction is None or transaction["station"] != ctx.station:
             await repo.record_orphan_stop(ctx.station, stop)
@@ -80,7 +85,7 @@ def build_router(repo: TransactionRepository) -> Router:
                     "station": ctx.station, "transaction_id": request.transaction_id,
                     "energy_wh": energy, "flags": flags})
             if "start_key" in transaction:  # again on a redelivery: idempotent
-                await repo.sessions.release(transaction["start_key"])
+                await repo.sessions.free(transaction["start_key"])
             connector = int(transaction["connector"])
             samples = {"transaction_id": request.transaction_id}
             ctx.emit("transaction.stopped", {
@@ -91,7 +96,6 @@ def build_router(repo: TransactionRepository) -> Router:
             await _store_samples(repo, sample_documents(
                 ctx.station, connector, meter_values=request.transaction_data,
                 received_at=ctx.received_at, **samples))
-        info = await repo.id_tag_info(request.id_tag, ctx.received_at) if request.id_tag else None
         return call_result.StopTransaction(id_tag_info=info)
 
     @router.on("MeterValues")
@@ -131,6 +135,12 @@ def build_router(repo: TransactionRepository) -> Router:
         return call_result.StatusNotification()
 
     return router
+
+
+async def _tag_info(repo: TransactionRepository, id_tag: str | None,
+                    ctx: CallContext) -> dict[str, Any] | None:
+    """A StopTransaction's idTagInfo: only when the stop names a tag."""
+    return await repo.id_tag_info(id_tag, ctx.received_at) if id_tag else None
 
 
 def _detached(transaction_id: int, owner: Document | str | None) -> dict[str, Any]:

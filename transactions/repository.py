@@ -31,7 +31,6 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from services import counters, id_tags
 from services.read_batcher import ReadBatcher
@@ -85,7 +84,7 @@ class TransactionRepository:
         # meter values and statuses, coalesced across concurrent messages
         self.writes = writes or WriteBatcher(db, component="transactions")
         self.reads = ReadBatcher(db, component="transactions")
-        self.sessions = tag_sessions.TagSessions(db)
+        self.sessions = tag_sessions.TagSessions(db, self.writes)
         self._stations: OrderedDict[int, str] = OrderedDict()
 
     # --- id tags ------------------------------------------------------------------------
@@ -100,33 +99,39 @@ class TransactionRepository:
 
     async def find_start(self, station: str, connector: int, id_tag: str,
                          timestamp: datetime, meter_start: int) -> Document | None:
-        """The transaction this StartTransaction started, if it was seen before."""
+        """The transaction this StartTransaction started, if it was seen before (both keys
+        in one lookup, shared with concurrent starts)."""
         keys = [start_key(station, connector, id_tag, timestamp, meter_start),
                 legacy_start_key(station, connector, id_tag, timestamp, meter_start)]
-        async for found in self.db[TRANSACTIONS].find({"start_key": {"$in": keys},
-                                                       "station": station}):
-            if same_start(found, station, connector, id_tag, timestamp, meter_start):
-                return found
+        for candidates in await asyncio.gather(
+                *(self.reads.find(TRANSACTIONS, "start_key", key) for key in keys)):
+            for found in candidates:
+                if same_start(found, station, connector, id_tag, timestamp, meter_start):
+                    return found
         return None
 
     async def insert_start(self, document: Document) -> tuple[Document, bool]:
         """Insert a new transaction; if its start_key exists (a race), that one. True when
-        this call inserted it."""
-        try:
-            await self.db[TRANSACTIONS].insert_one(document)
+        this call inserted it. The insert goes in one bulk with concurrent starts' (each
+        acknowledged as durably as a lone insert)."""
+        result = await self.writes.write(TRANSACTIONS, [InsertOne(document)])
+        if raise_unexpected(result)[0] is None:
             return document, True
-        except DuplicateKeyError:
-            existing = await self.db[TRANSACTIONS].find_one(
-                {"start_key": document["start_key"]})
-            if existing is None or existing["station"] != document["station"]:
-                raise  # the duplicate was on _id: never reuse an id
-            return existing, False
+        existing = await self.db[TRANSACTIONS].find_one({"start_key": document["start_key"]})
+        if existing is None or existing["station"] != document["station"]:
+            raise_unexpected(result, allowed=frozenset())  # the duplicate was on _id
+        assert existing is not None
+        return existing, False
 
     async def others_on_connector(self, document: Document) -> list[Document]:
-        """The other active transactions on ``document``'s connector."""
-        return await self.db[TRANSACTIONS].find(
-            {"station": document["station"], "connector": document["connector"],
-             "active": True, "_id": {"$ne": document["_id"]}}).to_list()
+        """The other active transactions on ``document``'s connector. Read after
+        ``document`` was stored (a lookup shared with concurrent starts only ever goes
+        after each of them asked), so of two concurrent starts on a connector at least one
+        sees the other."""
+        active = await self.reads.find(TRANSACTIONS, "station", document["station"],
+                                       where={"active": True})
+        return [found for found in active if found["connector"] == document["connector"]
+                and found["_id"] != document["_id"]]
 
     async def supersede(self, old: Document, by: Document, now: datetime) -> bool:
         """Close ``old``, still active, because ``by`` started on its connector; False when
@@ -195,7 +200,7 @@ class TransactionRepository:
     # --- stops --------------------------------------------------------------------------
 
     async def find_transaction(self, transaction_id: int) -> Document | None:
-        return await self.db[TRANSACTIONS].find_one({"_id": transaction_id})
+        return await self.reads.find_one(TRANSACTIONS, "_id", transaction_id)
 
     async def transaction_station(self, transaction_id: int) -> str | None:
         """The station a transaction belongs to (None: unknown), remembered once found."""
@@ -207,10 +212,17 @@ class TransactionRepository:
                                           projection={"station": 1})
         if found is None:
             return None
-        self._stations[transaction_id] = station = str(found["station"])
+        station = str(found["station"])
+        self.remember_station(transaction_id, station)
+        return station
+
+    def remember_station(self, transaction_id: int, station: str) -> None:
+        """Note a transaction's station (it never changes): its StartTransaction just
+        stored it, so its MeterValues need not read it back."""
+        self._stations[transaction_id] = station
+        self._stations.move_to_end(transaction_id)
         if len(self._stations) > STATION_CACHE_SIZE:
             self._stations.popitem(last=False)
-        return station
 
     async def record_stop(self, transaction_id: int, stop: dict[str, Any],
                           energy_wh: int | None, flags: list[str]) -> bool:

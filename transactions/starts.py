@@ -109,12 +109,12 @@ async def _settle(repo: TransactionRepository, document: Document,
             if await repo.supersede(old, document, ctx.received_at):
                 _superseded(old, document)
                 superseded.append(old)
-            await repo.sessions.release(old["start_key"])
+            await repo.sessions.free(old["start_key"])
         if info["status"] == "Accepted" and not await _take_slot(repo, document, tag, ctx):
             info["status"] = "ConcurrentTx"
     settled = await repo.settle(document, info)
     if not (settled["active"] and settled["id_tag_info"]["status"] == "Accepted"):
-        await repo.sessions.release(settled["start_key"])  # superseded meanwhile, or refused
+        await repo.sessions.free(settled["start_key"])  # superseded meanwhile, or refused
     log.info("transaction started", extra={
         "station": ctx.station, "transaction_id": settled["_id"],
         "connector": settled["connector"], "status": settled["id_tag_info"]["status"],

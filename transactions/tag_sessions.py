@@ -19,11 +19,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DeleteOne, IndexModel, InsertOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from services.store import IndexSpec
+from services.write_batcher import WriteBatcher, raise_unexpected
 
 COLLECTION = "tag_sessions"
 INDEXES: IndexSpec = {COLLECTION: [IndexModel([("tag", ASCENDING), ("slot", ASCENDING)],
@@ -31,8 +31,12 @@ INDEXES: IndexSpec = {COLLECTION: [IndexModel([("tag", ASCENDING), ("slot", ASCE
 
 
 class TagSessions:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]],
+                 writes: WriteBatcher | None = None) -> None:
         self.collection = db[COLLECTION]
+        # slot inserts and frees of concurrent messages go in one bulk: the unique index
+        # decides each insert on its own, as it does a lone one
+        self.writes = writes or WriteBatcher(db, component="transactions")
 
     async def acquire(self, tag: str, key: str, limit: int, *, station: str, connector: int,
                       now: datetime) -> bool:
@@ -42,11 +46,10 @@ class TagSessions:
                     "since": now}
         slot = 0  # the common case (a tag of one session, free) costs one insert
         while True:
-            try:
-                await self.collection.insert_one({**document, "slot": slot})
+            result = await self.writes.write(COLLECTION, [InsertOne({**document, "slot": slot})])
+            if raise_unexpected(result)[0] is None:
                 return True
-            except DuplicateKeyError:
-                pass  # this slot was taken, or this transaction holds one already
+            # a duplicate key: this slot was taken, or this transaction holds one already
             held = await self.collection.find({"tag": tag}, {"slot": 1}).to_list()
             if any(found["_id"] == key for found in held):
                 return True
@@ -59,6 +62,11 @@ class TagSessions:
         """Free the slot of transaction ``key``; False if it held none (idempotent)."""
         result = await self.collection.delete_one({"_id": key})
         return result.deleted_count == 1
+
+    async def free(self, key: str) -> None:
+        """Free the slot of transaction ``key`` if it holds one (idempotent), in one bulk
+        with concurrent messages' frees."""
+        raise_unexpected(await self.writes.write(COLLECTION, [DeleteOne({"_id": key})]))
 
     async def holders(self, tag: str) -> list[dict[str, Any]]:
         """The transactions holding a slot of ``tag`` (for operators and tests)."""

@@ -18,11 +18,12 @@ from commands.hooks import CommandHooks
 from commands.lifecycle import Lifecycle
 from commands.load_management import allocation as lm
 from commands.load_management.manager import ORIGIN, LoadManager
-from commands.load_management.repository import INDEXES, group_of
+from commands.load_management.repository import INDEXES, LOAD_ALLOCATIONS, group_of
 from commands.smart_charging.repository import charger_caps
 from commands.smart_charging.rules import clear_took_effect
 from services.envelope import CommandRequest
 from services.errors import CommandRefused, ShuttingDown
+from services.read_batcher import ReadBatcher
 from services.runtime import ServiceRuntime
 
 log = logging.getLogger("gridlink.commands.load_management")
@@ -31,10 +32,12 @@ log = logging.getLogger("gridlink.commands.load_management")
 def register(hooks: CommandHooks, commands: Lifecycle) -> None:
     manager = LoadManager(hooks.runtime, commands)
     hooks.add_indexes(INDEXES)
+    # every transaction event asks for its group and allocation: one query for concurrent ones
+    reads = ReadBatcher(hooks.runtime.store.db)
 
     async def group_for(rt: ServiceRuntime, event: dict[str, Any]) -> str | None:
         group = await rt.with_store(lambda: group_of(
-            rt.store.db, str(event["station"]), int(event["connector"])))
+            rt.store.db, str(event["station"]), int(event["connector"]), reads))
         return None if group is None else str(group["_id"])
 
     async def pass_now(name: str) -> None:
@@ -55,8 +58,8 @@ def register(hooks: CommandHooks, commands: Lifecycle) -> None:
 
     @hooks.on_event("transaction.stopped")
     async def transaction_stopped(rt: ServiceRuntime, event: dict[str, Any]) -> None:
-        alloc = await rt.with_store(lambda: manager.allocations.find_one(
-            {"_id": int(event["transaction_id"])}, {"group": 1}))
+        alloc = await rt.with_store(lambda: reads.find_one(
+            LOAD_ALLOCATIONS, "_id", int(event["transaction_id"]), projection={"group": 1}))
         name = str(alloc["group"]) if alloc is not None else await group_for(rt, event)
         if name is not None:
             await pass_now(name)

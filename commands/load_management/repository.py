@@ -29,6 +29,7 @@ from commands.load_management.rules import (
 from services import stations
 from services.errors import ConfigurationError, GridLinkError
 from services.ocpp16 import utcnow
+from services.read_batcher import ReadBatcher
 from services.store import IndexSpec
 
 LOAD_ALLOCATIONS = "load_allocations"
@@ -42,9 +43,15 @@ INDEXES: IndexSpec = {
 Db = AsyncDatabase[dict[str, Any]]
 
 
-async def group_of(db: Db, station: str, connector: int) -> dict[str, Any] | None:
-    """The group a station's connector belongs to, if any."""
-    async for group in db[STATION_GROUPS].find({"members.station": station}):
+async def group_of(db: Db, station: str, connector: int,
+                   reads: ReadBatcher | None = None) -> dict[str, Any] | None:
+    """The group a station's connector belongs to, if any (the lookup shared with
+    concurrent ones through ``reads``: every transaction event asks)."""
+    if reads is not None:
+        groups = await reads.find(STATION_GROUPS, "members.station", station)
+    else:
+        groups = await db[STATION_GROUPS].find({"members.station": station}).to_list()
+    for group in groups:
         if member_for(group, station, connector) is not None:
             return group
     return None

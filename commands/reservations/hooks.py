@@ -35,6 +35,7 @@ from services import id_tags
 from services.envelope import CommandRequest
 from services.errors import CommandRefused
 from services.ocpp16 import parse_time, utcnow
+from services.read_batcher import ReadBatcher
 from services.runtime import ServiceRuntime
 
 log = logging.getLogger("gridlink.commands.reservations")
@@ -45,6 +46,7 @@ EXPIRY_SWEEP_INTERVAL_S = 1.0
 def register(hooks: CommandHooks, commands: Lifecycle) -> None:
     db = hooks.runtime.store.db
     hooks.add_indexes(store.INDEXES)
+    reads = ReadBatcher(db)  # every transaction.started looks for a reservation
 
     # --- before sending -------------------------------------------------------------------
 
@@ -124,7 +126,7 @@ def register(hooks: CommandHooks, commands: Lifecycle) -> None:
     @hooks.on_event("transaction.started")
     async def transaction_started(rt: ServiceRuntime, event: dict[str, Any]) -> None:
         at = parse_time(str(event["at"]))
-        outcome = await rt.with_store(lambda: store.consume_on_start(db, event, at))
+        outcome = await rt.with_store(lambda: store.consume_on_start(db, event, at, reads))
         if outcome == "conflict":
             log.warning("transaction by another tag on a reserved connector", extra={
                 "station": event["station"], "connector": event["connector"],

@@ -46,6 +46,7 @@ from commands.reservations.rules import (
 )
 from services import counters, id_tags, transaction_records
 from services.ocpp16 import iso
+from services.read_batcher import ReadBatcher
 
 COLLECTION = "reservations"
 COUNTER = "reservation_id"  # in services.counters
@@ -155,7 +156,8 @@ async def expire_due(db: Db, now: datetime) -> int:
     return int(result.modified_count)
 
 
-async def consume_on_start(db: Db, event: dict[str, Any], at: datetime) -> str:
+async def consume_on_start(db: Db, event: dict[str, Any], at: datetime,
+                           reads: ReadBatcher | None = None) -> str:
     """A ``transaction.started`` event: end the reservation it used, or note a conflict.
 
     - with a reservationId of this station: that reservation is ``used`` (the charger ended
@@ -165,7 +167,9 @@ async def consume_on_start(db: Db, event: dict[str, Any], at: datetime) -> str:
     - by another tag on a reserved connector: the charger should have refused (§5.13); the
       reservation stays, the transaction is recorded in its ``conflicts``.
 
-    Idempotent (events arrive at least once). Returns what happened, for the log.
+    Idempotent (events arrive at least once). Returns what happened, for the log. With
+    ``reads``, the look for active reservations is shared with concurrent events (every
+    start asks; almost always there is none).
     """
     station, connector = event["station"], int(event["connector"])
     transaction_id, id_tag = event["transaction_id"], event["id_tag"]
@@ -180,10 +184,16 @@ async def consume_on_start(db: Db, event: dict[str, Any], at: datetime) -> str:
         done = await end(db, reservation_id, USED, "StartTransaction with its reservationId",
                          at, from_statuses=(ACTIVE, EXPIRED), extra=usage)
         return "used" if done else "already-ended"
-    cursor = db[COLLECTION].find({"station": station, "status": ACTIVE,
-                                  "connector": {"$in": [connector, 0]},
-                                  "reserved_at": {"$lte": at}}, sort=[("connector", -1)])
-    candidates = await cursor.to_list()
+    if reads is not None:
+        active = await reads.find(COLLECTION, "station", station, where={"status": ACTIVE})
+        candidates = sorted((found for found in active if found.get("connector") in (connector, 0)
+                             and found["reserved_at"] <= at),
+                            key=lambda found: -int(found["connector"]))
+    else:
+        cursor = db[COLLECTION].find({"station": station, "status": ACTIVE,
+                                      "connector": {"$in": [connector, 0]},
+                                      "reserved_at": {"$lte": at}}, sort=[("connector", -1)])
+        candidates = await cursor.to_list()
     if not candidates:
         return "none"
     parent = await parent_of(db, id_tag)

@@ -26,6 +26,7 @@ from pymongo.errors import DuplicateKeyError
 from commands import station_configuration
 from commands.smart_charging.rules import ChargerCaps, caps_from, periods_text, profile_key
 from services.ocpp16 import iso
+from services.read_batcher import ReadBatcher
 from services.store import IndexSpec
 
 CHARGING_PROFILES = "charging_profiles"
@@ -55,6 +56,7 @@ class ProfileRepository:
     def __init__(self, db: Db) -> None:
         self.db = db
         self.profiles = db[CHARGING_PROFILES]
+        self.reads = ReadBatcher(db)
 
     async def held(self, station: str, *, sent_before: datetime | None = None
                    ) -> list[Document]:
@@ -96,16 +98,23 @@ class ProfileRepository:
 
     async def pending_for(self, station: str, id_tag: str | None, connector: int
                           ) -> Document | None:
-        return await self.profiles.find_one(
-            {"station": station, "pending": True, "id_tag": id_tag,
-             "connector": {"$in": [connector, None]}}, sort=[("sent_at", -1)])
+        """The newest RemoteStart TxProfile waiting for this start (every
+        ``transaction.started`` asks: concurrent lookups share one query)."""
+        pending = [found for found in await self.reads.find(
+                       CHARGING_PROFILES, "station", station, where={"pending": True})
+                   if found.get("id_tag") == id_tag and found.get("connector") in (connector, None)]
+        return max(pending, key=lambda found: found["sent_at"], default=None)
 
     async def forget(self, key: str) -> None:
         await self.profiles.delete_one({"_id": key})
 
     async def end_with_transaction(self, transaction_id: int) -> None:
-        await self.profiles.delete_many({"purpose": "TxProfile",
-                                         "transaction_id": transaction_id})
+        """Forget the TxProfiles of a stopped transaction. Every stop asks and almost none
+        has one: a lookup shared with concurrent stops, a delete only when there is one."""
+        if await self.reads.find(CHARGING_PROFILES, "transaction_id", transaction_id,
+                                 where={"purpose": "TxProfile"}, projection={"transaction_id": 1}):
+            await self.profiles.delete_many({"purpose": "TxProfile",
+                                             "transaction_id": transaction_id})
 
     async def forget_pending_before(self, cutoff: datetime) -> None:
         await self.profiles.delete_many({"pending": True, "sent_at": {"$lt": cutoff}})

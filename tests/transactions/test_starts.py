@@ -13,7 +13,10 @@ from prometheus_client import REGISTRY
 
 from services.transaction_records import state_of
 from tests.transactions.conftest import NOW, Transactions
+from transactions.handlers import build_router
 from transactions.natural_keys import legacy_start_key
+from transactions.repository import TransactionRepository
+from transactions.transaction_ids import TransactionIds
 
 
 def superseded_count() -> float:
@@ -245,3 +248,37 @@ async def test_a_slot_left_behind_is_freed_when_the_tag_needs_it(tx: Transaction
         (await tx.transaction(second["transactionId"]))["start_key"]]
     third = await tx.start(connector=3, at="2026-06-01T11:41:00Z", station="CP-3")
     assert third["idTagInfo"]["status"] == "ConcurrentTx"  # a live holder stays
+
+
+@pytest.mark.parametrize("later_first", [False, True])
+async def test_two_replicas_starting_on_one_connector_at_once_leave_the_later_one(
+        tx: Transactions, later_first: bool) -> None:
+    """Two replicas (each its own read and write batchers) over one database: the start
+    received later keeps the connector and the only slot, whichever runs first."""
+    other = TransactionRepository(tx.repo.db, TransactionIds(tx.repo.db, block=10))
+    replica = Transactions(other, build_router(other))
+    await tx.tag("TAG")
+    early = tx.call("StartTransaction", tx.start_payload(meter=1), received_at=NOW)
+    late = replica.call("StartTransaction", replica.start_payload(meter=2),
+                        received_at=NOW + timedelta(seconds=1))
+    done = await asyncio.gather(*([late, early] if later_first else [early, late]))
+    if later_first:
+        done.reverse()
+    ids = [d.reply.payload["transactionId"] for d in done if d.reply and d.reply.payload]
+    first, second = [await tx.transaction(i) for i in ids]
+    assert (first["active"], second["active"]) == (False, True)
+    assert await tx.slot_holders("TAG") == [second["start_key"]]
+
+
+async def test_concurrent_starts_share_round_trips(tx: Transactions) -> None:
+    """Starts in flight together look up in shared queries; their inserts and slots go
+    through the batcher (one bulk per collection for the writes waiting together)."""
+    for n in range(8):
+        await tx.tag(f"T{n}")
+    reads, ops = tx.repo.reads.queries, tx.repo.writes.ops
+    answers = await asyncio.gather(*(tx.start(f"T{n}", station=f"CP-{n}") for n in range(8)))
+    assert {a["idTagInfo"]["status"] for a in answers} == {"Accepted"}
+    assert len({a["transactionId"] for a in answers}) == 8
+    assert tx.repo.writes.ops - ops == 16  # 8 transactions, 8 slots
+    # alone: 8 x (2 key lookups + tag + connector) queries
+    assert tx.repo.reads.queries - reads < 32
