@@ -96,6 +96,19 @@ def _reporting(on_failure: Callable[[str], None]) -> type[ssl.SSLObject]:
     return ReportingSSLObject
 
 
+def files_stamp(*paths: str | None) -> tuple[tuple[int, int], ...]:
+    """(mtime, size) of each file given (a missing one as (-1, -1)): what tells a reloading
+    context that its certificate files changed."""
+    stamps = []
+    for path in filter(None, paths):
+        try:
+            stat = os.stat(path)
+        except OSError:
+            stamps.append((-1, -1))
+            continue
+        stamps.append((stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
+
 class ReloadingContext:
     """A server context that follows its certificate and key files; ``on_failure`` hears of
     every failed handshake (its reason)."""
@@ -118,16 +131,7 @@ class ReloadingContext:
         self.reloads = 0
 
     def _stamp(self) -> tuple[tuple[int, int], ...]:
-        stamps = []
-        for path in (self.cert_file, self.key_file, self.client_ca_file):
-            if path:
-                try:
-                    stat = os.stat(path)
-                except OSError:
-                    stamps.append((-1, -1))
-                    continue
-                stamps.append((stat.st_mtime_ns, stat.st_size))
-        return tuple(stamps)
+        return files_stamp(self.cert_file, self.key_file, self.client_ca_file)
 
     def reload_if_changed(self) -> bool:
         """Load the files again if they changed; True when the new ones are in use. A broken
@@ -175,15 +179,7 @@ class OpenSSLContext:
                 f"GRIDLINK_TLS_KEY_FILE {key_file}): {exc}") from None
 
     def _files_stamp(self) -> tuple[tuple[int, int], ...]:
-        stamps = []
-        for path in (self.cert_file, self.key_file):
-            try:
-                stat = os.stat(path)
-            except OSError:
-                stamps.append((-1, -1))
-                continue
-            stamps.append((stat.st_mtime_ns, stat.st_size))
-        return tuple(stamps)
+        return files_stamp(self.cert_file, self.key_file)
 
     def _build(self) -> object:
         from OpenSSL import SSL

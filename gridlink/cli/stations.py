@@ -59,17 +59,8 @@ def add_parsers(sub: Any, parser_class: type) -> None:
     st_add.add_argument("--registration", choices=["Accepted", "Pending", "Rejected"],
                         default=None, help="BootNotification answer (default: Accepted)")
     st_add.set_defaults(dispatch=add_stations)
-    st_import = st.add_parser(
-        "import", help="register many charge points from a CSV or JSON-lines file",
-        description="Each line does what `stations add` does with the same options. Fields "
-        "(snake_case or the camelCase of `list --json`): id, security_profile, password, "
-        "certificate_cn, registration. Every line is checked first; the good ones are then "
-        "upserted in bulk and each rejected one is reported with its line number. Exit 1 if "
-        "any line was rejected.")
-    st_import.add_argument("file", metavar="FILE", help="CSV with a header line, or JSON lines")
-    st_import.add_argument("--dry-run", action="store_true",
-                           help="check and count, write nothing")
-    st_import.set_defaults(dispatch=import_stations)
+    _add_import(st, "stations add", "id, security_profile, password, certificate_cn, "
+                "registration", import_stations)
     st_list = st.add_parser("list", help="list charge points")
     st_list.add_argument("--json", action="store_true")
     st_list.set_defaults(dispatch=list_stations)
@@ -86,20 +77,24 @@ def add_parsers(sub: Any, parser_class: type) -> None:
                         f"connectors, 1-{id_tags.MAX_CONCURRENT_LIMIT} (default 1; when not "
                         "given, a stored limit is kept)")
     tg_add.set_defaults(dispatch=add_tag)
-    tg_import = tg.add_parser(
-        "import", help="add or update many id tags from a CSV or JSON-lines file",
-        description="Each line does what `tags add` does with the same options. Fields "
-        "(snake_case or the camelCase of `list --json`): id_tag, status, expiry, parent, "
-        "max_concurrent. Every line is checked first; the good ones are then upserted in "
-        "bulk and each rejected one is reported with its line number. Exit 1 if any line "
-        "was rejected.")
-    tg_import.add_argument("file", metavar="FILE", help="CSV with a header line, or JSON lines")
-    tg_import.add_argument("--dry-run", action="store_true",
-                           help="check and count, write nothing")
-    tg_import.set_defaults(dispatch=import_tags)
+    _add_import(tg, "tags add", "id_tag, status, expiry, parent, max_concurrent", import_tags)
     tg_list = tg.add_parser("list", help="list id tags")
     tg_list.add_argument("--json", action="store_true")
     tg_list.set_defaults(dispatch=list_tags)
+
+
+def _add_import(actions: Any, add: str, fields: str, dispatch: Any) -> None:
+    """The ``import FILE [--dry-run]`` action next to ``add`` (stations and tags alike)."""
+    what = "charge points" if add.startswith("stations") else "id tags"
+    parser = actions.add_parser(
+        "import", help=f"add or update many {what} from a CSV or JSON-lines file",
+        description=f"Each line does what `{add}` does with the same options. Fields "
+        f"(snake_case or the camelCase of `list --json`): {fields}. Every line is checked "
+        "first; the good ones are then upserted in bulk and each rejected one is reported "
+        "with its line number. Exit 1 if any line was rejected.")
+    parser.add_argument("file", metavar="FILE", help="CSV with a header line, or JSON lines")
+    parser.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
+    parser.set_defaults(dispatch=dispatch)
 
 
 async def add_stations(settings: Settings, args: argparse.Namespace) -> int:
