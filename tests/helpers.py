@@ -32,6 +32,21 @@ from tests.processes import Stack
 MAX_UPLOAD = 1 << 20
 
 
+class Spawned:
+    """Stands in for a gateway connection's ``spawn``: keeps what the handler spawns and runs
+    it when the test awaits :meth:`run`."""
+
+    def __init__(self) -> None:
+        self.work: list[Any] = []
+
+    def __call__(self, work: Any) -> None:
+        self.work.append(work)
+
+    async def run(self) -> None:
+        while self.work:
+            await self.work.pop(0)
+
+
 def new_id(prefix: str = "CP") -> str:
     """A station id (or tag) no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -11,7 +11,7 @@ from gateway.registry import Registry
 from gateway.session import Session
 from services.envelope import CallOutcome, ChargerCall, CsmsCall, StationSeen, Takeover
 from services.errors import Unroutable
-from tests.helpers import memory_settings
+from tests.helpers import Spawned, memory_settings
 
 
 class Sent:
@@ -62,20 +62,6 @@ async def test_a_call_no_service_consumes_is_answered_not_supported() -> None:
     assert socket.frames == [[4, "u1", "NotSupported",
                               "DataTransfer is not supported by this central system", {}]]
     assert "u1" not in session.pending  # the charger may send the next call
-
-
-class Spawned:
-    """Runs what the handler spawns when the test awaits it."""
-
-    def __init__(self) -> None:
-        self.work: list[Any] = []
-
-    def __call__(self, work: Any) -> None:
-        self.work.append(work)
-
-    async def run(self) -> None:
-        while self.work:
-            await self.work.pop(0)
 
 
 class Socket(Sent):

@@ -13,7 +13,7 @@ from gateway.registry import Registry
 from gateway.session import CallRate, Session
 from services.envelope import CallOutcome, CallReply, ChargerCall, StationSeen
 from services.metrics import CALLS_DELAYED, FRAMES_REFUSED, UNMATCHED_ANSWERS
-from tests.helpers import memory_settings
+from tests.helpers import Spawned, memory_settings
 
 
 class Socket:
@@ -61,18 +61,6 @@ class Broker:
 
     async def publish_outcome(self, outcome: CallOutcome) -> None:
         return None
-
-
-class Spawned:
-    def __init__(self) -> None:
-        self.work: list[Any] = []
-
-    def __call__(self, work: Any) -> None:
-        self.work.append(work)
-
-    async def run(self) -> None:
-        while self.work:
-            await self.work.pop(0)
 
 
 def connected(**settings: Any) -> tuple[ConnectionHandler, Broker, Spawned, Session, Socket]:
