@@ -30,8 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from commands.files import (
     download_tokens,
@@ -165,30 +166,23 @@ async def serve_files(runtime: ServiceRuntime) -> None:
         if settings.tls_cert_file and settings.tls_key_file else None
     limits = Limits(settings.max_upload_bytes, settings.files_request_timeout_s,
                     settings.files_idle_timeout_s)
-    while not runtime.stopping.is_set():
-        server = FileServer(runtime.store.db, limits,
-                            ssl_context=context.context if context else None,
-                            shutdown_timeout_s=min(settings.shutdown_grace_s, 10.0))
-        try:
-            port = await server.start(settings.files_host, settings.files_port)
-        except OSError as exc:
-            log.error("file server cannot listen; retrying", extra={
-                "port": settings.files_port, "error": str(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runtime.stopping.wait(), 5.0)
-            continue
-        log.info("file server listening", extra={
-            "port": port, "scheme": server.scheme, "url": rules.public_base_url(settings)})
-        watcher = asyncio.create_task(context.watch(runtime.stopping)) if context else None
-        try:
-            await runtime.stopping.wait()
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
-            await server.stop()
+    listening = await _listen(runtime, "file server", settings.files_port, lambda: FileServer(
+        runtime.store.db, limits, ssl_context=context.context if context else None,
+        shutdown_timeout_s=min(settings.shutdown_grace_s, 10.0)))
+    if listening is None:
         return
+    server, port = listening
+    log.info("file server listening", extra={
+        "port": port, "scheme": server.scheme, "url": rules.public_base_url(settings)})
+    watcher = asyncio.create_task(context.watch(runtime.stopping)) if context else None
+    try:
+        await runtime.stopping.wait()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await server.stop()
 
 
 async def serve_ftp(runtime: ServiceRuntime) -> None:
@@ -201,28 +195,43 @@ async def serve_ftp(runtime: ServiceRuntime) -> None:
         if "ftps" in schemes and settings.tls_cert_file and settings.tls_key_file else None
     limits = Limits(settings.max_upload_bytes, settings.files_request_timeout_s,
                     settings.files_idle_timeout_s)
-    while not runtime.stopping.is_set():
-        server = FtpServer(runtime.store.db, limits, schemes=schemes,
-                           passive_ports=settings.passive_ports,
-                           public_host=settings.ftp_public_host, tls_context=context)
+    listening = await _listen(runtime, "FTP server", settings.ftp_port, lambda: FtpServer(
+        runtime.store.db, limits, schemes=schemes, passive_ports=settings.passive_ports,
+        public_host=settings.ftp_public_host, tls_context=context))
+    if listening is None:
+        return
+    server, port = listening
+    log.info("FTP server listening", extra={
+        "port": port, "schemes": ",".join(schemes),
+        "passive_ports": settings.ftp_passive_ports})
+    try:
+        await runtime.stopping.wait()
+    finally:
+        stopping = asyncio.ensure_future(server.stop(settings.shutdown_grace_s))
         try:
-            port = await server.start(settings.files_host, settings.ftp_port)
+            await asyncio.shield(stopping)
+        except asyncio.CancelledError:
+            await stopping  # the transfers still need the loop and the database
+            raise
+
+
+class _Listener(Protocol):
+    async def start(self, host: str, port: int) -> int: ...
+
+
+ListenerT = TypeVar("ListenerT", bound=_Listener)
+
+
+async def _listen(runtime: ServiceRuntime, what: str, port: int,
+                  make: Callable[[], ListenerT]) -> tuple[ListenerT, int] | None:
+    """A new listener from ``make`` started on ``port``, retried every 5 s while the port is
+    busy; the listener and the port it listens on, or None if the service stops first."""
+    while not runtime.stopping.is_set():
+        server = make()
+        try:
+            return server, await server.start(runtime.settings.files_host, port)
         except OSError as exc:
-            log.error("FTP server cannot listen; retrying", extra={
-                "port": settings.ftp_port, "error": str(exc)})
+            log.error(f"{what} cannot listen; retrying", extra={"port": port, "error": str(exc)})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runtime.stopping.wait(), 5.0)
-            continue
-        log.info("FTP server listening", extra={
-            "port": port, "schemes": ",".join(schemes),
-            "passive_ports": settings.ftp_passive_ports})
-        try:
-            await runtime.stopping.wait()
-        finally:
-            stopping = asyncio.ensure_future(server.stop(settings.shutdown_grace_s))
-            try:
-                await asyncio.shield(stopping)
-            except asyncio.CancelledError:
-                await stopping  # the transfers still need the loop and the database
-                raise
-        return
+    return None
