@@ -113,7 +113,7 @@ async def test_a_signal_reaches_every_child_once(tmp_path: Path) -> None:
     assert [log.read_text().split() for log in logs] == [[str(int(signal.SIGINT))]] * 2
 
 
-def test_the_banner_says_where_chargers_and_the_api_are_and_warns_of_profile_0(tmp_path: Path) -> None:
+def test_the_banner_names_the_charger_url_the_api_and_warns_of_profile_0(tmp_path: Path) -> None:
     from gridlink.launcher import run_banner
     from services.settings import Settings
 
