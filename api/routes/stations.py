@@ -89,9 +89,22 @@ def _connected(ctx: ApiContext, document: dict[str, Any]) -> bool:
     return bool(utcnow() - moment <= timedelta(seconds=window))
 
 
+async def station_views(ctx: ApiContext, documents: list[dict[str, Any]]
+                        ) -> list[dict[str, Any]]:
+    """Stations as shown, with their connectors' latest status (one query for all)."""
+    by_station: dict[str, list[dict[str, Any]]] = {doc["_id"]: [] for doc in documents}
+    async for status in ctx.db[CONNECTOR_STATUS].find(
+            {"station": {"$in": list(by_station)}}, sort=[("connector", 1)]):
+        by_station.setdefault(status["station"], []).append(status)
+    return [_view(ctx, doc, by_station[doc["_id"]]) for doc in documents]
+
+
 async def station_view(ctx: ApiContext, document: dict[str, Any]) -> dict[str, Any]:
-    connectors = await ctx.db[CONNECTOR_STATUS].find(
-        {"station": document["_id"]}, sort=[("connector", 1)]).to_list()
+    return (await station_views(ctx, [document]))[0]
+
+
+def _view(ctx: ApiContext, document: dict[str, Any], connectors: list[dict[str, Any]]
+          ) -> dict[str, Any]:
     return {
         "id": document["_id"], "registration": document.get("registration"),
         "securityProfile": stations.security_profile(document),
@@ -135,7 +148,7 @@ async def list_stations(request: Request, ctx: Context, paging: Pages,
     """Registered stations by id."""
     return await page(request, ctx.db[stations.COLLECTION], {}, sort=[("_id", 1)],
                       limit=paging.limit, cursor=paging.cursor,
-                      item=lambda doc: station_view(ctx, doc))
+                      items=lambda docs: station_views(ctx, docs))
 
 
 @router.get("/{station}", response_model=StationDetail,
