@@ -119,6 +119,13 @@ def _view(ctx: ApiContext, document: dict[str, Any], connectors: list[dict[str, 
     }
 
 
+def editable(view: dict[str, Any]) -> dict[str, Any]:
+    """What a station's ETag covers: what operators edit (not its last seen time, its
+    connectors or configuration, which the station changes)."""
+    return {key: view.get(key) for key in ("id", "registration", "securityProfile",
+                                           "passwordSet", "certificateCn")}
+
+
 async def configuration(ctx: ApiContext, station: str) -> dict[str, Any] | None:
     snapshot = await ctx.db[STATION_CONFIGURATION].find_one({"_id": station})
     if snapshot is None:
@@ -157,7 +164,7 @@ async def get_station(station: StationId, request: Request, response: Response, 
                       caller: Reader) -> Any:
     """One station, with its configuration snapshot (from GetConfiguration) if known."""
     found = await existing(ctx, station)
-    if not_modified(request, response, found):
+    if not_modified(request, response, editable(found)):
         return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
     return found
 
@@ -171,7 +178,7 @@ async def put_station(station: StationId, body: StationWrite, request: Request,
     """Register a station or update it (registration, security profile, password,
     certificate CN). ``If-Match`` guards against changing what someone else just did."""
     before = await detail(ctx, station)
-    check_if_match(request, before)
+    check_if_match(request, editable(before) if before else None)
     if body.password is not None and (problem := stations.key_problem(body.password)):
         raise Problem(422, f"body: password: {problem}")
     try:
@@ -183,7 +190,7 @@ async def put_station(station: StationId, body: StationWrite, request: Request,
     except stations.IdentityTaken as exc:
         raise Problem(409, str(exc)) from None
     after = await existing(ctx, station_ids.check(station))
-    not_modified(request, response, after)
+    not_modified(request, response, editable(after))
     response.status_code = 201 if before is None else 200
     if before is None:
         response.headers["Location"] = f"/api/v1/stations/{after['id']}"
@@ -195,7 +202,7 @@ async def delete_station(station: StationId, request: Request, ctx: Context,
                          caller: Admin) -> Response:
     """Remove a station from the registry (it can no longer connect; its transactions and
     history stay)."""
-    check_if_match(request, await existing(ctx, station))
+    check_if_match(request, editable(await existing(ctx, station)))
     await ctx.db[stations.COLLECTION].delete_one({"_id": station})
     return Response(status_code=204)
 
