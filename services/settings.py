@@ -11,7 +11,7 @@ import socket
 import uuid
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.errors import ConfigurationError
 from services.webhook_settings import WebhookSettings
