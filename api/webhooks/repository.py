@@ -74,8 +74,13 @@ class WebhookRepository:
     """Subscriptions and deliveries in MongoDB (writes with the client's w: majority)."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.db = db
         self.subscriptions = db[SUBSCRIPTIONS]
         self.deliveries = db[DELIVERIES]
+
+    async def ensure_indexes(self) -> None:
+        for collection, models in INDEXES.items():
+            await self.db[collection].create_indexes(models)
 
     # --- subscriptions --------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from pymongo.errors import PyMongoError
 from api.webhooks import rules
 from api.webhooks.repository import (
     DELIVERED,
+    DELIVERIES,
     FAILED,
     PENDING,
     WebhookRepository,
@@ -47,6 +48,7 @@ from services.bus import MessageBus
 from services.errors import GridLinkError, ShuttingDown
 from services.events import AT_FIELD, ID_FIELD, PUBLIC_EVENTS, event_id
 from services.ocpp16 import iso, parse_time, utcnow
+from services.retention import Retention, ensure_retention
 from services.settings import Settings
 from services.shutdown import InFlight, drain
 
@@ -83,6 +85,7 @@ class WebhookWorker:
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()
         self.in_flight = InFlight()
+        self.recorded = asyncio.Condition()  # notified after each attempt is recorded
         self._attempts: set[asyncio.Task[None]] = set()
         self._consumer: tuple[Any, str] | None = None
         self._loop: asyncio.Task[None] | None = None
@@ -91,7 +94,11 @@ class WebhookWorker:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Declare and consume ``{ns}.webhooks``; start the delivery loop."""
+        """Make the collections' indexes and retention, declare and consume
+        ``{ns}.webhooks``, start the delivery loop."""
+        await self.repo.ensure_indexes()
+        await ensure_retention(self.repo.db, (Retention(
+            DELIVERIES, "created_at", self.settings.retention_webhook_deliveries_days),))
         spec = self.bus.topology.webhooks_queue()
         queue = await self.bus.declare_queue(spec)
         self._consumer = (queue, await self.bus.consume(queue, self.on_event))
@@ -242,6 +249,8 @@ class WebhookWorker:
                                                   next_attempt_at=nxt, failure=failure)
         ATTEMPTS.labels("delivered" if state == DELIVERED else
                         "failed" if state == FAILED else "retry").inc()
+        async with self.recorded:
+            self.recorded.notify_all()
         log.log(logging.INFO if state == DELIVERED else logging.WARNING, "webhook attempt",
                 extra={"subscription": subscription["_id"], "delivery": delivery["_id"],
                        "event": delivery["event"], "status": outcome.status,

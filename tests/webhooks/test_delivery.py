@@ -1,0 +1,201 @@
+"""Webhook delivery against the real stack: a simulated charger's session reaches a real
+HTTP receiver signed, a failing receiver is retried after backoff, a redelivered event is
+delivered once, a replay is a new delivery of the same event, a process that dies
+mid-attempt loses nothing, non-public addresses are refused, secrets are sealed."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from api.webhooks import rules
+from api.webhooks.repository import DELIVERED, new_delivery
+from api.webhooks.sender import Sender
+from api.webhooks.subscriptions import SubscriptionCreate, Subscriptions, SubscriptionUpdate
+from services.events import stamped
+from services.ocpp16 import utcnow
+from tests.charger import Charger, now
+from tests.helpers import add_station, fresh_tag, new_id
+from tests.processes import Stack
+from tests.webhooks.conftest import Received, Receiver, Webhooks
+
+pytestmark = pytest.mark.integration
+
+
+def verified(secret: str, request: Received) -> dict[str, Any]:
+    """The body, once its signature checks out as a receiver checks it."""
+    header = request.headers[rules.SIGNATURE_HEADER.lower()]
+    assert rules.verify(secret, header, request.body, now=time.time()), header
+    return json.loads(request.body)
+
+
+async def subscribe(webhooks: Webhooks, receiver: Receiver, path: str, events: list[str]
+                    ) -> tuple[str, str]:
+    view, secret = await webhooks.subscriptions.create(SubscriptionCreate(
+        url=receiver.url(path), events=events, description="test"))
+    return view["id"], secret
+
+
+async def publish(webhooks: Webhooks, key: str, body: dict[str, Any], *identity: object
+                  ) -> str:
+    """An event on {ns}.events as a service publishes it; its id."""
+    event = stamped(key, body, *identity)
+    await webhooks.bus.publish(webhooks.bus.topology.events, key,
+                               json.dumps(event).encode(), message_id=event["event_id"])
+    return event["event_id"]
+
+
+async def test_a_charging_session_reaches_the_receiver_signed(
+        stack: Stack, webhooks: Webhooks, receiver: Receiver) -> None:
+    station, tag = new_id("WH"), await fresh_tag(stack)
+    await add_station(stack, station)
+    tx_sub, tx_secret = await subscribe(webhooks, receiver, "/tx", ["transaction.*"])
+    st_sub, st_secret = await subscribe(webhooks, receiver, "/st", ["station.connected",
+                                                                    "station.booted",
+                                                                    "station.disconnected"])
+    async with Charger.connect(stack.gateway_url, station) as charger:
+        await charger.boot()
+        started = await charger.result("StartTransaction", {
+            "connectorId": 1, "idTag": tag, "meterStart": 1000, "timestamp": now()})
+        transaction_id = started["transactionId"]
+        await charger.result("MeterValues", {"connectorId": 1, "transactionId": transaction_id,
+                                             "meterValue": [{"timestamp": now(),
+                                                             "sampledValue": [{"value": "1500"}]}]})
+        await charger.result("StopTransaction", {"transactionId": transaction_id,
+                                                 "meterStop": 2000, "timestamp": now()})
+    bodies = {}
+    for _ in range(3):
+        request = await receiver.next("/tx")
+        body = verified(tx_secret, request)
+        assert request.headers[rules.EVENT_HEADER.lower()] == body["type"]
+        delivery = await webhooks.repo.delivery(tx_sub, request.headers[
+            rules.DELIVERY_HEADER.lower()])
+        assert delivery is not None and delivery["event_id"] == body["id"]
+        bodies[body["type"]] = body
+    assert set(bodies) == {"transaction.started", "transaction.updated",
+                           "transaction.stopped"}
+    assert all(b["data"]["transaction_id"] == transaction_id for b in bodies.values())
+    assert bodies["transaction.started"]["data"]["id_tag"] == tag
+    assert bodies["transaction.updated"]["data"]["values"] == [
+        {"measurand": "Energy.Active.Import.Register", "value": "1500"}]
+    assert bodies["transaction.stopped"]["data"]["energy_wh"] == 1000
+    seen = [verified(st_secret, await receiver.next("/st")) for _ in range(3)]
+    assert {b["type"] for b in seen} == {"station.connected", "station.booted",
+                                         "station.disconnected"}
+    assert all(b["data"]["station"] == station for b in seen)
+    closed = next(b for b in seen if b["type"] == "station.disconnected")
+    connected = next(b for b in seen if b["type"] == "station.connected")
+    assert closed["data"]["session"] == connected["data"]["session"]
+    assert closed["data"]["gateway"] == connected["data"]["gateway"]
+    for request in (await webhooks.repo.list_deliveries(tx_sub, before=None, state=None,
+                                                        limit=10)):
+        settled = await webhooks.settled(tx_sub, request["_id"])
+        assert settled["state"] == DELIVERED and settled["attempts"][0]["status"] == 200
+    assert len(await webhooks.repo.list_deliveries(st_sub, before=None, state=None,
+                                                   limit=10)) == 3
+
+
+async def test_a_failing_receiver_is_retried_after_backoff_until_it_answers(
+        webhooks: Webhooks, receiver: Receiver) -> None:
+    receiver.scripts["/flaky"] = [500, "hang", 302]
+    sub, secret = await subscribe(webhooks, receiver, "/flaky", ["command.finished"])
+    event_id = await publish(webhooks, "command.finished", {
+        "command_id": new_id("c"), "station": "CP-X", "action": "Reset",
+        "status": "accepted"}, uuid.uuid4().hex)
+    attempts = [await receiver.next("/flaky") for _ in range(4)]
+    assert len({a.headers[rules.DELIVERY_HEADER.lower()] for a in attempts}) == 1
+    assert len({a.body for a in attempts}) == 1  # the same bytes every time
+    assert all(verified(secret, a)["id"] == event_id for a in attempts)
+    [listed] = await webhooks.repo.list_deliveries(sub, before=None, state=None, limit=5)
+    delivery = await webhooks.settled(sub, listed["_id"])
+    assert delivery["state"] == DELIVERED
+    log = delivery["attempts"]
+    assert [a["status"] for a in log] == [500, None, 302, 200]
+    assert "timeout" in log[1]["error"] and log[2]["error"] == "redirect not followed"
+    gaps = [(b["at"] - a["at"]).total_seconds() for a, b in itertools.pairwise(log)]
+    assert all(gap >= 0.1 for gap in gaps)  # backoff base 0.2 s, equal jitter: >= 0.1 s
+
+
+async def test_an_event_delivered_twice_is_sent_once_and_a_replay_again(
+        webhooks: Webhooks, receiver: Receiver) -> None:
+    sub, secret = await subscribe(webhooks, receiver, "/once", ["security.*", "station.status"])
+    body = {"station": "CP-Y", "type": "TamperDetectionActivated", "critical": True}
+    first = await publish(webhooks, "security.event", body, "same-fact")
+    again = await publish(webhooks, "security.event", body, "same-fact")  # redelivered
+    marker = await publish(webhooks, "station.status", {"station": "CP-Y", "connector": 1,
+                                                        "status": "Available"}, "marker")
+    assert first == again
+    received = [verified(secret, await receiver.next("/once")) for _ in range(2)]
+    assert sorted(r["id"] for r in received) == sorted([first, marker])
+    # the worker takes events in order: the duplicate came before the marker and added none
+    log = await webhooks.repo.list_deliveries(sub, before=None, state=None, limit=10)
+    assert sorted(d["event_id"] for d in log) == sorted([first, marker])
+    original = next(d for d in log if d["event_id"] == first)
+    replay = await webhooks.subscriptions.replay(sub, original["_id"])
+    assert replay["replay_of"] == original["_id"] and replay["event_id"] == first
+    replayed = await receiver.next("/once")
+    assert verified(secret, replayed)["id"] == first
+    assert replayed.headers[rules.DELIVERY_HEADER.lower()] == replay["id"] != original["_id"]
+    assert receiver.queue("/once").empty()
+    ping = await webhooks.subscriptions.ping(sub)
+    pinged = verified(secret, await receiver.next("/once"))
+    assert pinged["type"] == rules.PING and pinged["id"] == ping["event_id"]
+
+
+async def test_a_delivery_claimed_by_a_process_that_died_is_taken_again_after_its_lease(
+        webhooks: Webhooks, receiver: Receiver) -> None:
+    await webhooks.worker.stop()  # this test claims by hand
+    repo = webhooks.repo
+    sub, _ = await subscribe(webhooks, receiver, "/lease", ["*"])
+    start = utcnow()
+    document = new_delivery(sub, "station.booted", uuid.uuid4().hex, "{}", start,
+                            event_at=start)
+    await repo.add_delivery(document)
+    assert await repo.add_delivery({**document, "_id": "dlv_other"}) is False  # same key
+    first = await repo.claim(start, lease_s=30)
+    assert first is not None and first["_id"] == document["_id"]
+    assert await repo.claim(start + timedelta(seconds=29), lease_s=30) is None  # leased
+    taken = await repo.claim(start + timedelta(seconds=31), lease_s=30)  # the lease ran out
+    assert taken is not None and taken["_id"] == document["_id"]
+    attempt = {"at": start, "duration_ms": 1, "status": 200, "error": None, "response": ""}
+    # the first claimant's late result is not recorded over the second's lease
+    assert not await repo.record_attempt(first, attempt, state=DELIVERED,
+                                         next_attempt_at=None)
+    assert await repo.record_attempt(taken, attempt, state=DELIVERED, next_attempt_at=None)
+    assert await repo.claim(start + timedelta(hours=1), lease_s=30) is None
+
+
+async def test_non_public_addresses_are_refused_at_creation_and_at_delivery(
+        webhooks: Webhooks, receiver: Receiver) -> None:
+    strict = Subscriptions(webhooks.repo, webhooks.box,
+                           webhooks.settings.model_copy(
+                               update={"webhook_allow_private_urls": False}))
+    for url in (receiver.url("/x"), "http://localhost:9/", "http://169.254.169.254/latest",
+                "http://[::1]/", "http://10.0.0.1/"):
+        with pytest.raises(rules.InvalidSubscription, match="public addresses only") as no:
+            await strict.create(SubscriptionCreate(url=url, events=["*"]))
+        assert no.value.field == "url"
+    with pytest.raises(rules.InvalidSubscription, match="only http"):
+        await strict.create(SubscriptionCreate(url="gopher://example.com/", events=["*"]))
+    sender = Sender(timeout_s=1, max_response_bytes=64, allow_private=False)
+    outcome = await sender.attempt(receiver.url("/x"), "{}", {})
+    await sender.close()
+    assert outcome.status is None and outcome.error is not None
+    assert outcome.error.startswith("refused") and not receiver.requests
+
+
+async def test_the_signing_secret_is_stored_sealed(webhooks: Webhooks,
+                                                   receiver: Receiver) -> None:
+    sub, secret = await subscribe(webhooks, receiver, "/sealed", ["*"])
+    raw = await webhooks.repo.subscriptions.find_one({"_id": sub})
+    assert raw is not None and secret not in json.dumps(raw, default=str)
+    assert webhooks.box.open(raw["secret"]) == secret
+    view, rotated = await webhooks.subscriptions.update(
+        sub, SubscriptionUpdate(rotate_secret=True))
+    assert rotated and rotated != secret and "secret" not in view
