@@ -185,7 +185,8 @@ class Topology:
         exchange needs write."""
         own = Resources((self.work_queue_name(WEBHOOKS),))
         return Grant(configure=own, write=Resources((self.dead_letter,)) | own,
-                     read=Resources((self.events,)) | own)
+                     read=Resources((self.events,)) | own,
+                     topic_read={self.events: PUBLIC_EVENTS})
 
     def gateway_queue(self, instance: str) -> str:
         return f"{self.namespace}.gateway.{instance}"
@@ -286,6 +287,14 @@ class Grant:
     write: Resources = Resources()
     read: Resources = Resources()
     topic_read: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __or__(self, other: Grant) -> Grant:
+        """Both grants' permissions (a process that does what both do)."""
+        topics = {exchange: tuple(dict.fromkeys(self.topic_read.get(exchange, ())
+                                                + other.topic_read.get(exchange, ())))
+                  for exchange in {**self.topic_read, **other.topic_read}}
+        return Grant(self.configure | other.configure, self.write | other.write,
+                     self.read | other.read, topics)
 
     def patterns(self) -> tuple[str, str, str]:
         """The configure, write and read regexes, in ``rabbitmqctl set_permissions`` order."""

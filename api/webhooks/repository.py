@@ -90,11 +90,6 @@ class WebhookRepository:
     async def subscription(self, subscription_id: str) -> Document | None:
         return await self.subscriptions.find_one({"_id": subscription_id})
 
-    async def list_subscriptions(self, *, after: str | None, limit: int) -> list[Document]:
-        query = {"_id": {"$gt": after}} if after else {}
-        return await self.subscriptions.find(query, sort=[("_id", ASCENDING)],
-                                             limit=limit).to_list()
-
     async def active_subscriptions(self) -> list[Document]:
         return await self.subscriptions.find({"active": True}).to_list()
 
@@ -146,16 +141,19 @@ class WebhookRepository:
         return await self.deliveries.find_one({"_id": delivery_id,
                                                "subscription": subscription_id})
 
-    async def list_deliveries(self, subscription_id: str, *, before: str | None,
-                              state: str | None, limit: int) -> list[Document]:
-        """The log, newest first, ``limit`` at most, after the cursor ``before``."""
+    @staticmethod
+    def log_query(subscription_id: str, state: str | None = None) -> Document:
+        """The deliveries of a subscription (in one state); newest first by ``_id``."""
         query: Document = {"subscription": subscription_id}
-        if before:
-            query["_id"] = {"$lt": before}
         if state:
             query["state"] = state
-        return await self.deliveries.find(query, sort=[("_id", DESCENDING)],
-                                          limit=limit).to_list()
+        return query
+
+    async def list_deliveries(self, subscription_id: str, *, state: str | None = None,
+                              limit: int = 100) -> list[Document]:
+        """The log, newest first, ``limit`` at most."""
+        return await self.deliveries.find(self.log_query(subscription_id, state),
+                                          sort=[("_id", DESCENDING)], limit=limit).to_list()
 
     async def next_due(self) -> datetime | None:
         """When the earliest pending delivery is due (None: nothing pending)."""

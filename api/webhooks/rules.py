@@ -73,12 +73,28 @@ def wanted(patterns: Iterable[str], event: str) -> bool:
 # --- the body and its signature -------------------------------------------------------------
 
 
+def camel_keys(value: Any) -> Any:
+    """``transaction_id`` → ``transactionId`` in every key, as the API's resources spell
+    them (values untouched)."""
+    if isinstance(value, dict):
+        return {_camel(str(k)): camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel_keys(item) for item in value]
+    return value
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
 def delivery_body(event: str, body: dict[str, Any]) -> str:
-    """What a receiver gets: ``{"id", "type", "created_at", "data"}`` as compact JSON (the
-    exact text is stored and signed, so a retry or a replay sends the same bytes)."""
+    """What a receiver gets: ``{"id", "type", "createdAt", "data"}`` as compact JSON, keys
+    in camelCase like the API's (the exact text is stored and signed, so a retry or a
+    replay sends the same bytes)."""
     data = {k: v for k, v in body.items() if k not in (ID_FIELD, AT_FIELD)}
-    envelope = {"id": body[ID_FIELD], "type": event, "created_at": body[AT_FIELD],
-                "data": data}
+    envelope = {"id": body[ID_FIELD], "type": event, "createdAt": body[AT_FIELD],
+                "data": camel_keys(data)}
     return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
 
 

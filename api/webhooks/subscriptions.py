@@ -43,7 +43,7 @@ class SubscriptionCreate(BaseModel):
 
 
 class SubscriptionUpdate(BaseModel):
-    """Fields to change (the others stay); ``rotate_secret``: a new signing secret, shown
+    """Fields to change (the others stay); ``rotateSecret``: a new signing secret, shown
     once in the answer."""
 
     model_config = ConfigDict(extra="forbid")
@@ -51,7 +51,7 @@ class SubscriptionUpdate(BaseModel):
     events: list[str] | None = Field(None, min_length=1, max_length=len(PUBLIC_EVENTS) + 8)
     active: bool | None = None
     description: str | None = Field(None, max_length=MAX_DESCRIPTION)
-    rotate_secret: bool = False
+    rotateSecret: bool = False
 
 
 class NotFound(LookupError):
@@ -63,25 +63,26 @@ class Conflict(Exception):
 
 
 def subscription_view(document: dict[str, Any]) -> dict[str, Any]:
+    """A subscription as the API shows it (never its secret)."""
     return {"id": document["_id"], "url": document["url"], "events": document["events"],
             "active": document["active"], "description": document.get("description", ""),
-            "created_at": iso(document["created_at"]),
-            "updated_at": iso(document["updated_at"]), "version": document["version"]}
+            "createdAt": iso(document["created_at"]), "updatedAt": iso(document["updated_at"])}
 
 
 def delivery_view(document: dict[str, Any]) -> dict[str, Any]:
+    """A delivery and its attempts, as the delivery log shows it."""
     def when(value: datetime | None) -> str | None:
         return iso(value) if value else None
 
+    pending = document["state"] == "pending"
     return {"id": document["_id"], "subscription": document["subscription"],
-            "event": document["event"], "event_id": document["event_id"],
-            "state": document["state"], "attempt_count": document.get("attempt_count", 0),
-            "created_at": iso(document["created_at"]),
-            "next_attempt_at": when(document.get("next_attempt_at"))
-            if document["state"] == "pending" else None,
-            "delivered_at": when(document.get("delivered_at")),
-            "failure": document.get("failure"), "replay_of": document.get("replay_of"),
-            "attempts": [{"at": iso(a["at"]), "duration_ms": a["duration_ms"],
+            "event": document["event"], "eventId": document["event_id"],
+            "state": document["state"], "attemptCount": document.get("attempt_count", 0),
+            "createdAt": iso(document["created_at"]),
+            "nextAttemptAt": when(document.get("next_attempt_at")) if pending else None,
+            "deliveredAt": when(document.get("delivered_at")),
+            "failure": document.get("failure"), "replayOf": document.get("replay_of"),
+            "attempts": [{"at": iso(a["at"]), "durationMs": a["duration_ms"],
                           "status": a["status"], "error": a["error"],
                           "response": a.get("response", "")}
                          for a in document.get("attempts", [])]}
@@ -137,10 +138,6 @@ class Subscriptions:
             raise NotFound(subscription_id)
         return document
 
-    async def list(self, *, after: str | None, limit: int) -> list[dict[str, Any]]:
-        return [subscription_view(d)
-                for d in await self.repo.list_subscriptions(after=after, limit=limit)]
-
     async def update(self, subscription_id: str, request: SubscriptionUpdate, *,
                      version: int | None = None) -> tuple[dict[str, Any], str | None]:
         """The changed subscription's view, and its new secret if it was rotated."""
@@ -154,7 +151,7 @@ class Subscriptions:
             changes["active"] = request.active
         if request.description is not None:
             changes["description"] = request.description
-        secret = rules.new_secret() if request.rotate_secret else None
+        secret = rules.new_secret() if request.rotateSecret else None
         if secret is not None:
             changes["secret"] = self.box.seal(secret)
         document = await self.repo.update_subscription(
@@ -167,12 +164,6 @@ class Subscriptions:
     async def delete(self, subscription_id: str) -> None:
         if not await self.repo.delete_subscription(subscription_id):
             raise NotFound(subscription_id)
-
-    async def deliveries(self, subscription_id: str, *, before: str | None,
-                         state: str | None, limit: int) -> list[dict[str, Any]]:
-        await self.get(subscription_id)
-        return [delivery_view(d) for d in await self.repo.list_deliveries(
-            subscription_id, before=before, state=state, limit=limit)]
 
     async def delivery(self, subscription_id: str, delivery_id: str) -> dict[str, Any]:
         document = await self.repo.delivery(subscription_id, delivery_id)

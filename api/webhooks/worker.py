@@ -36,7 +36,6 @@ from pymongo.errors import PyMongoError
 from api.webhooks import rules
 from api.webhooks.repository import (
     DELIVERED,
-    DELIVERIES,
     FAILED,
     PENDING,
     WebhookRepository,
@@ -48,7 +47,6 @@ from services.bus import MessageBus
 from services.errors import GridLinkError, ShuttingDown
 from services.events import AT_FIELD, ID_FIELD, PUBLIC_EVENTS, event_id
 from services.ocpp16 import iso, parse_time, utcnow
-from services.retention import Retention, ensure_retention
 from services.settings import Settings
 from services.shutdown import InFlight, drain
 
@@ -94,11 +92,9 @@ class WebhookWorker:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Make the collections' indexes and retention, declare and consume
-        ``{ns}.webhooks``, start the delivery loop."""
+        """Make sure of the indexes (the key's uniqueness is what dedupes), declare and
+        consume ``{ns}.webhooks``, start the delivery loop."""
         await self.repo.ensure_indexes()
-        await ensure_retention(self.repo.db, (Retention(
-            DELIVERIES, "created_at", self.settings.retention_webhook_deliveries_days),))
         spec = self.bus.topology.webhooks_queue()
         queue = await self.bus.declare_queue(spec)
         self._consumer = (queue, await self.bus.consume(queue, self.on_event))

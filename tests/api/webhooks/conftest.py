@@ -12,7 +12,6 @@ from typing import Any
 
 import aio_pika
 import pytest
-from cryptography.fernet import Fernet
 
 from api.webhooks.repository import PENDING, WebhookRepository
 from api.webhooks.secret_box import SecretBox
@@ -125,7 +124,7 @@ def settings_for(stack: Stack, **changes: object) -> Settings:
                     webhook_allow_private_urls=True, webhook_backoff_base_s=0.2,
                     webhook_backoff_max_s=0.4, webhook_timeout_s=1.0,
                     webhook_poll_interval_s=0.05, webhook_lease_s=5,
-                    shutdown_grace_s=2, **changes)  # type: ignore[arg-type]
+                    webhook_dev_key=True, shutdown_grace_s=2, **changes)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +141,11 @@ async def _webhooks_queue(stack: Stack) -> AsyncIterator[None]:
 @pytest.fixture
 async def webhooks(stack: Stack, _webhooks_queue: None) -> AsyncIterator[Webhooks]:
     """A started worker (prefetch 1: events are taken one at a time, in order) and the
-    subscription operations, on the stack's database; every subscription deleted after."""
+    subscription operations, on the stack's database; every subscription deleted after.
+    Secrets are sealed with the development key, as the API process of ``api`` does (its
+    worker, when it runs, shares the queue and the deliveries)."""
     settings = settings_for(stack)
-    box = SecretBox([Fernet.generate_key()])
+    box = SecretBox.from_settings(settings)  # the development key, as the API process's
     bus = Bus(settings.amqp_url, Topology.from_settings(settings), name="webhooks-test",
               component="webhooks-test")
     await bus.connect(prefetch=1)

@@ -96,8 +96,8 @@ def test_the_body_is_the_event_in_an_envelope_with_its_stable_id() -> None:
     assert event_id("transaction.stopped", 7) != body["event_id"]
     sent = json.loads(rules.delivery_body("transaction.started", body))
     assert sent == {"id": body["event_id"], "type": "transaction.started",
-                    "created_at": body["event_at"],
-                    "data": {"station": "CP-1", "transaction_id": 7}}
+                    "createdAt": body["event_at"],
+                    "data": {"station": "CP-1", "transactionId": 7}}
 
 
 def test_secrets_are_random_and_marked() -> None:

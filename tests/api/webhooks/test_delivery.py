@@ -20,10 +20,10 @@ from api.webhooks.sender import Sender
 from api.webhooks.subscriptions import SubscriptionCreate, Subscriptions, SubscriptionUpdate
 from services.events import stamped
 from services.ocpp16 import utcnow
+from tests.api.webhooks.conftest import Received, Receiver, Webhooks
 from tests.charger import Charger, now
 from tests.helpers import add_station, fresh_tag, new_id
 from tests.processes import Stack
-from tests.webhooks.conftest import Received, Receiver, Webhooks
 
 pytestmark = pytest.mark.integration
 
@@ -80,11 +80,11 @@ async def test_a_charging_session_reaches_the_receiver_signed(
         bodies[body["type"]] = body
     assert set(bodies) == {"transaction.started", "transaction.updated",
                            "transaction.stopped"}
-    assert all(b["data"]["transaction_id"] == transaction_id for b in bodies.values())
-    assert bodies["transaction.started"]["data"]["id_tag"] == tag
+    assert all(b["data"]["transactionId"] == transaction_id for b in bodies.values())
+    assert bodies["transaction.started"]["data"]["idTag"] == tag
     assert bodies["transaction.updated"]["data"]["values"] == [
         {"measurand": "Energy.Active.Import.Register", "value": "1500"}]
-    assert bodies["transaction.stopped"]["data"]["energy_wh"] == 1000
+    assert bodies["transaction.stopped"]["data"]["energyWh"] == 1000
     seen = [verified(st_secret, await receiver.next("/st")) for _ in range(3)]
     assert {b["type"] for b in seen} == {"station.connected", "station.booted",
                                          "station.disconnected"}
@@ -93,12 +93,10 @@ async def test_a_charging_session_reaches_the_receiver_signed(
     connected = next(b for b in seen if b["type"] == "station.connected")
     assert closed["data"]["session"] == connected["data"]["session"]
     assert closed["data"]["gateway"] == connected["data"]["gateway"]
-    for request in (await webhooks.repo.list_deliveries(tx_sub, before=None, state=None,
-                                                        limit=10)):
+    for request in (await webhooks.repo.list_deliveries(tx_sub, limit=10)):
         settled = await webhooks.settled(tx_sub, request["_id"])
         assert settled["state"] == DELIVERED and settled["attempts"][0]["status"] == 200
-    assert len(await webhooks.repo.list_deliveries(st_sub, before=None, state=None,
-                                                   limit=10)) == 3
+    assert len(await webhooks.repo.list_deliveries(st_sub, limit=10)) == 3
 
 
 async def test_a_failing_receiver_is_retried_after_backoff_until_it_answers(
@@ -112,7 +110,7 @@ async def test_a_failing_receiver_is_retried_after_backoff_until_it_answers(
     assert len({a.headers[rules.DELIVERY_HEADER.lower()] for a in attempts}) == 1
     assert len({a.body for a in attempts}) == 1  # the same bytes every time
     assert all(verified(secret, a)["id"] == event_id for a in attempts)
-    [listed] = await webhooks.repo.list_deliveries(sub, before=None, state=None, limit=5)
+    [listed] = await webhooks.repo.list_deliveries(sub, limit=5)
     delivery = await webhooks.settled(sub, listed["_id"])
     assert delivery["state"] == DELIVERED
     log = delivery["attempts"]
@@ -134,26 +132,25 @@ async def test_an_event_delivered_twice_is_sent_once_and_a_replay_again(
     received = [verified(secret, await receiver.next("/once")) for _ in range(2)]
     assert sorted(r["id"] for r in received) == sorted([first, marker])
     # the worker takes events in order: the duplicate came before the marker and added none
-    log = await webhooks.repo.list_deliveries(sub, before=None, state=None, limit=10)
+    log = await webhooks.repo.list_deliveries(sub, limit=10)
     assert sorted(d["event_id"] for d in log) == sorted([first, marker])
     original = next(d for d in log if d["event_id"] == first)
     replay = await webhooks.subscriptions.replay(sub, original["_id"])
-    assert replay["replay_of"] == original["_id"] and replay["event_id"] == first
+    assert replay["replayOf"] == original["_id"] and replay["eventId"] == first
     replayed = await receiver.next("/once")
     assert verified(secret, replayed)["id"] == first
     assert replayed.headers[rules.DELIVERY_HEADER.lower()] == replay["id"] != original["_id"]
     assert receiver.queue("/once").empty()
     ping = await webhooks.subscriptions.ping(sub)
     pinged = verified(secret, await receiver.next("/once"))
-    assert pinged["type"] == rules.PING and pinged["id"] == ping["event_id"]
+    assert pinged["type"] == rules.PING and pinged["id"] == ping["eventId"]
 
 
 async def test_a_delivery_claimed_by_a_process_that_died_is_taken_again_after_its_lease(
         webhooks: Webhooks, receiver: Receiver) -> None:
-    await webhooks.worker.stop()  # this test claims by hand
     repo = webhooks.repo
     sub, _ = await subscribe(webhooks, receiver, "/lease", ["*"])
-    start = utcnow()
+    start = utcnow() + timedelta(days=1)  # due tomorrow: no running worker takes it today
     document = new_delivery(sub, "station.booted", uuid.uuid4().hex, "{}", start,
                             event_at=start)
     await repo.add_delivery(document)
@@ -197,5 +194,5 @@ async def test_the_signing_secret_is_stored_sealed(webhooks: Webhooks,
     assert raw is not None and secret not in json.dumps(raw, default=str)
     assert webhooks.box.open(raw["secret"]) == secret
     view, rotated = await webhooks.subscriptions.update(
-        sub, SubscriptionUpdate(rotate_secret=True))
+        sub, SubscriptionUpdate(rotateSecret=True))
     assert rotated and rotated != secret and "secret" not in view
