@@ -5,11 +5,14 @@ mid-attempt loses nothing, non-public addresses are refused, secrets are sealed.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import sys
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +26,10 @@ from services.ocpp16 import utcnow
 from tests.api.webhooks.conftest import Received, Receiver, Webhooks
 from tests.charger import Charger, now
 from tests.helpers import add_station, fresh_tag, new_id
-from tests.processes import Stack
+from tests.processes import Stack, free_port, wait_for
 
 pytestmark = pytest.mark.integration
+RECEIVER_SCRIPT = Path(__file__).resolve().parents[3] / "docs" / "webhook_receiver.py"
 
 
 def verified(secret: str, request: Received) -> dict[str, Any]:
@@ -196,3 +200,40 @@ async def test_the_signing_secret_is_stored_sealed(webhooks: Webhooks,
     view, rotated = await webhooks.subscriptions.update(
         sub, SubscriptionUpdate(rotateSecret=True))
     assert rotated and rotated != secret and "secret" not in view
+
+
+async def test_the_documented_receiver_verifies_and_prints_a_delivery(
+        webhooks: Webhooks, receiver: Receiver) -> None:
+    port = free_port()
+    script = RECEIVER_SCRIPT
+    view, secret = await webhooks.subscriptions.create(SubscriptionCreate(
+        url=f"http://127.0.0.1:{port}/gridlink", events=["station.booted"]))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), secret, str(port), stdout=asyncio.subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        assert b"listening" in await asyncio.wait_for(process.stdout.readline(), 20)
+        await publish(webhooks, "station.booted", {"station": "CP-DOC",
+                                                   "registration": "Accepted"}, "doc")
+        line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        assert line.split(" ", 1)[0] == "station.booted"
+        assert json.loads(line.split(" ", 1)[1]) == {"station": "CP-DOC",
+                                                     "registration": "Accepted"}
+        [delivery] = await webhooks.repo.list_deliveries(view["id"])
+        settled = await webhooks.settled(view["id"], delivery["_id"])
+        assert settled["attempts"][-1]["status"] == 204
+        # signed with another secret (rotated, the receiver still has the old one): 401
+        await webhooks.subscriptions.update(view["id"], SubscriptionUpdate(rotateSecret=True))
+        stale = await publish(webhooks, "station.booted", {"station": "CP-DOC2"}, "doc2")
+        key = f"{view['id']}/{stale}"
+        await wait_for(lambda: webhooks.repo.deliveries.find_one({"key": key}),
+                       what="the delivery of the second event")
+        found = await webhooks.repo.deliveries.find_one({"key": key})
+        assert found is not None
+        refused = await webhooks.settled(view["id"], found["_id"])  # retried until failed
+        assert refused["state"] == "failed"
+        assert {a["status"] for a in refused["attempts"]} == {401}
+        assert process.stdout.at_eof() is False  # it printed nothing for those
+    finally:
+        process.terminate()
+        await process.wait()
