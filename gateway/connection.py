@@ -383,9 +383,9 @@ class ConnectionHandler:
 
     async def _announce(self, session: Session, state: str, code: int | None = None, *,
                         after: asyncio.Future[None] | None = None) -> None:
-        """Tell authz a connection opened or closed (best effort; a close after its open)."""
+        """Tell authz a connection opened or closed (best effort, after its open, drained)."""
         await asyncio.gather(*(after,) if after else (), return_exceptions=True)
-        with contextlib.suppress(BusUnavailable, Unroutable):
+        with self.publishing.track(), contextlib.suppress(BusUnavailable, Unroutable):
             await self.bridge.publish_connection(session, state, code)
 
     # --- the end --------------------------------------------------------------------------
