@@ -194,7 +194,8 @@ def test_credentials_come_from_secrets_the_overlay_or_operator_provides() -> Non
         container = sources.only_container(sources.deployment("base", component))
         referenced |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]
                        if "secretKeyRef" in e.get("valueFrom", {})}
-    assert referenced == {*(f"gridlink-rabbitmq-{c}" for c in COMPONENTS), "gridlink-mongodb"}
+    assert referenced == {*(f"gridlink-rabbitmq-{c}" for c in COMPONENTS), "gridlink-mongodb",
+                          "gridlink-webhooks"}  # the API's key of webhook secrets at rest
     dev_secrets = by_kind("overlays/dev", "Secret")
     assert referenced <= set(dev_secrets)
     assert by_kind("overlays/production", "Secret") == {}, "no credentials in the repository"
