@@ -4,7 +4,7 @@ kept apart because it is one concern of one component."""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,3 +60,12 @@ class WebhookSettings(BaseSettings):
     def _empty_key_is_unset(cls, value: object) -> object:
         """A deployment sets every variable; an empty one means "not configured"."""
         return None if value == "" else value
+
+    @field_validator("webhook_lease_s")
+    @classmethod
+    def _lease_outlasts_an_attempt(cls, value: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("webhook_timeout_s")
+        if timeout is not None and value <= timeout:
+            raise ValueError(f"must be longer than GRIDLINK_WEBHOOK_TIMEOUT_S ({timeout:g}), "
+                             "or a delivery could be attempted twice at once")
+        return value

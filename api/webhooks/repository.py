@@ -36,7 +36,7 @@ PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 DUPLICATE_KEY = 11000
 
 INDEXES: IndexSpec = {
-    SUBSCRIPTIONS: [IndexModel([("active", ASCENDING)])],
+    SUBSCRIPTIONS: [IndexModel([("events", ASCENDING), ("active", ASCENDING)])],
     DELIVERIES: [
         IndexModel([("key", ASCENDING)], unique=True),
         IndexModel([("state", ASCENDING), ("next_attempt_at", ASCENDING)]),
@@ -90,8 +90,13 @@ class WebhookRepository:
     async def subscription(self, subscription_id: str) -> Document | None:
         return await self.subscriptions.find_one({"_id": subscription_id})
 
-    async def active_subscriptions(self) -> list[Document]:
-        return await self.subscriptions.find({"active": True}).to_list()
+    async def subscribers(self, event: str) -> list[Document]:
+        """The active subscriptions whose patterns name ``event``: itself, its family's
+        ``family.*`` or ``*`` (the patterns :func:`api.webhooks.rules.check_patterns`
+        allows), found by the index on ``events``."""
+        family = event.split(".", 1)[0]
+        return await self.subscriptions.find({
+            "active": True, "events": {"$in": [event, f"{family}.*", "*"]}}).to_list()
 
     async def update_subscription(self, subscription_id: str, changes: Document,
                                   now: datetime, *, version: int | None = None

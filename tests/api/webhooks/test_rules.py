@@ -10,7 +10,9 @@ import random
 import pytest
 
 from api.webhooks import rules
+from services.errors import ConfigurationError
 from services.events import PUBLIC_EVENTS, event_id, stamped
+from services.settings import load_settings
 
 
 def test_patterns_match_names_families_and_everything() -> None:
@@ -103,3 +105,9 @@ def test_the_body_is_the_event_in_an_envelope_with_its_stable_id() -> None:
 def test_secrets_are_random_and_marked() -> None:
     one, two = rules.new_secret(), rules.new_secret()
     assert one != two and one.startswith("whsec_") and len(one) > 40
+
+
+def test_a_lease_shorter_than_an_attempt_is_a_bad_setting() -> None:
+    with pytest.raises(ConfigurationError, match="GRIDLINK_WEBHOOK_LEASE_S"):
+        load_settings(webhook_lease_s=5, webhook_timeout_s=10)
+    assert load_settings(webhook_lease_s=11, webhook_timeout_s=10).webhook_lease_s == 11
