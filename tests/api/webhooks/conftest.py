@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aio_pika
 import pytest
 
 from api.webhooks.repository import PENDING, WebhookRepository
@@ -127,19 +126,8 @@ def settings_for(stack: Stack, **changes: object) -> Settings:
                     webhook_dev_key=True, shutdown_grace_s=2, **changes)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-async def _webhooks_queue(stack: Stack) -> AsyncIterator[None]:
-    """The namespace's {ns}.webhooks, deleted at the end (the stack deletes only its own)."""
-    yield
-    connection = await aio_pika.connect(stack.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        with contextlib.suppress(aio_pika.exceptions.AMQPError):
-            await channel.queue_delete(Topology(stack.namespace).webhooks_queue().name)
-
-
 @pytest.fixture
-async def webhooks(stack: Stack, _webhooks_queue: None) -> AsyncIterator[Webhooks]:
+async def webhooks(stack: Stack) -> AsyncIterator[Webhooks]:
     """A started worker (prefetch 1: events are taken one at a time, in order) and the
     subscription operations, on the stack's database; every subscription deleted after.
     Secrets are sealed with the development key, as the API process of ``api`` does (its
