@@ -3,12 +3,13 @@
 - ``X-Request-ID``: taken from the request when it is 1-128 characters of
   ``[A-Za-z0-9._:-]``, else a new one; on ``request.state.request_id``, echoed in the
   response, in the log line of the request and in its audit record.
-- The audit record (collection ``api_audit``, kept GRIDLINK_RETENTION_API_AUDIT_DAYS: a
-  TTL index, :mod:`services.retention`): ``{key_id, method, route (the template, never the
-  path with its ids), status, request_id, at, peer}``.
+- The audit record of every request to ``/api/`` (collection ``api_audit``, kept
+  GRIDLINK_RETENTION_API_AUDIT_DAYS: a TTL index, :mod:`services.retention`): ``{key_id,
+  method, route (the template, never the path with its ids), status, request_id, at,
+  peer}``. Pages and static files (docs, console) are not audited, only counted.
 - ``gridlink_api_requests_total`` and ``gridlink_api_request_seconds`` by route template.
 
-Probes (``/healthz``, ``/readyz``) and the docs' static files are not audited.
+Probes (``/healthz``, ``/readyz``) are neither audited nor counted.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ log = logging.getLogger("gridlink.api.requests")
 COLLECTION = "api_audit"
 HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_NOT_AUDITED = ("/healthz", "/readyz", "/static-docs/")
+_PROBES = ("/healthz", "/readyz")
+AUDITED = "/api/"
 
 
 def retention(settings: Settings) -> Retention:
@@ -95,7 +97,7 @@ class AuditMiddleware:
     async def _record(self, scope: Scope, state: dict[str, Any], request_id: str,
                       status: int, seconds: float) -> None:
         path = scope.get("path", "")
-        if path in _NOT_AUDITED or path.startswith(_NOT_AUDITED[-1]):
+        if path in _PROBES:
             return
         method = scope.get("method", "")
         route = self.template(scope.get("app"), method, path)
@@ -106,6 +108,8 @@ class AuditMiddleware:
                   "status": status, "request_id": request_id, "at": utcnow(),
                   "peer": client[0] if client else None}
         log.info("request", extra={k: v for k, v in record.items() if k != "at"})
+        if not path.startswith(AUDITED):
+            return
         context = getattr(scope.get("app"), "state", None)
         ctx = getattr(context, "context", None)
         if ctx is None:
