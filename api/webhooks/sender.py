@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -66,7 +67,8 @@ class Sender:
     """Makes attempts with one shared HTTP client (connection pooling per address)."""
 
     def __init__(self, *, timeout_s: float, max_response_bytes: int, allow_private: bool,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 verify: ssl.SSLContext | bool = True) -> None:
         self.timeout_s = timeout_s
         self.max_response_bytes = max_response_bytes
         self.allow_private = allow_private
@@ -74,7 +76,7 @@ class Sender:
         # verified) for one host name must not carry a request for another on that address.
         self.client = httpx.AsyncClient(
             follow_redirects=False, transport=transport, timeout=httpx.Timeout(timeout_s),
-            trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
+            trust_env=False, limits=httpx.Limits(max_keepalive_connections=0), verify=verify)
 
     async def close(self) -> None:
         await self.client.aclose()
