@@ -14,6 +14,7 @@ Probes (``/healthz``, ``/readyz``) are neither audited nor counted.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -79,6 +80,7 @@ class AuditMiddleware:
         state["request_id"] = request_id
         status = [500]
         started = time.monotonic()
+        too_large = self._too_large(scope, headers.get("content-length"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -89,10 +91,27 @@ class AuditMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if too_large:
+                await _problem(send_with_id, 413, too_large, request_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         finally:
             await self._record(scope, state, request_id, status[0],
                                time.monotonic() - started)
+
+    @staticmethod
+    def _too_large(scope: Scope, length: str | None) -> str | None:
+        """Why the declared body is refused (no body is larger than a charger frame may
+        be: GRIDLINK_MAX_FRAME_BYTES), or None."""
+        if length is None:
+            return None
+        context = getattr(getattr(scope.get("app"), "state", None), "context", None)
+        limit = context.settings.max_frame_bytes if context is not None else 1 << 20
+        if not length.isdigit():
+            return "Content-Length is not a number"
+        if int(length) > limit:
+            return f"the body is larger than {limit} bytes (GRIDLINK_MAX_FRAME_BYTES)"
+        return None
 
     async def _record(self, scope: Scope, state: dict[str, Any], request_id: str,
                       status: int, seconds: float) -> None:
@@ -119,3 +138,13 @@ class AuditMiddleware:
         except Exception as exc:
             AUDIT_FAILURES.inc()
             log.error("audit record not written", extra={**record, "error": str(exc)})
+
+
+async def _problem(send: Send, status: int, detail: str, request_id: str) -> None:
+    body = json.dumps({"type": "about:blank", "title": "Content Too Large", "status": status,
+                       "detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from services.clock import iso, utcnow
-from tests.api.conftest import ApiServer
 from tests.charger import Charger
 from tests.helpers import (
+    ApiServer,
     add_station,
     fresh_tag,
     new_id,
