@@ -12,10 +12,9 @@ import httpx
 import pytest
 
 from api.webhooks import rules
-from tests.api.conftest import ApiServer
 from tests.api.webhooks.conftest import Receiver
 from tests.charger import Charger, now
-from tests.helpers import add_station, fresh_tag, new_id
+from tests.helpers import ApiServer, add_station, fresh_tag, new_id
 from tests.processes import Stack, wait_for
 
 pytestmark = pytest.mark.integration
