@@ -44,7 +44,7 @@ from api.webhooks.repository import (
 from api.webhooks.secret_box import SecretBox
 from api.webhooks.sender import Outcome, Sender
 from services.bus import MessageBus
-from services.errors import GridLinkError, ShuttingDown
+from services.errors import GridLinkError, Reject, ShuttingDown
 from services.events import AT_FIELD, ID_FIELD, PUBLIC_EVENTS, event_id
 from services.ocpp16 import iso, parse_time, utcnow
 from services.settings import Settings
@@ -87,7 +87,6 @@ class WebhookWorker:
         self._attempts: set[asyncio.Task[None]] = set()
         self._consumer: tuple[Any, str] | None = None
         self._loop: asyncio.Task[None] | None = None
-        self.ready = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -99,11 +98,10 @@ class WebhookWorker:
         queue = await self.bus.declare_queue(spec)
         self._consumer = (queue, await self.bus.consume(queue, self.on_event))
         self._loop = asyncio.create_task(self.run_deliveries())
-        self.ready = True
         log.info("webhook worker started", extra={"queue": spec.name})
 
     async def stop(self) -> None:
-        self.ready = False
+        """Stop consuming and claiming; attempts in flight finish within the grace period."""
         self.stopping.set()
         self.wake.set()
 
@@ -133,16 +131,15 @@ class WebhookWorker:
             try:
                 body = json.loads(message.body)
             except ValueError:
-                log.warning("malformed event dropped", extra={"event": event})
-                return
-            if not isinstance(body, dict):
-                return
+                body = None
+            if not isinstance(body, dict):  # dead-lettered, for review (never just dropped)
+                raise Reject(f"malformed {event} event: not a JSON object")
             body.setdefault(ID_FIELD, message.message_id or event_id(event, message.body))
             body.setdefault(AT_FIELD, iso(self.clock()))
             delay = 0.1
             while True:
                 try:
-                    made = await self._intake(event, body)
+                    matched, made = await self._intake(event, body)
                     break
                 except PyMongoError as exc:
                     if self.stopping.is_set():
@@ -151,18 +148,20 @@ class WebhookWorker:
                                 extra={"event": event, "error": str(exc)[:200]})
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
-            EVENTS.labels("matched" if made else "unmatched").inc()
+            EVENTS.labels("duplicate" if matched and not made else
+                          "matched" if made else "unmatched").inc()
             if made:
                 self.wake.set()
 
-    async def _intake(self, event: str, body: dict[str, Any]) -> int:
+    async def _intake(self, event: str, body: dict[str, Any]) -> tuple[int, int]:
+        """(subscriptions that want the event, deliveries newly stored for it)."""
         subscriptions = [s for s in await self.repo.subscribers(event)
                          if rules.wanted(s["events"], event)]  # the same rule, in Python
         if not subscriptions:
-            return 0
+            return 0, 0
         text = rules.delivery_body(event, body)
         now = self.clock()
-        return await self.repo.add_deliveries([
+        return len(subscriptions), await self.repo.add_deliveries([
             new_delivery(s["_id"], event, body[ID_FIELD], text, now,
                          event_at=_time(body[AT_FIELD], now))
             for s in subscriptions])
