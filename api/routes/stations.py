@@ -194,6 +194,8 @@ async def put_station(station: StationId, body: StationWrite, request: Request,
     response.status_code = 201 if before is None else 200
     if before is None:
         response.headers["Location"] = f"/api/v1/stations/{after['id']}"
+    if generated.get(station):
+        response.headers["Cache-Control"] = "no-store"  # a secret, shown this once
     return {**after, "generatedPassword": generated.get(station)}
 
 
