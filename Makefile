@@ -34,7 +34,9 @@ test-tools: install
 # The local quick start allows security profile 0 (stations without credentials) and says so
 # in its banner; GRIDLINK_ALLOW_SECURITY_PROFILE_0=false make run turns it off.
 run: install rabbitmq
-	GRIDLINK_ALLOW_SECURITY_PROFILE_0=$${GRIDLINK_ALLOW_SECURITY_PROFILE_0:-true} $(BIN)/gridlink run all
+	GRIDLINK_ALLOW_SECURITY_PROFILE_0=$${GRIDLINK_ALLOW_SECURITY_PROFILE_0:-true} \
+	GRIDLINK_WEBHOOK_ALLOW_PRIVATE_URLS=$${GRIDLINK_WEBHOOK_ALLOW_PRIVATE_URLS:-true} \
+	$(BIN)/gridlink run all
 
 test: install rabbitmq test-tools
 	$(BIN)/ruff check .

@@ -20,8 +20,8 @@ def parts(settings: Settings) -> list[ApiPart]:
 
     found = [core.part(settings)]
     # --- include point: api.webhooks (webhook subscriptions, deliveries) -----------------
-    #     from api.webhooks import routes as webhooks
-    #     found.append(webhooks.part(settings))
+    from api.webhooks import routes as webhooks
+    found.append(webhooks.part(settings))
     # --- include point: api.console (the web console, at the site root) ------------------
     #     from api import console
     #     found.append(ApiPart(name="console", mounts=(console.mount,)))

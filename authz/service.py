@@ -1,9 +1,10 @@
 """The authz service: station registry, Authorize, DataTransfer, handshake admission, the
-gateways' last-seen facts."""
+gateways' last-seen and connection facts."""
 
 from __future__ import annotations
 
 from authz.admission import Admission
+from authz.connections import Connections
 from authz.handlers import build_router
 from authz.last_seen import LastSeen
 from authz.repository import DATA_TRANSFERS, INDEXES, AuthzRepository
@@ -11,7 +12,7 @@ from services import security_events
 from services.retention import Retention
 from services.runtime import Route, Service, ServiceRuntime, ServiceSpec, run_service
 from services.settings import Settings
-from services.topology import ADMISSION_KEY, SEEN_KEY
+from services.topology import ADMISSION_KEY, CONNECTION_KEY, SEEN_KEY
 
 
 def build(runtime: ServiceRuntime) -> Service:
@@ -21,7 +22,8 @@ def build(runtime: ServiceRuntime) -> Service:
     admission = Admission(runtime, repo)
     return Service(router=build_router(repo, settings),
                    routes=(Route("calls", ADMISSION_KEY, admission.handle, lane="rpc"),
-                           Route("calls", SEEN_KEY, LastSeen(runtime, repo).handle)),
+                           Route("calls", SEEN_KEY, LastSeen(runtime, repo).handle),
+                           Route("calls", CONNECTION_KEY, Connections(runtime).handle)),
                    indexes=INDEXES, retention=(
                        Retention(DATA_TRANSFERS, "received_at",
                                  settings.retention_data_transfers_days),

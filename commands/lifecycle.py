@@ -7,8 +7,8 @@ when no gateway holds the station the broker returns it, and the command ends ``
 or, when the requester asked for ``queue_if_offline``, waits ``queued`` for the station's
 next BootNotification (unless it expires first). The gateway sends the charger's
 CALLRESULT/CALLERROR (or a timeout) back as a :class:`CallOutcome`; the result is stored,
-published to every requester's ``reply_to`` and as event ``command.<status>``, and
-features react to it.
+published to every requester's ``reply_to`` and as event ``command.<status>`` (and, for a
+final status, ``command.finished``, the one webhooks follow), and features react to it.
 
 Each command records who sent it (``sender``): the AMQP ``user_id`` of the request message,
 which RabbitMQ checks against the publishing connection's user (None when the publisher set
@@ -33,7 +33,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from commands import redaction
 from commands.hooks import CommandHooks
 from commands.repository import CommandRepository
-from services import ocpp16
+from services import events, ocpp16
 from services.bus import decode_json
 from services.envelope import (
     COMMAND_DEADLINE_GRACE_S,
@@ -99,6 +99,12 @@ class Lifecycle:
             await bus.publish("", queue, body, correlation_id=result.command_id,
                               persistent=False)
         await bus.publish(topology.events, f"command.{result.status}", body)
+        if result.status in FINAL_STATUSES:  # one per command: its id names the event
+            finished = events.stamped(events.COMMAND_FINISHED, result.model_dump(
+                mode="json", exclude_none=True), result.command_id, result.status)
+            await bus.publish(topology.events, events.COMMAND_FINISHED,
+                              json.dumps(finished).encode(),
+                              message_id=finished[events.ID_FIELD])
 
     async def finish(self, command_id: str, status: str, fields: dict[str, Any] | None = None,
                      from_statuses: list[str] | None = None, *, replay: bool = False

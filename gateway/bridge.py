@@ -29,6 +29,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 
+from gateway.session import Session
 from services.bus import Bus
 from services.envelope import (
     CallOutcome,
@@ -38,6 +39,7 @@ from services.envelope import (
     ConnectDecisions,
     ConnectRequest,
     HealthReport,
+    StationConnection,
     StationMessage,
     StationSeen,
     Takeover,
@@ -46,7 +48,14 @@ from services.envelope import (
 from services.errors import BusUnavailable, GridLinkError
 from services.metrics import ADMISSION_BATCH
 from services.ocpp16 import utcnow
-from services.topology import ADMISSION_KEY, HEALTH_KEYS, SEEN_KEY, call_key, outcome_key
+from services.topology import (
+    ADMISSION_KEY,
+    CONNECTION_KEY,
+    HEALTH_KEYS,
+    SEEN_KEY,
+    call_key,
+    outcome_key,
+)
 
 log = logging.getLogger("gridlink.gateway.bridge")
 
@@ -64,6 +73,7 @@ class GatewayBridge:
                  on_backend_change: Callable[[bool], None]) -> None:
         self.bus = bus
         self.topology = bus.topology
+        self.instance = instance
         self.queue_name = bus.topology.gateway_queue(instance)
         self.health_ttl = timedelta(seconds=health_ttl_s)
         self._spawn = spawn  # the gateway's: runs and keeps a background coroutine
@@ -101,6 +111,16 @@ class GatewayBridge:
         """A station was heard from (best effort: not persistent, not mandatory)."""
         await self.bus.publish(self.topology.calls, SEEN_KEY, seen.to_bytes(),
                                persistent=False)
+
+    async def publish_connection(self, session: Session, state: str,
+                                 code: int | None = None) -> None:
+        """A connection opened or closed (``state``), for authz to publish as an event
+        (persistent, not mandatory)."""
+        fact = StationConnection(station=session.station, session=session.session_id,
+                                 state=state, gateway=self.instance, at=utcnow(),  # type: ignore[arg-type]
+                                 profile=session.profile, code=code)
+        await self.bus.publish(self.topology.calls, CONNECTION_KEY, fact.to_bytes(),
+                               message_id=f"{fact.session}/{state}")
 
     async def publish_outcome(self, outcome: CallOutcome) -> None:
         await self.bus.publish(self.topology.calls, outcome_key(outcome.action),

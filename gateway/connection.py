@@ -86,6 +86,9 @@ class Bridge(Protocol):
 
     async def publish_outcome(self, outcome: CallOutcome) -> None: ...
 
+    async def publish_connection(self, session: Session, state: str,
+                                 code: int | None = None) -> None: ...
+
 
 class ConnectionHandler:
     """Runs every charger connection of the pod against ``registry`` and ``bridge``.
@@ -140,6 +143,7 @@ class ConnectionHandler:
         CONNECTIONS.inc()
         CONNECTIONS_TOTAL.labels("accepted").inc()
         log.info("charger connected", extra={"station": station})
+        opened = asyncio.ensure_future(self._announce(session, "connected"))
         try:
             async for frame in connection:
                 await self._on_frame(session, connection, frame)
@@ -150,6 +154,8 @@ class ConnectionHandler:
             log.info("charger disconnected", extra={
                 "station": station, "code": connection.close_code})
             await self._end_session(session)
+            code = connection.close_code
+            self._spawn(self._announce(session, "disconnected", code, after=opened))
 
     async def _on_frame(self, session: Session, connection: ServerConnection,
                         frame: str | bytes) -> None:
@@ -374,6 +380,13 @@ class ConnectionHandler:
         except BusUnavailable:
             log.warning("command outcome not published; the commands service will time it out",
                         extra={"station": outcome.station, "command_id": outcome.command_id})
+
+    async def _announce(self, session: Session, state: str, code: int | None = None, *,
+                        after: asyncio.Future[None] | None = None) -> None:
+        """Tell authz a connection opened or closed (best effort, after its open, drained)."""
+        await asyncio.gather(*(after,) if after else (), return_exceptions=True)
+        with self.publishing.track(), contextlib.suppress(BusUnavailable, Unroutable):
+            await self.bridge.publish_connection(session, state, code)
 
     # --- the end --------------------------------------------------------------------------
 

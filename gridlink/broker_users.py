@@ -50,7 +50,8 @@ SERVICES: dict[str, ServiceUse] = {
                            answers_reply_to=True),  # command results to requesters
 }
 #: Component -> its user. ``cli``: ``gridlink command`` and other command requesters;
-#: ``api``: the HTTP API (a command requester with reply queues of its own).
+#: ``api``: the HTTP API (a command requester with reply queues of its own, and the webhook
+#: worker's {ns}.webhooks queue, bound to the public events only).
 USERS = {component: f"gridlink-{component}"
          for component in ("gateway", *SERVICES, "cli", "api")}
 
@@ -63,7 +64,7 @@ DEV_ADMIN, DEV_ADMIN_PASSWORD = "gridlink-admin", "dev-only-admin"  # the manage
 def grants(topology: Topology) -> dict[str, Grant]:
     """Each user's permissions for one namespace."""
     by_component = {"gateway": topology.gateway_grant(), "cli": topology.requester_grant(),
-                    "api": topology.requester_grant("api")}
+                    "api": topology.requester_grant("api") | topology.webhooks_grant()}
     for service, use in SERVICES.items():
         by_component[service] = topology.service_grant(
             service, consumes=use.consumes, answers_reply_to=use.answers_reply_to)

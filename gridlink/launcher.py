@@ -28,6 +28,7 @@ from pathlib import Path
 
 from gridlink import components
 from gridlink.database_keeper import EmbeddedDatabase
+from gridlink.dev_webhooks import development_key
 from services.entry import run_loop
 from services.settings import Settings, environment_with
 from services.shutdown import InFlight, drain, install_signal_handlers
@@ -54,12 +55,13 @@ def run_all(settings: Settings) -> int:
         database.start()
         mongo_url = database.url
         log.info("embedded database", extra={"url": mongo_url, "data": str(data / "db")})
+    webhooks, webhook_lines = development_key(settings, data)
     children = [
         (component, [sys.executable, "-m", component],
          environment_with(mongo_url=mongo_url, http_port=settings.http_port + offset,
-                          instance=f"{settings.instance}-{component}"))
+                          instance=f"{settings.instance}-{component}", **webhooks))
         for offset, component in enumerate(components.NAMES, start=1)]
-    banner = run_banner(settings)
+    banner = run_banner(settings) + webhook_lines
     code = [0]
     try:
         run_loop(_run(children, banner, code, database))

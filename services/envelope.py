@@ -12,6 +12,8 @@ Charger side (gateway <-> services), on the calls exchange and the stations exch
 - :class:`HealthReport`  service -> gateways (events, rk ``health.<service>``)
 - :class:`StationSeen`   gateway -> authz (calls, rk ``seen``): a station was heard from
   (a Heartbeat the gateway answered itself); authz moves its ``last_seen``
+- :class:`StationConnection`  gateway -> authz (calls, rk ``connection``): a charger's
+  WebSocket opened or closed on a pod; authz publishes ``station.connected|disconnected``
 
 Public contract for other teams: :class:`CommandRequest` in, :class:`CommandResult` out
 (re-exported by the ``gridlink`` package with :func:`gridlink.send_command`).
@@ -149,6 +151,20 @@ class StationSeen(_Message):
     kind: Literal["seen"] = "seen"
     station: str
     at: datetime
+
+
+class StationConnection(_Message):
+    """A connection of ``station`` (``session``) opened or closed on gateway ``gateway``
+    (a fact: the gateway may not publish events, authz turns it into one)."""
+
+    kind: Literal["connection"] = "connection"
+    station: str
+    session: str
+    state: Literal["connected", "disconnected"]
+    gateway: str
+    at: datetime
+    profile: int = 0  # the security profile the connection met
+    code: int | None = None  # the WebSocket close code, for a disconnect
 
 
 class HealthReport(_Message):

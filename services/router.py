@@ -33,7 +33,7 @@ from typing import Any
 
 from pymongo.errors import OperationFailure
 
-from services import failures, ocpp16
+from services import events, failures, ocpp16
 from services.envelope import CallReply, ChargerCall
 from services.errors import InternalError, NotSupported, OcppError
 from services.metrics import HANDLED, HANDLER_FAILURES, HANDLER_LATENCY
@@ -60,10 +60,14 @@ class CallContext:
     session: str
     events: list[Event] = field(default_factory=list)
 
-    def emit(self, routing_key: str, body: dict[str, Any]) -> None:
+    def emit(self, routing_key: str, body: dict[str, Any], *identity: object) -> None:
         """Publish an event once the reply is confirmed (so nobody reacts before the charger
-        has its answer); a retried call emits again (events are at least once)."""
-        self.events.append(Event(routing_key, body))
+        has its answer); a retried call emits again (events are at least once), with the
+        same ``event_id``: derived from ``identity`` (what names the fact), by default from
+        this call and the event's place among its events (:mod:`services.events`)."""
+        if not identity:
+            identity = (self.station, self.session, self.unique_id, len(self.events))
+        self.events.append(Event(routing_key, events.stamped(routing_key, body, *identity)))
 
 
 @dataclass(frozen=True)

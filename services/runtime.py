@@ -37,6 +37,7 @@ from services.bus import Bus, MessageBus, decode_json
 from services.db_stats import working_on
 from services.envelope import ChargerCall, HealthReport
 from services.errors import GridLinkError, ShuttingDown, StoreUnavailable
+from services.events import ID_FIELD
 from services.http_probe import ProbeServer
 from services.metrics import READY, STORE_ERRORS
 from services.ocpp16 import iso, utcnow
@@ -174,7 +175,8 @@ class ServiceRuntime:
     async def publish_event(self, event: Event) -> None:
         """Publish a durable event on ``{ns}.events`` (at least once; consumers dedupe)."""
         await self.bus.publish(self.topology.events, event.routing_key,
-                               json.dumps(event.body, default=_event_default).encode())
+                               json.dumps(event.body, default=_event_default).encode(),
+                               message_id=event.body.get(ID_FIELD))
 
     # --- consuming ------------------------------------------------------------------------
 

@@ -11,17 +11,19 @@ import socket
 import uuid
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from services.errors import ConfigurationError
+from services.webhook_settings import WebhookSettings
 
 
 def _default_instance() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
 
 
-class Settings(BaseSettings):
-    """All settings of all components; each component uses the ones it needs."""
+class Settings(WebhookSettings):
+    """All settings of all components; each component uses the ones it needs (the webhook
+    worker's, ``GRIDLINK_WEBHOOK_*``, are in :mod:`services.webhook_settings`)."""
 
     model_config = SettingsConfigDict(env_prefix="GRIDLINK_", extra="ignore")
 

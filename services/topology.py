@@ -10,14 +10,16 @@ Every name starts with the namespace (``GRIDLINK_NAMESPACE``, default ``gridlink
                                               (binding per connected charger, exclusive queue)
     gateway pods ──takeover, rk "<stationId>"──> {ns}.takeovers (fanout) ──> {ns}.stations
     requesters ──rk "command"──> {ns}.commands.in (direct) ──> {ns}.commands
-    services ──rk "health.*", "station.*", "transaction.*", "command.*"──>
+    services ──rk "health.*", "station.*", "transaction.*", "command.*", "security.*"──>
         {ns}.events (topic) ──the events a service listens to──> its queue
                             ──"health.*"──> each {ns}.gateway.<pod>
+                            ──the public events──> {ns}.webhooks (quorum; API processes)
     rejected / over-delivered messages ──> {ns}.dead-letter (fanout) ──> {ns}.dead-letter
 
 Charger answers to CSMS calls travel on ``{ns}.calls`` with routing key ``outcome.<Action>``;
 the handshake asks authz with routing key ``rpc.connect`` and a ``reply_to`` of the pod queue;
-a Heartbeat answered at the gateway becomes a ``seen`` fact there (authz keeps last-seen).
+a Heartbeat answered at the gateway becomes a ``seen`` fact there (authz keeps last-seen), and
+a connection opened or closed a ``connection`` fact (authz publishes it as an event).
 
 Gateways publish takeovers ("I hold this station now") on ``{ns}.takeovers``, an exchange bound
 to ``{ns}.stations``: so they reach the pod that holds the station, while the gateways, which
@@ -45,6 +47,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from services.events import PUBLIC_EVENTS
 from services.settings import Settings
 
 DELIVERY_LIMIT = 10  # a message that failed this often is dead-lettered, never redelivered forever
@@ -53,7 +56,9 @@ QUESTION_TTL_MS = 60_000  # nobody waits longer for an answer on a fast lane
 ADMISSION_KEY = "rpc.connect"  # handshake admission, on the calls exchange
 COMMAND_KEY = "command"  # command requests, on the commands.in exchange
 HEALTH_KEYS = "health.*"  # services' database health, on the events exchange
+WEBHOOKS = "webhooks"  # the webhook worker's queue: {ns}.webhooks
 SEEN_KEY = "seen"  # a station was heard from (edge Heartbeat), on the calls exchange
+CONNECTION_KEY = "connection"  # a charger's connection opened or closed, on the calls exchange
 
 #: Components that use the exchanges without declaring them: they hold no configure permission
 #: on them and check them passively (which needs no permission). The services declare them.
@@ -167,6 +172,22 @@ class Topology:
         return work_queue, ServiceQueue(self.rpc_queue_name(service),
                                         tuple(dict.fromkeys(rpc)))
 
+    def webhooks_queue(self) -> ServiceQueue:
+        """``{ns}.webhooks``: the public events (:data:`services.events.PUBLIC_EVENTS`),
+        durable, for the webhook worker of the API processes (``api/webhooks``)."""
+        work, _ = self.service_queues(
+            WEBHOOKS, (Subscription("events", key) for key in PUBLIC_EVENTS))
+        return work
+
+    def webhooks_grant(self) -> Grant:
+        """What the webhook worker needs on the broker, beside what its process does:
+        declare, bind (to ``{ns}.events``) and consume ``{ns}.webhooks``, whose dead-letter
+        exchange needs write."""
+        own = Resources((self.work_queue_name(WEBHOOKS),))
+        return Grant(configure=own, write=Resources((self.dead_letter,)) | own,
+                     read=Resources((self.events,)) | own,
+                     topic_read={self.events: PUBLIC_EVENTS})
+
     def gateway_queue(self, instance: str) -> str:
         return f"{self.namespace}.gateway.{instance}"
 
@@ -266,6 +287,14 @@ class Grant:
     write: Resources = Resources()
     read: Resources = Resources()
     topic_read: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __or__(self, other: Grant) -> Grant:
+        """Both grants' permissions (a process that does what both do)."""
+        topics = {exchange: tuple(dict.fromkeys(self.topic_read.get(exchange, ())
+                                                + other.topic_read.get(exchange, ())))
+                  for exchange in {**self.topic_read, **other.topic_read}}
+        return Grant(self.configure | other.configure, self.write | other.write,
+                     self.read | other.read, topics)
 
     def patterns(self) -> tuple[str, str, str]:
         """The configure, write and read regexes, in ``rabbitmqctl set_permissions`` order."""

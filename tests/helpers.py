@@ -25,7 +25,7 @@ from services.memory import MemoryBus, memory_store
 from services.ocpp16 import utcnow
 from services.runtime import Service, ServiceRuntime, ServiceSpec
 from services.settings import Settings, load_settings
-from services.topology import Topology
+from services.topology import WEBHOOKS, Topology
 from tests.charger import Charger, now
 from tests.processes import Process, Stack
 
@@ -199,8 +199,9 @@ async def refused_before_the_charger(stack: Stack, prefix: str, args: list[str],
 
 
 async def delete_namespace(amqp_url: str, namespace: str,
-                           services: tuple[str, ...] = components.SERVICES) -> None:
-    """Delete the queues and exchanges of a test namespace."""
+                           services: tuple[str, ...] = (*components.SERVICES, WEBHOOKS)
+                           ) -> None:
+    """Delete the queues and exchanges of a test namespace (the API's {ns}.webhooks too)."""
     topology = Topology(namespace)
     connection = await aio_pika.connect(amqp_url)
     async with connection:

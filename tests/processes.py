@@ -223,6 +223,13 @@ class Stack:
             "GRIDLINK_LOG_LEVEL": "INFO",
             # most tests use passwordless stations; tests of authentication turn this off
             "GRIDLINK_ALLOW_SECURITY_PROFILE_0": "true",
+            # the API's webhooks: a development key, receivers on this machine, quick retries
+            "GRIDLINK_WEBHOOK_DEV_KEY": "true",
+            "GRIDLINK_WEBHOOK_ALLOW_PRIVATE_URLS": "true",
+            "GRIDLINK_WEBHOOK_BACKOFF_BASE_S": "0.2",
+            "GRIDLINK_WEBHOOK_BACKOFF_MAX_S": "0.4",
+            "GRIDLINK_WEBHOOK_TIMEOUT_S": "1",
+            "GRIDLINK_WEBHOOK_POLL_INTERVAL_S": "0.1",
             "GRIDLINK_FILES_PUBLIC_URL": f"http://127.0.0.1:{self.files_port}",
         })
         env.update(self.extra_env)

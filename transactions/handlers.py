@@ -22,8 +22,10 @@ log = logging.getLogger("gridlink.transactions")
 
 
 def build_router(repo: TransactionRepository) -> Router:
-    """Handlers; after each write an event (``transaction.started``, ``transaction.stopped``,
-    ``station.status``) is emitted, again on a retransmission: at least once. A transaction
+    """Handlers; after each write an event (``transaction.started``, ``transaction.updated``
+    for meter values of a transaction, ``transaction.stopped``, ``station.status``) is
+    emitted, again on a retransmission (at least once, with the same ``event_id``: the
+    transaction, the reading, the status and its time name it). A transaction
     superseded by a new start is announced ``transaction.stopped`` (with ``superseded_by``)."""
     router = Router("transactions")
 
@@ -38,7 +40,8 @@ def build_router(repo: TransactionRepository) -> Router:
             "transaction_id": transaction["_id"], "id_tag": transaction["id_tag"],
             "status": transaction["id_tag_info"]["status"],
             "reservation_id": transaction.get("reservation_id"),
-            "meter_start": transaction["meter_start"], "at": transaction["start_time"]})
+            "meter_start": transaction["meter_start"], "at": transaction["start_time"]},
+            transaction["_id"])
         ended = list(started.superseded)
         if transaction.get("superseded") and transaction.get("stop") is None:
             ended.append(transaction)  # it arrived after a newer start on its connector
@@ -47,7 +50,7 @@ def build_router(repo: TransactionRepository) -> Router:
                 "station": old["station"], "connector": old["connector"],
                 "transaction_id": old["_id"], "at": old["superseded"]["at"],
                 "energy_wh": old["superseded"]["energy_wh"],
-                "superseded_by": old["superseded"]["by"]})
+                "superseded_by": old["superseded"]["by"]}, old["_id"])
         return call_result.StartTransaction(
             transaction_id=transaction["_id"], id_tag_info=transaction["id_tag_info"])
 
@@ -91,7 +94,7 @@ def build_router(repo: TransactionRepository) -> Router:
             ctx.emit("transaction.stopped", {
                 "station": ctx.station, "connector": connector,
                 "transaction_id": request.transaction_id, "at": stop_time,
-                "energy_wh": energy})
+                "energy_wh": energy}, request.transaction_id)
         if request.transaction_data:
             await _store_samples(repo, sample_documents(
                 ctx.station, connector, meter_values=request.transaction_data,
@@ -110,9 +113,17 @@ def build_router(repo: TransactionRepository) -> Router:
                             "kept under the sending station", extra={
                                 "station": ctx.station,
                                 "transaction_id": request.transaction_id})
-        await _store_samples(repo, sample_documents(
+        documents = sample_documents(
             ctx.station, request.connector_id, meter_values=request.meter_value,
-            received_at=ctx.received_at, **samples))
+            received_at=ctx.received_at, **samples)
+        await _store_samples(repo, documents)
+        if samples["transaction_id"] is not None and documents:
+            latest = max(d["timestamp"] for d in documents)
+            ctx.emit("transaction.updated", {
+                "station": ctx.station, "connector": request.connector_id,
+                "transaction_id": request.transaction_id, "at": latest,
+                "values": [_sample_view(d) for d in documents if d["timestamp"] == latest]},
+                request.transaction_id, latest)
         return call_result.MeterValues()
 
     @router.on("StatusNotification")
@@ -131,7 +142,9 @@ def build_router(repo: TransactionRepository) -> Router:
         ctx.emit("station.status", {
             "station": ctx.station, "connector": request.connector_id,
             "status": request.status, "error_code": request.error_code,
-            "at": status["timestamp"], "received_at": ctx.received_at})
+            "at": status["timestamp"], "received_at": ctx.received_at},
+            ctx.station, request.connector_id, request.status, request.error_code,
+            status["timestamp"])
         return call_result.StatusNotification()
 
     return router
@@ -148,6 +161,12 @@ def _detached(transaction_id: int, owner: Document | str | None) -> dict[str, An
     flag = checks.UNKNOWN_TRANSACTION if owner is None else checks.OTHER_STATION_TRANSACTION
     return {"transaction_id": None, "claimed_transaction_id": transaction_id,
             "flags": [flag]}
+
+
+def _sample_view(document: Document) -> dict[str, Any]:
+    """A stored sample as ``transaction.updated`` shows it (the latest reading only)."""
+    return {key: document[key] for key in ("measurand", "value", "unit", "phase", "context")
+            if document.get(key) is not None}
 
 
 async def _store_samples(repo: TransactionRepository, documents: list[Document]) -> None:

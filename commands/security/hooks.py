@@ -2,7 +2,8 @@
 
 - **SecurityEventNotification** (A04): stored once in ``security_events`` (source
   ``charger``; a resent or redelivered notification is the same document), answered ``{}``;
-  critical events (§8) are logged at WARNING with the station id.
+  critical events (§8) are logged at WARNING with the station id; each is published as
+  event ``security.event`` (webhooks).
 - **SignCertificate** (A02/A03): the CSR is checked (:func:`rules.check_csr`); a bad one is
   answered Rejected (A02.FR.12) and recorded as security event
   ``InvalidCertificateSigningRequest`` (source ``csms``); a good one is kept
@@ -44,6 +45,7 @@ from commands.security import certificate_hashes as hashes
 from services import security_events, stations
 from services.envelope import CommandRequest
 from services.errors import CommandRefused
+from services.events import SECURITY_EVENT
 from services.ocpp16 import call, call_result, iso, parse_time, utcnow
 from services.router import CallContext
 from services.runtime import ServiceRuntime
@@ -83,11 +85,16 @@ def register(hooks: CommandHooks, commands: Lifecycle) -> None:
             station=ctx.station, type=request.type, at=parse_time(request.timestamp),
             source=security_events.CHARGER, tech_info=request.tech_info,
             received_at=ctx.received_at)
+        critical = rules.is_critical(request.type)
         if await security_events.record(db, document):
-            critical = rules.is_critical(request.type)
             log.log(logging.WARNING if critical else logging.INFO, "security event", extra={
                 "station": ctx.station, "type": request.type, "critical": critical,
                 "tech_info": request.tech_info, "at": request.timestamp})
+        # emitted again for a resent notification (same event_id: the stored event's id)
+        ctx.emit(SECURITY_EVENT, {
+            "station": ctx.station, "type": request.type, "critical": critical,
+            "tech_info": request.tech_info, "at": iso(document["at"]),
+            "received_at": iso(ctx.received_at)}, document["_id"])
         return call_result.SecurityEventNotification()
 
     # --- SignCertificate --------------------------------------------------------------------

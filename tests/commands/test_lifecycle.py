@@ -113,7 +113,7 @@ async def test_sent_then_answered_then_every_waiter_gets_the_result(world: World
     assert (await world.command())["reply_to"] == ["requester"]
     assert [doc["status"] for doc in world.finished] == ["accepted"]
     events = [m.routing_key for m in world.bus.sent(world.runtime.topology.events, "command.*")]
-    assert events == ["command.queued", "command.sent", "command.accepted"]
+    assert events == ["command.queued", "command.sent", "command.accepted", "command.finished"]
     await world.request("Reset", {"type": "Soft"})  # after the end: the stored result again
     assert [r.status for r in world.results()] == ["accepted", "accepted"]
 

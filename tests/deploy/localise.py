@@ -3,7 +3,8 @@
 The command line is the container's, with ``gridlink`` resolved to this environment's console
 script. The environment is the container's and nothing else (plus PATH), except the values
 that must point at this machine: broker and database URLs, a namespace and database of the
-test's own, and free ports instead of 9000/9100/9180 (several deployments' components run side
+test's own, a webhook key where production takes it from a Secret, and free ports instead of
+9000/9100/9180 (several deployments' components run side
 by side, next to other engineers' tests). PYTHONPATH is this checkout, so the console script
 runs the code under test even when it belongs to a virtualenv installed from another checkout
 (a git worktree sharing one). Starting, probing and stopping the process is
@@ -17,6 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 from tests.certificates import Pki
 from tests.deploy import sources
 from tests.processes import Process, free_port, start
@@ -24,7 +27,7 @@ from tests.processes import Process, free_port, start
 LOCAL_KEYS = {"GRIDLINK_AMQP_URL", "GRIDLINK_MONGO_URL", "GRIDLINK_NAMESPACE", "GRIDLINK_MONGO_DB",
               "GRIDLINK_GATEWAY_PORT", "GRIDLINK_GATEWAY_METRICS_PORT", "GRIDLINK_HTTP_PORT",
               "GRIDLINK_FILES_PORT", "GRIDLINK_TLS_CERT_FILE", "GRIDLINK_TLS_KEY_FILE",
-              "GRIDLINK_TLS_CLIENT_CA_FILE", "GRIDLINK_API_PORT"}
+              "GRIDLINK_TLS_CLIENT_CA_FILE", "GRIDLINK_API_PORT", "GRIDLINK_WEBHOOK_SECRET_KEY"}
 
 
 def gridlink_executable() -> str:
@@ -54,6 +57,8 @@ def localised(component: str, env: dict[str, str], *, amqp_url: str, mongo_url: 
         local["GRIDLINK_GATEWAY_METRICS_PORT"] = str(metrics_port or free_port())
     local["GRIDLINK_FILES_PORT"] = str(files_port)  # commands' file server, default 9180
     local["GRIDLINK_API_PORT"] = str(free_port())  # the HTTP API's, default 8080
+    if env.get("GRIDLINK_WEBHOOK_SECRET_KEY", "").startswith("<secret "):  # production's
+        local["GRIDLINK_WEBHOOK_SECRET_KEY"] = Fernet.generate_key().decode()
     # Certificates the deployment mounts from Secrets: the test session's instead.
     mounted = {"GRIDLINK_TLS_CERT_FILE": lambda p: p.server.cert,
                "GRIDLINK_TLS_KEY_FILE": lambda p: p.server.key,

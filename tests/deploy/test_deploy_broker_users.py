@@ -101,13 +101,20 @@ def test_the_gateway_reaches_neither_stations_nor_service_queues() -> None:
     assert gateway["configure"] == f"^({re.escape(T.namespace)}\\.gateway\\..+)$"
 
 
-def test_only_the_gateway_is_limited_to_binding_keys_and_only_health_reports() -> None:
-    (topic,) = definitions()["topic_permissions"]
-    assert (topic["user"], topic["vhost"], topic["exchange"]) == (
-        broker_users.USERS["gateway"], VHOST, T.events)
-    assert topic["write"] == "^$"
-    keys = [HEALTH_KEYS, "#", "health.#", "transaction.*", "command.*", "station.booted"]
-    assert [key for key in keys if re.search(topic["read"], key)] == [HEALTH_KEYS]
+def test_gateway_and_api_are_limited_to_binding_keys() -> None:
+    """The gateway binds to health reports only; the API (its webhook worker) to the public
+    events only: neither can follow GridLink's internal events."""
+    topics = {t["user"]: t for t in definitions()["topic_permissions"]}
+    assert set(topics) == {broker_users.USERS["gateway"], broker_users.USERS["api"]}
+    keys = [HEALTH_KEYS, "#", "health.#", "transaction.*", "command.*", "station.booted",
+            "transaction.started", "command.finished", "command.sent",
+            "certificate.requested"]
+    for user, allowed in ((broker_users.USERS["gateway"], [HEALTH_KEYS]),
+                          (broker_users.USERS["api"], ["station.booted", "transaction.started",
+                                                       "command.finished"])):
+        topic = topics[user]
+        assert (topic["vhost"], topic["exchange"], topic["write"]) == (VHOST, T.events, "^$")
+        assert [key for key in keys if re.search(topic["read"], key)] == allowed
 
 
 def test_an_administrator_only_for_the_development_management_ui() -> None:

@@ -194,7 +194,8 @@ def test_credentials_come_from_secrets_the_overlay_or_operator_provides() -> Non
         container = sources.only_container(sources.deployment("base", component))
         referenced |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]
                        if "secretKeyRef" in e.get("valueFrom", {})}
-    assert referenced == {*(f"gridlink-rabbitmq-{c}" for c in COMPONENTS), "gridlink-mongodb"}
+    assert referenced == {*(f"gridlink-rabbitmq-{c}" for c in COMPONENTS), "gridlink-mongodb",
+                          "gridlink-webhooks"}  # the API's key of webhook secrets at rest
     dev_secrets = by_kind("overlays/dev", "Secret")
     assert referenced <= set(dev_secrets)
     assert by_kind("overlays/production", "Secret") == {}, "no credentials in the repository"
@@ -207,7 +208,8 @@ def test_credentials_come_from_secrets_the_overlay_or_operator_provides() -> Non
 NOT_IN_CONFIG_MAP = {"GRIDLINK_DATA_DIR", "GRIDLINK_EMBEDDED_MONGO_PORT"}
 #: Set per pod, from Secrets, or by each overlay (it depends on the cluster's address).
 PER_POD = {"GRIDLINK_AMQP_URL", "GRIDLINK_MONGO_URL", "GRIDLINK_INSTANCE",
-           "GRIDLINK_FILES_PUBLIC_URL"}
+           "GRIDLINK_FILES_PUBLIC_URL",
+           "GRIDLINK_WEBHOOK_SECRET_KEY"}  # a credential: the API's, from a Secret
 
 
 def test_every_setting_is_in_the_config_map() -> None:

@@ -51,6 +51,9 @@ def test_environment_sets_every_setting_and_only_settings(
     if component == "gateway":
         needed.discard("GRIDLINK_MONGO_URL")  # the gateway never talks to MongoDB
         assert "GRIDLINK_MONGO_URL" not in env, "the Internet-facing pod holds DB credentials"
+    if component != "api":  # only the API process (its webhook worker) holds the key
+        needed.discard("GRIDLINK_WEBHOOK_SECRET_KEY")
+        assert "GRIDLINK_WEBHOOK_SECRET_KEY" not in env
     missing = needed - set(env)
     assert not missing, f"settings not configured in the ConfigMap/Secrets: {sorted(missing)}"
     # ... and every value is one GridLink accepts.

@@ -51,6 +51,10 @@ class Nobody:
     async def publish_outcome(self, outcome: CallOutcome) -> None:
         self.outcomes.append(outcome)
 
+    async def publish_connection(self, session: Session, state: str,
+                                 code: int | None = None) -> None:
+        return None
+
 
 async def test_a_call_no_service_consumes_is_answered_not_supported() -> None:
     bridge = Nobody()

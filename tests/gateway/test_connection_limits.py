@@ -62,6 +62,10 @@ class Broker:
     async def publish_outcome(self, outcome: CallOutcome) -> None:
         return None
 
+    async def publish_connection(self, session: Session, state: str,
+                                 code: int | None = None) -> None:
+        return None
+
 
 def connected(**settings: Any) -> tuple[ConnectionHandler, Broker, Spawned, Session, Socket]:
     broker, spawned, registry = Broker(), Spawned(), Registry()

@@ -88,4 +88,9 @@ def test_rabbitmqctl_form_sets_each_users_permissions() -> None:
     assert users == list(broker_users.USERS.values())
     assert [line for line in lines if "set_topic_permissions" in line] == [
         r"rabbitmqctl set_topic_permissions -p v gridlink-gateway ns.events '^$' "
-        r"'^(health\.\*)$'"]
+        r"'^(health\.\*)$'",
+        # the API's webhook worker binds {ns}.webhooks to the public events only
+        r"rabbitmqctl set_topic_permissions -p v gridlink-api ns.events '^$' "
+        r"'^(station\.connected|station\.disconnected|station\.booted|station\.status|"
+        r"transaction\.started|transaction\.updated|transaction\.stopped|"
+        r"command\.finished|security\.event)$'"]

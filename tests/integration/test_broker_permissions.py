@@ -3,7 +3,8 @@ with exactly the deployment's users and permissions (deploy/rabbitmq/definitions
 docker compose and the dev overlay load), a charger boots, charges, receives a command and is
 taken over across gateway pods; and each user is refused what it must not do: the gateway
 publishing to ``{ns}.stations`` or reading a service queue, a service reading a gateway's
-queue, the CLI doing anything but sending commands and reading its replies.
+queue, the CLI doing anything but sending commands and reading its replies, the API's webhook
+worker binding its queue to anything but the public events.
 
 The node is private (tests/rabbitmq_node.py): users and permissions never touch the machine's
 shared broker. Each component's URL is the one docker compose gives it, pointed at the node.
@@ -27,13 +28,19 @@ import pytest
 from aio_pika.abc import AbstractChannel
 
 from api import keys
+from api.webhooks.repository import WebhookRepository
+from api.webhooks.secret_box import SecretBox
+from api.webhooks.subscriptions import SubscriptionCreate, Subscriptions
+from api.webhooks.worker import WebhookWorker
 from gateway.connection import CLOSE_REPLACED
 from gridlink import components
+from services.bus import Bus
 from services.envelope import CsmsCall, Takeover
+from services.settings import Settings
 from services.topology import DEFAULT_EXCHANGE, HEALTH_KEYS, Topology
 from tests.charger import Charger, now
 from tests.deploy import sources
-from tests.processes import Process, Stack, finish, free_port
+from tests.processes import Process, Stack, finish, free_port, wait_for
 from tests.rabbitmq_node import RabbitNode
 
 pytestmark = pytest.mark.integration
@@ -268,6 +275,54 @@ async def test_the_cli_sends_commands_and_reads_its_replies_only(deployment: Dep
     await refused(url, declare_queue(T.gateway_queue("fake")))
     await allowed(url, declare_queue(T.requester_queue(uuid.uuid4().hex)))
     await allowed(url, publish(T.commands_in, "command", b"not a command"))
+
+
+async def test_the_api_user_runs_the_webhook_worker_on_the_public_events_only(
+        deployment: Deployment) -> None:
+    """As gridlink-api, the webhook worker declares, binds and consumes {ns}.webhooks, and
+    a charger's connection reaches it (gateway fact -> authz -> {ns}.events); the user can
+    bind that queue to nothing but the public events, nor read GridLink's other queues."""
+    stack, url = deployment.stack, deployment.urls["api"]
+    settings = Settings(amqp_url=url, mongo_url=stack.mongo_url, mongo_db=stack.database,
+                        namespace=NAMESPACE, webhook_dev_key=True,
+                        webhook_allow_private_urls=True)
+    bus = Bus(url, T, name="webhooks-permissions", component="api")
+    await bus.connect()
+    box = SecretBox.from_settings(settings)
+    worker = WebhookWorker(settings, stack.db(), bus, box)
+    await worker.start()
+    try:
+        view, _ = await Subscriptions(WebhookRepository(stack.db()), box, settings).create(
+            SubscriptionCreate(url="http://127.0.0.1:9/", events=["station.connected"]))
+        station = f"PERM-{uuid.uuid4().hex[:6]}"
+        code, _, err = await stack.cli("stations", "add", station)
+        assert code == 0, err
+        gateway = deployment.gateways[0]
+        async with Charger.connect(f"ws://127.0.0.1:{gateway.port}/ocpp", station) as charger:
+            await charger.boot()
+
+        async def delivered_to_us() -> bool:
+            found = await stack.db().webhook_deliveries.find_one(
+                {"subscription": view["id"], "event": "station.connected"})
+            return found is not None and json.loads(found["body"])["data"]["station"] == station
+
+        await wait_for(delivered_to_us, what="station.connected in the delivery log")
+    finally:
+        await worker.stop()
+        await bus.close()
+    webhooks = T.webhooks_queue().name
+    for key in ("#", "certificate.requested", "command.sent", HEALTH_KEYS):
+        await refused(url, bind(webhooks, T.events, key))
+    await refused(url, publish(T.events, "transaction.started"))
+    for queue in T.all_queues(components.SERVICES):
+        await refused(url, consume(queue))
+    await allowed(url, bind(webhooks, T.events, "transaction.updated"))
+
+
+def bind(queue: str, exchange: str, key: str) -> Operation:
+    async def run(channel: AbstractChannel) -> None:
+        await (await channel.get_queue(queue, ensure=False)).bind(exchange, routing_key=key)
+    return run
 
 
 async def test_the_cli_says_when_no_service_has_declared_the_exchanges(

@@ -87,8 +87,13 @@ async def test_events_travel_with_the_reply_and_a_retry_starts_afresh() -> None:
     first = await router.dispatch(message("Heartbeat", {}))
     second = await router.dispatch(message("Heartbeat", {}))
     assert [e.routing_key for e in first.events] == ["station.seen"]
-    assert first.events[0].body == {"station": "S", "attempt": 1}
+    body = dict(first.events[0].body)
+    event_id, event_at = body.pop("event_id"), body.pop("event_at")
+    assert body == {"station": "S", "attempt": 1}
+    assert len(event_id) == 32 and event_at.endswith("Z")
     assert [e.body["attempt"] for e in second.events] == [2]  # its own events only
+    # the same call handled again emits the same fact: the same event id (consumers dedupe)
+    assert second.events[0].body["event_id"] == event_id
 
 
 def test_actions_know_their_lane() -> None:

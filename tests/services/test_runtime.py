@@ -101,7 +101,10 @@ async def test_a_call_is_answered_on_the_stations_key_and_its_events_follow(
         {"currentTime": "2026-01-01T00:00:00.000Z"}, {"idTagInfo": {"status": "Accepted"}}]
     [event] = bus.waiting(events.name)
     assert event.routing_key == "station.seen"
-    assert json.loads(event.body) == {"station": "CP-1", "at": "2026-01-01T00:00:00.000Z"}
+    body = json.loads(event.body)
+    assert event.message_id == body.pop("event_id")  # the id consumers dedupe on
+    assert body.pop("event_at")
+    assert body == {"station": "CP-1", "at": "2026-01-01T00:00:00.000Z"}
     order = [m.routing_key for m in bus.published if m.routing_key in ("CP-1", "station.seen")]
     assert order[:2] == ["CP-1", "station.seen"]  # the reply is confirmed before the event
     assert probe.jobs == 1

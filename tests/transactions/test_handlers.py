@@ -158,3 +158,35 @@ async def everything(runtime: ServiceRuntime) -> dict[str, list[dict[str, Any]]]
     db = runtime.store.db
     return {name: await db[name].find({}, sort=[("_id", 1)]).to_list()
             for name in sorted(await db.list_collection_names())}
+
+
+async def test_events_of_one_fact_keep_their_id_and_meter_values_announce_the_reading(
+        ) -> None:
+    runtime = await runtime_with_tag()
+    first = await dispatch(runtime, "StartTransaction", START)
+    again = await dispatch(runtime, "StartTransaction", START, unique_id="resent")
+    assert first.events[0].body["event_id"] == again.events[0].body["event_id"]
+    assert first.reply is not None
+    transaction_id = first.reply.payload["transactionId"]
+    reading = {"connectorId": 1, "transactionId": transaction_id, "meterValue": [
+        {"timestamp": "2026-06-01T11:05:00.000Z", "sampledValue": [{"value": "1100"}]},
+        {"timestamp": "2026-06-01T11:10:00.000Z", "sampledValue": [
+            {"value": "1200"}, {"value": "7.2", "measurand": "Power.Active.Import",
+                                "unit": "kW"}]}]}
+    updated = await dispatch(runtime, "MeterValues", reading)
+    resent = await dispatch(runtime, "MeterValues", reading, unique_id="resent")
+    [event] = updated.events
+    assert event.routing_key == "transaction.updated"
+    assert event.body["transaction_id"] == transaction_id
+    assert event.body["values"] == [
+        {"measurand": "Energy.Active.Import.Register", "value": "1200"},
+        {"measurand": "Power.Active.Import", "value": "7.2", "unit": "kW"}]
+    assert resent.events[0].body["event_id"] == event.body["event_id"]
+    later = await dispatch(runtime, "MeterValues", {**reading, "meterValue": [
+        {"timestamp": "2026-06-01T11:15:00.000Z", "sampledValue": [{"value": "1300"}]}]})
+    assert later.events[0].body["event_id"] != event.body["event_id"]
+    # not the station's transaction (or none): nothing is announced
+    other = await dispatch(runtime, "MeterValues", reading, station="CP-2")
+    assert other.events == ()
+    none = await dispatch(runtime, "MeterValues", {**reading, "transactionId": None})
+    assert none.events == ()
