@@ -1,4 +1,4 @@
-// Building DOM nodes. Every value goes in as a Text node or a property: never innerHTML, so
+// Building DOM nodes. Every value goes in as a Text node or a property, never as markup, so
 // text from chargers (station ids, id tags, configuration values) can only ever be text.
 
 /**
