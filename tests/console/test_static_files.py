@@ -5,8 +5,9 @@ no inline script or style in the page, and no HTML-parsing sink for data in the 
 from __future__ import annotations
 
 import re
+import tomllib
 from html.parser import HTMLParser
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -79,3 +80,17 @@ def test_policy_allows_only_this_origin() -> None:
     assert policy["frame-ancestors"] == "'none'"
     assert "unsafe" not in SECURITY_HEADERS["Content-Security-Policy"]
     assert SECURITY_HEADERS["X-Content-Type-Options"] == "nosniff"
+
+
+def test_every_console_file_is_package_data() -> None:
+    """pyproject's package-data for api.console covers every file (else the wheel and the
+    image would serve a console with files missing)."""
+    with (STATIC_DIR.parents[2] / "pyproject.toml").open("rb") as file:
+        patterns = tomllib.load(file)["tool"]["setuptools"]["package-data"]["api.console"]
+    package = STATIC_DIR.parent
+    for path in STATIC_DIR.rglob("*"):
+        if path.is_dir() or path.suffix == ".pyc":
+            continue
+        relative = PurePosixPath(path.relative_to(package).as_posix())
+        assert any(len(PurePosixPath(p).parts) == len(relative.parts) and relative.match(p)
+                   for p in patterns), f"{relative} is not in package-data {patterns}"
