@@ -30,6 +30,11 @@ export function describe(command) {
   return parts.join(" — ");
 }
 
+/** A line on `outcomes` for something not sent (the form lacks a value). */
+export function note(outcomes, text) {
+  outcomes.prepend(h("li", {className: "bad", text}));
+}
+
 /**
  * POST the command, wait for its end (polling /commands/{id} after a 202), and report each
  * step on `outcomes` (a <ul>): the newest line first. Resolves to the final command or null.

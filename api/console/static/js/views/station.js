@@ -1,7 +1,7 @@
 // One station: state, connectors, the operator's commands, its transactions, activity,
 // command history and configuration snapshot.
 import {get} from "../api.js";
-import {describe, outcomeKind, send} from "../commands.js";
+import {describe, note, outcomeKind, send} from "../commands.js";
 import {badge, h, show, table, value, when} from "../dom.js";
 import {connection} from "./stations.js";
 
@@ -49,8 +49,9 @@ export function stationView(id, reload) {
 
   const [connectorLabel, connectorInput] = field("Connector", {type: "number", min: 0,
     value: "1", className: "narrow", name: "unlock-connector"});
-  const [tagLabel, tagInput] = field("Id tag", {type: "text", maxlength: 20,
-    name: "id-tag", autocomplete: "off"});
+  // No maxlength: the API checks the 1.6 rules and says which one a value breaks.
+  const [tagLabel, tagInput] = field("Id tag", {type: "text", name: "id-tag",
+    autocomplete: "off"});
   const [startConnectorLabel, startConnectorInput] = field("Connector", {type: "number",
     min: 1, value: "1", className: "narrow", name: "start-connector"});
   const [triggerLabel, triggerSelect] = field("Message", {tag: "select", name: "trigger"});
@@ -58,6 +59,15 @@ export function stationView(id, reload) {
   const [triggerConnectorLabel, triggerConnectorInput] = field("Connector (optional)", {
     type: "number", min: 0, className: "narrow", name: "trigger-connector"});
   const integer = (input) => Number.parseInt(input.value, 10);
+  /** Run `action` with `payload()`, unless a field it needs is empty (then say which). */
+  const checked = (label, needs, action, payload) => () => {
+    const missing = needs.find(([input]) => input.value.trim() === "");
+    if (missing) {
+      note(outcomes, `${label} on ${id}: enter ${missing[1]} first`);
+      return Promise.resolve();
+    }
+    return run(action, payload(), label);
+  };
 
   const summary = h("div", {});
   const connectors = h("div", {});
@@ -81,12 +91,14 @@ export function stationView(id, reload) {
           button("Hard reset", () => run("Reset", {type: "Hard"}, "Hard reset"), "secondary"),
         ]),
         actionForm("Unlock connector", [[connectorLabel]], [
-          button("Unlock connector", () => run("UnlockConnector",
-            {connectorId: integer(connectorInput)}, "Unlock connector"))]),
+          button("Unlock connector", checked("Unlock connector",
+            [[connectorInput, "a connector"]], "UnlockConnector",
+            () => ({connectorId: integer(connectorInput)})))]),
         actionForm("Remote start", [[tagLabel], [startConnectorLabel]], [
-          button("Remote start", () => run("RemoteStartTransaction",
-            {idTag: tagInput.value.trim(), connectorId: integer(startConnectorInput)},
-            "Remote start"))]),
+          button("Remote start", checked("Remote start",
+            [[tagInput, "an id tag"], [startConnectorInput, "a connector"]],
+            "RemoteStartTransaction",
+            () => ({idTag: tagInput.value.trim(), connectorId: integer(startConnectorInput)})))]),
         actionForm("Trigger message", [[triggerLabel], [triggerConnectorLabel]], [
           button("Trigger message", () => {
             const payload = {requestedMessage: triggerSelect.value};
