@@ -20,10 +20,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services import stations
+from services.command_records import COMMANDS
 from services.read_batcher import ReadBatcher
 from services.store import IndexSpec
 
-COMMANDS = "commands"
 OPEN_STATUSES = ["queued", "sent"]
 
 INDEXES: IndexSpec = {

@@ -24,8 +24,9 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from commands import redaction
+from services.command_records import STATION_CONFIGURATION
 
-COLLECTION = "station_configuration"
+COLLECTION = STATION_CONFIGURATION
 
 Db = AsyncDatabase[dict[str, Any]]
 Document = dict[str, Any]

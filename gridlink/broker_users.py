@@ -49,9 +49,10 @@ SERVICES: dict[str, ServiceUse] = {
     "commands": ServiceUse(consumes=("calls", "commands_in", "events"),
                            answers_reply_to=True),  # command results to requesters
 }
-#: Component -> its user. ``cli``: ``gridlink command`` and other command requesters.
+#: Component -> its user. ``cli``: ``gridlink command`` and other command requesters;
+#: ``api``: the HTTP API (a command requester with reply queues of its own).
 USERS = {component: f"gridlink-{component}"
-         for component in ("gateway", *SERVICES, "cli")}
+         for component in ("gateway", *SERVICES, "cli", "api")}
 
 #: Development only (docker compose, the dev overlay): in the repository in clear, like the
 #: URLs that use them. Production passwords are never in the repository.
@@ -61,7 +62,8 @@ DEV_ADMIN, DEV_ADMIN_PASSWORD = "gridlink-admin", "dev-only-admin"  # the manage
 
 def grants(topology: Topology) -> dict[str, Grant]:
     """Each user's permissions for one namespace."""
-    by_component = {"gateway": topology.gateway_grant(), "cli": topology.requester_grant()}
+    by_component = {"gateway": topology.gateway_grant(), "cli": topology.requester_grant(),
+                    "api": topology.requester_grant("api")}
     for service, use in SERVICES.items():
         by_component[service] = topology.service_grant(
             service, consumes=use.consumes, answers_reply_to=use.answers_reply_to)

@@ -11,12 +11,11 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from commands.repository import COMMANDS
 from services import id_tags, stations
 from services.clock import iso, utcnow
+from services.command_records import COMMANDS
 from services.store import IndexSpec, merge_indexes
-from services.transaction_records import TRANSACTIONS, state_of
-from transactions.repository import METER_VALUES
+from services.transaction_records import METER_VALUES, TRANSACTIONS, state_of
 
 INDEXES: IndexSpec = merge_indexes(stations.INDEXES, id_tags.INDEXES)
 
@@ -25,21 +24,11 @@ async def add_stations(db: AsyncDatabase[dict[str, Any]], ids: list[str], *,
                        registration: str, password: str | None,
                        security_profile: int | None = None, certificate_cn: str | None = None
                        ) -> dict[str, str]:
-    """Add or update stations; the keys generated for profile 1 and 2 stations that had no
-    password (by station: the only time they are seen in clear)."""
-    now = utcnow()
-    generated: dict[str, str] = {}
-    for station in ids:
-        key = password
-        if key is None and security_profile in (1, 2):
-            existing = await db[stations.COLLECTION].find_one(
-                {"_id": station}, projection={"password_hash": 1})
-            if not (existing or {}).get("password_hash"):
-                key = generated[station] = stations.generate_key()
-        await stations.add_station(db, station, registration=registration, password=key,
-                                   now=now, security_profile=security_profile,
-                                   certificate_cn=certificate_cn)
-    return generated
+    """Add or update stations (:func:`services.stations.register_stations`)."""
+    return await stations.register_stations(db, ids, registration=registration,
+                                            password=password,
+                                            security_profile=security_profile,
+                                            certificate_cn=certificate_cn)
 
 
 async def list_stations(db: AsyncDatabase[dict[str, Any]]) -> list[dict[str, Any]]:

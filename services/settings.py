@@ -270,6 +270,22 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level.")
 
+    # --- the operator HTTP API (api/) -------------------------------------------------------
+    api_host: str = Field("0.0.0.0", description="api: HTTP API listen address.")
+    api_port: int = Field(8080, description="api: HTTP API port (/api/v1, /docs, "
+                          "/openapi.json); probes and /metrics are on GRIDLINK_HTTP_PORT.")
+    api_page_size: int = Field(50, ge=1, description="api: items per page of a list "
+                               "without ?limit=.")
+    api_max_page_size: int = Field(500, ge=1, description="api: the largest ?limit= of a "
+                                   "list (a larger one is refused with 422).")
+    api_max_wait_s: float = Field(60.0, gt=0, le=600, description="api: the longest "
+                                  "?wait= of a command request (a longer one is refused).")
+    api_idempotency_hours: float = Field(24.0, gt=0, description="api: how long an "
+                                         "Idempotency-Key is remembered.")
+    retention_api_audit_days: float = Field(
+        90, ge=0, description="api: days the audit trail of API requests (api_audit) is "
+        "kept; 0 keeps it forever.")
+
     @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file",
                      "charger_ca_cert_file", "charger_ca_key_file", "public_url",
                      "ftp_public_host", "ftp_public_port", "ftp_protocols", mode="before")

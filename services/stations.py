@@ -204,6 +204,28 @@ async def add_station(db: AsyncDatabase[dict[str, Any]], station: str, *, regist
     )
 
 
+async def register_stations(db: AsyncDatabase[dict[str, Any]], ids: list[str], *,
+                            registration: str, password: str | None,
+                            security_profile: int | None = None,
+                            certificate_cn: str | None = None,
+                            now: datetime | None = None) -> dict[str, str]:
+    """Add or update stations (the CLI's ``stations add``, the HTTP API); the keys
+    generated for profile 1 and 2 stations that had no password (by station: the only time
+    they are seen in clear)."""
+    now = now or datetime.now(UTC)
+    generated: dict[str, str] = {}
+    for station in ids:
+        key = password
+        if key is None and security_profile in (1, 2):
+            existing = await db[COLLECTION].find_one({"_id": station},
+                                                     projection={"password_hash": 1})
+            if not (existing or {}).get("password_hash"):
+                key = generated[station] = generate_key()
+        await add_station(db, station, registration=registration, password=key, now=now,
+                          security_profile=security_profile, certificate_cn=certificate_cn)
+    return generated
+
+
 def station_update(*, registration: str, password_hash: str | None, now: datetime,
                    security_profile: int | None = None, certificate_cn: str | None = None
                    ) -> dict[str, Any]:

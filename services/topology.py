@@ -57,7 +57,7 @@ SEEN_KEY = "seen"  # a station was heard from (edge Heartbeat), on the calls exc
 
 #: Components that use the exchanges without declaring them: they hold no configure permission
 #: on them and check them passively (which needs no permission). The services declare them.
-PASSIVE_COMPONENTS = frozenset({"gateway", "cli"})
+PASSIVE_COMPONENTS = frozenset({"gateway", "cli", "api"})
 #: The default exchange (routing key = queue name) as RabbitMQ's permissions name it: answering
 #: a ``reply_to`` needs write on it, which reaches any queue of the virtual host.
 DEFAULT_EXCHANGE = "amq.default"
@@ -170,9 +170,12 @@ class Topology:
     def gateway_queue(self, instance: str) -> str:
         return f"{self.namespace}.gateway.{instance}"
 
-    def requester_queue(self, tag: str) -> str:
-        """The exclusive reply queue of a command requester (``gridlink command``)."""
-        return f"{self.namespace}.cli.{tag}"
+    def requester_queue(self, tag: str, requester: str = "cli") -> str:
+        """The exclusive reply queue of a command requester: ``gridlink command`` (``cli``)
+        or the HTTP API (``api``: ``{ns}.api.reply.<tag>``)."""
+        if requester == "cli":
+            return f"{self.namespace}.cli.{tag}"
+        return f"{self.namespace}.{requester}.reply.{tag}"
 
     def queue_arguments(self) -> dict[str, object]:
         args: dict[str, object] = {"x-dead-letter-exchange": self.dead_letter}
@@ -203,11 +206,12 @@ class Topology:
                      read=Resources((self.stations, self.events)) | own,
                      topic_read={self.events: (HEALTH_KEYS,)})
 
-    def requester_grant(self) -> Grant:
-        """A command requester (``gridlink command``, other teams' services): publishes to
-        ``{ns}.commands.in``, declares and consumes its own reply queue (the commands service
-        answers it through the default exchange)."""
-        own = Resources(prefixes=(self.requester_queue(""),))
+    def requester_grant(self, requester: str = "cli") -> Grant:
+        """A command requester (``gridlink command``, other teams' services; the HTTP API
+        with ``requester="api"``): publishes to ``{ns}.commands.in``, declares and consumes
+        its own reply queues (the commands service answers them through the default
+        exchange). Nothing else: no service queue, no event."""
+        own = Resources(prefixes=(self.requester_queue("", requester),))
         return Grant(configure=own, write=Resources((self.commands_in,)), read=own)
 
     def service_grant(self, service: str, *, consumes: Iterable[ExchangeRole],

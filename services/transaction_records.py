@@ -21,6 +21,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 TRANSACTIONS = "transactions"
 CONNECTOR_STATUS = "connector_status"
+METER_VALUES = "meter_values"  # transactions/repository.py writes them
+STATUS_EVENTS = "status_events"  # the connector status history
 STATES = ("active", "stopped", "superseded")
 
 Db = AsyncDatabase[dict[str, Any]]

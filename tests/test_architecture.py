@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL = "services"
-COMPONENTS = ("gateway", "authz", "transactions", "commands")
+COMPONENTS = ("gateway", "authz", "transactions", "commands", "api")
 ROOT_PACKAGE = "gridlink"
 SIMULATOR = "simulator"
 PACKAGES = (ROOT_PACKAGE, KERNEL, *COMPONENTS, SIMULATOR)

@@ -35,15 +35,19 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services import counters, id_tags
 from services.read_batcher import ReadBatcher
 from services.store import IndexSpec, merge_indexes
-from services.transaction_records import CONNECTOR_STATUS, TRANSACTIONS, connector_key
+from services.transaction_records import (
+    CONNECTOR_STATUS,
+    METER_VALUES,
+    STATUS_EVENTS,
+    TRANSACTIONS,
+    connector_key,
+)
 from services.write_batcher import WriteBatcher, raise_unexpected
 from transactions import checks, tag_sessions
 from transactions.natural_keys import digest, legacy_start_key, same_start, start_key
 from transactions.transaction_ids import TransactionIds
 
 ORPHAN_STOPS = "orphan_stops"
-METER_VALUES = "meter_values"
-STATUS_EVENTS = "status_events"
 STATION_CACHE_SIZE = 10_000  # transactionId -> station, for MeterValues (never changes)
 
 INDEXES: IndexSpec = merge_indexes(

@@ -33,18 +33,20 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from commands.files.rules import check_firmware_name
 from commands.files.upload_tokens import DIAGNOSTICS, LOG
+from services.command_records import (
+    DIAGNOSTICS_BUCKET,
+    DIAGNOSTICS_JOBS,
+    FIRMWARE_BUCKET,
+    FIRMWARE_JOBS,
+    LOG_BUCKET,
+    LOG_JOBS,
+    SIGNED_FIRMWARE_JOBS,
+)
 from services.ocpp16 import iso, utcnow
 from services.store import IndexSpec
 
 Db = AsyncDatabase[dict[str, Any]]
 
-DIAGNOSTICS_BUCKET = "diagnostics"
-LOG_BUCKET = "logs"
-FIRMWARE_BUCKET = "firmware"
-FIRMWARE_JOBS = "firmware_jobs"
-DIAGNOSTICS_JOBS = "diagnostics_jobs"
-LOG_JOBS = "log_jobs"
-SIGNED_FIRMWARE_JOBS = "signed_firmware_jobs"
 FIRMWARE_STATUS = "firmware_status"
 DIAGNOSTICS_STATUS = "diagnostics_status"
 LOG_STATUS = "log_status"

@@ -27,13 +27,13 @@ from commands.load_management.rules import (
     overlaps,
 )
 from services import stations
+from services.command_records import STATION_GROUPS
 from services.errors import ConfigurationError, GridLinkError
 from services.ocpp16 import utcnow
 from services.read_batcher import ReadBatcher
 from services.store import IndexSpec
 
 LOAD_ALLOCATIONS = "load_allocations"
-STATION_GROUPS = "station_groups"
 
 INDEXES: IndexSpec = {
     LOAD_ALLOCATIONS: [IndexModel("group")],

@@ -45,10 +45,11 @@ from commands.reservations.rules import (
     tag_matches,
 )
 from services import counters, id_tags, transaction_records
+from services.command_records import RESERVATIONS
 from services.ocpp16 import iso
 from services.read_batcher import ReadBatcher
 
-COLLECTION = "reservations"
+COLLECTION = RESERVATIONS
 COUNTER = "reservation_id"  # in services.counters
 MAX_ID = 2**31 - 1
 

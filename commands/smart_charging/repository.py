@@ -25,11 +25,11 @@ from pymongo.errors import DuplicateKeyError
 
 from commands import station_configuration
 from commands.smart_charging.rules import ChargerCaps, caps_from, periods_text, profile_key
+from services.command_records import CHARGING_PROFILES
 from services.ocpp16 import iso
 from services.read_batcher import ReadBatcher
 from services.store import IndexSpec
 
-CHARGING_PROFILES = "charging_profiles"
 COMPOSITE_SCHEDULES = "composite_schedules"
 
 INDEXES: IndexSpec = {

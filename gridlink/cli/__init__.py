@@ -2,7 +2,7 @@
 
 ::
 
-    gridlink run gateway|authz|transactions|commands|all
+    gridlink run gateway|authz|transactions|commands|api|all
     gridlink stations add|list      gridlink tags add|list      gridlink transactions list
     gridlink command STATION ACTION [JSON_PAYLOAD] ...          gridlink commands list
     gridlink groups ...             gridlink profiles ...       (smart charging)
@@ -11,6 +11,7 @@
     gridlink locallist sync|show    gridlink reserve ...        gridlink reservations ...
     gridlink security events        gridlink certificates ...   gridlink trigger ...
     gridlink simulate --url ws://host:9000/ocpp --chargers N ...
+    gridlink api-keys add|list|revoke   gridlink run api           (the HTTP API)
 
 Each subcommand family is one module, listed in :data:`COMMANDS` with the top-level names it
 adds and their help (their order is the order of ``gridlink --help``). A module's
@@ -55,6 +56,7 @@ COMMANDS: dict[str, dict[str, str]] = {
                  "certificates": "charger and installed certificates",
                  "trigger": "ask a charger to send a message (ExtendedTriggerMessage)"},
     "simulate": {"simulate": "simulate a fleet of OCPP 1.6 chargers"},
+    "api_keys": {"api-keys": "keys of the HTTP API (create, list, revoke)"},
 }
 
 
@@ -87,6 +89,8 @@ def family(module: str) -> ModuleType:
             from gridlink.cli import security as loaded
         case "simulate":
             from gridlink.cli import simulate as loaded
+        case "api_keys":
+            from gridlink.cli import api_keys as loaded
         case _:
             raise KeyError(module)
     return loaded

@@ -1,0 +1,100 @@
+"""Every request, audited and traced: the ASGI middleware around the whole API.
+
+- ``X-Request-ID``: taken from the request when it is 1-128 characters of
+  ``[A-Za-z0-9._:-]``, else a new one; on ``request.state.request_id``, echoed in the
+  response, in the log line of the request and in its audit record.
+- The audit record (collection ``api_audit``, kept GRIDLINK_RETENTION_API_AUDIT_DAYS: a
+  TTL index, :mod:`services.retention`): ``{key_id, method, route (the template, never the
+  path with its ids), status, request_id, at, peer}``.
+- ``gridlink_api_requests_total`` and ``gridlink_api_request_seconds`` by route template.
+
+Probes (``/healthz``, ``/readyz``) and the docs' static files are not audited.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.metrics import AUDIT_FAILURES, REQUEST_SECONDS, REQUESTS
+from services.clock import utcnow
+from services.retention import Retention
+from services.settings import Settings
+
+log = logging.getLogger("gridlink.api.requests")
+
+COLLECTION = "api_audit"
+HEADER = "x-request-id"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_NOT_AUDITED = ("/healthz", "/readyz", "/static-docs/")
+
+
+def retention(settings: Settings) -> Retention:
+    return Retention(COLLECTION, "at", settings.retention_api_audit_days)
+
+
+def request_id_from(value: str | None) -> str:
+    """The request's own id if it is sane, else a new one."""
+    if value and _REQUEST_ID.match(value):
+        return value
+    return uuid.uuid4().hex
+
+
+class AuditMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        request_id = request_id_from(headers.get(HEADER))
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = [500]
+        started = time.monotonic()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"],
+                                      (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            await self._record(scope, state, request_id, status[0],
+                               time.monotonic() - started)
+
+    async def _record(self, scope: Scope, state: dict[str, Any], request_id: str,
+                      status: int, seconds: float) -> None:
+        path = scope.get("path", "")
+        if path in _NOT_AUDITED or path.startswith(_NOT_AUDITED[-1]):
+            return
+        route = getattr(scope.get("route"), "path", None) or "(unmatched)"
+        method = scope.get("method", "")
+        REQUESTS.labels(route, method, str(status)).inc()
+        REQUEST_SECONDS.labels(route).observe(seconds)
+        client = scope.get("client")
+        record = {"key_id": state.get("key_id"), "method": method, "route": route,
+                  "status": status, "request_id": request_id, "at": utcnow(),
+                  "peer": client[0] if client else None}
+        log.info("request", extra={k: v for k, v in record.items() if k != "at"})
+        context = getattr(scope.get("app"), "state", None)
+        ctx = getattr(context, "context", None)
+        if ctx is None:
+            return
+        try:
+            await ctx.db[COLLECTION].insert_one(record)
+        except Exception as exc:
+            AUDIT_FAILURES.inc()
+            log.error("audit record not written", extra={**record, "error": str(exc)})

@@ -1,0 +1,22 @@
+"""The API's own part: the registries, transactions, commands (:class:`ApiPart` "core")."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pymongo import ASCENDING, IndexModel
+
+from api import audit, keys
+from api.parts import ApiPart
+from api.routes import stations
+from services.settings import Settings
+
+
+def part(settings: Settings) -> ApiPart:
+    router = APIRouter()
+    for module in (stations,):
+        router.include_router(module.router)
+    return ApiPart(
+        name="core", router=router,
+        indexes={keys.COLLECTION: [IndexModel([("created_at", ASCENDING)])],
+                 audit.COLLECTION: [IndexModel([("key_id", ASCENDING), ("at", ASCENDING)])]},
+        retention=(audit.retention(settings),))
