@@ -118,13 +118,21 @@ export function stationView(id, reload) {
     h("section", {className: "panel", "aria-labelledby": "configuration-title"},
       h("h2", {id: "configuration-title", text: "Configuration"}), configuration));
 
+  /** Each part of the page from its own request: one that fails leaves the others shown
+   * (its error goes to the page's banner). */
   async function refresh() {
-    const [station, transactions, recent, commands] = await Promise.all([
-      get(`/stations/${encodeURIComponent(id)}`),
-      get("/transactions", {station: id, active: "true", limit: 20}),
-      get(`/stations/${encodeURIComponent(id)}/activity`, {limit: 20}),
-      get("/commands", {station: id, limit: 20}),
+    const path = `/stations/${encodeURIComponent(id)}`;
+    const results = await Promise.allSettled([
+      get(path).then(showStation),
+      get("/transactions", {station: id, active: "true", limit: 20}).then(showActive),
+      get(`${path}/activity`, {limit: 20}).then(showActivity),
+      get("/commands", {station: id, limit: 20}).then(showHistory),
     ]);
+    const failure = results.find((r) => r.status === "rejected");
+    if (failure) throw failure.reason;
+  }
+
+  function showStation(station) {
     show(summary, station, (s) => h("p", {className: "summary"}, connection(s),
       " Registration ", h("strong", {}, value(s.registration)),
       " · Security profile ", h("strong", {}, value(s.securityProfile)),
@@ -135,26 +143,6 @@ export function stationView(id, reload) {
       {title: "Error", cell: (c) => value(c.errorCode)},
       {title: "Since", cell: (c) => when(c.timestamp)},
     ], rows, "No status reported yet."));
-    show(active, transactions.items, (rows) => table([
-      {title: "Transaction", cell: (t) => String(t.id)},
-      {title: "Connector", cell: (t) => value(t.connectorId)},
-      {title: "Id tag", cell: (t) => value(t.idTag)},
-      {title: "Started", cell: (t) => when(t.startedAt)},
-      {title: "Meter start (Wh)", cell: (t) => value(t.meterStart)},
-      {title: "", cell: (t) => button(`Remote stop ${t.id}`, () => run(
-        "RemoteStopTransaction", {transactionId: t.id}, `Remote stop ${t.id}`))},
-    ], rows, "No transaction in progress."));
-    show(activity, recent.items, (rows) => table([
-      {title: "When", cell: (a) => when(a.at)},
-      {title: "What", cell: (a) => value(a.kind)},
-      {title: "", cell: (a) => value(a.summary)},
-    ], rows, "Nothing recorded yet."));
-    show(history, commands.items, (rows) => table([
-      {title: "Created", cell: (c) => when(c.createdAt)},
-      {title: "Action", cell: (c) => value(c.action)},
-      {title: "Outcome", cell: (c) => h("span", {}, badge(c.status, outcomeKind(c.status)),
-        " ", describe(c).split(" — ").slice(1).join(" — "))},
-    ], rows, "No commands sent yet."));
     const config = station.configuration;
     show(configuration, config ?? null, (c) => c && Object.keys(c).length
       ? table([
@@ -164,6 +152,35 @@ export function stationView(id, reload) {
       ], Object.entries(c), "")
       : h("p", {className: "muted",
         text: "No configuration snapshot yet (GridLink takes one after a GetConfiguration)."}));
+  }
+
+  function showActive(transactions) {
+    show(active, transactions.items, (rows) => table([
+      {title: "Transaction", cell: (t) => String(t.id)},
+      {title: "Connector", cell: (t) => value(t.connectorId)},
+      {title: "Id tag", cell: (t) => value(t.idTag)},
+      {title: "Started", cell: (t) => when(t.startedAt)},
+      {title: "Meter start (Wh)", cell: (t) => value(t.meterStart)},
+      {title: "", cell: (t) => button(`Remote stop ${t.id}`, () => run(
+        "RemoteStopTransaction", {transactionId: t.id}, `Remote stop ${t.id}`))},
+    ], rows, "No transaction in progress."));
+  }
+
+  function showActivity(recent) {
+    show(activity, recent.items, (rows) => table([
+      {title: "When", cell: (a) => when(a.at)},
+      {title: "What", cell: (a) => value(a.kind)},
+      {title: "", cell: (a) => value(a.summary)},
+    ], rows, "Nothing recorded yet."));
+  }
+
+  function showHistory(commands) {
+    show(history, commands.items, (rows) => table([
+      {title: "Created", cell: (c) => when(c.createdAt)},
+      {title: "Action", cell: (c) => value(c.action)},
+      {title: "Outcome", cell: (c) => h("span", {}, badge(c.status, outcomeKind(c.status)),
+        " ", describe(c).split(" — ").slice(1).join(" — "))},
+    ], rows, "No commands sent yet."));
   }
   return {node, refresh};
 }
