@@ -102,8 +102,10 @@ async def test_remote_start_and_stop_a_charge_from_the_browser(
 
 async def test_outcomes_and_refusals_are_shown(page: Page, console: Console,
                                                charger: SimulatedCharger) -> None:
-    await log_in(page, console, console.key)
-    await page.goto(f"{console.url}#/stations/{charger.id}")
+    await page.goto(f"{console.url}#/stations/{charger.id}")  # asked for before logging in
+    await page.get_by_label("API key").fill(console.key)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("heading", name=f"Station {charger.id}")).to_be_visible()
     unlock = page.get_by_role("form", name="Unlock connector")
     await unlock.get_by_label("Connector").fill("9")  # the charger has one connector
     await unlock.get_by_role("button", name="Unlock connector").click()

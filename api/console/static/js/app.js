@@ -11,6 +11,7 @@ const view = document.getElementById("view");
 const nav = document.getElementById("nav");
 const banner = document.getElementById("error");
 let current = null; // {refresh, timer, busy}
+let wanted = "#/stations"; // where to go once logged in (the page asked for, if any)
 
 /** A message for the whole page (an API error while polling); null hides it. */
 function alertText(text) {
@@ -28,6 +29,7 @@ function logout(message) {
   stop();
   nav.hidden = true;
   alertText(null);
+  if (location.hash && location.hash !== "#/login") wanted = location.hash;
   if (location.hash !== "#/login") history.replaceState(null, "", "#/login");
   renderLogin(message);
 }
@@ -52,8 +54,8 @@ function renderLogin(message) {
     try {
       await get("/stations", {limit: 1}, {quiet: true});
       key.value = "";
-      if (location.hash === "#/stations") route();
-      else location.hash = "#/stations"; // hashchange routes
+      if (location.hash === wanted) route();
+      else location.hash = wanted; // hashchange routes
     } catch (failure) {
       forgetKey();
       error.textContent = failure instanceof ApiError
@@ -126,7 +128,7 @@ function route() {
     }
   }
   if (!made) {
-    location.hash = "#/stations";
+    location.hash = "#/stations"; // #/login once logged in, or a page that does not exist
     return;
   }
   view.replaceChildren(made.node);
