@@ -48,6 +48,23 @@ def request_id_from(value: str | None) -> str:
 class AuditMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._templates: list[tuple[str, re.Pattern[str], str]] | None = None
+
+    def template(self, app: Any, method: str, path: str) -> str:
+        """The route template of a request (``/api/v1/stations/{station}``), from the
+        application's OpenAPI paths; ``(other)`` for what the spec does not list."""
+        if self._templates is None:
+            if app is None or not hasattr(app, "openapi"):
+                return "(other)"
+            self._templates = [
+                (verb.upper(), re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+",
+                                                       re.escape(template)) + "$"), template)
+                for template, operations in app.openapi().get("paths", {}).items()
+                for verb in operations]
+        for verb, pattern, template in self._templates:
+            if (verb == method or (method == "HEAD" and verb == "GET")) and pattern.match(path):
+                return template
+        return "(other)"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,8 +97,8 @@ class AuditMiddleware:
         path = scope.get("path", "")
         if path in _NOT_AUDITED or path.startswith(_NOT_AUDITED[-1]):
             return
-        route = getattr(scope.get("route"), "path", None) or "(unmatched)"
         method = scope.get("method", "")
+        route = self.template(scope.get("app"), method, path)
         REQUESTS.labels(route, method, str(status)).inc()
         REQUEST_SECONDS.labels(route).observe(seconds)
         client = scope.get("client")

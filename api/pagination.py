@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from bson import ObjectId
+from bson.errors import InvalidId
 from fastapi import Request
 from pydantic import BaseModel
 from pymongo.asynchronous.collection import AsyncCollection
@@ -30,8 +32,16 @@ class Page(BaseModel, Generic[T]):
     next: str | None = None
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$date": value.isoformat()}
+    if isinstance(value, ObjectId):
+        return {"$oid": str(value)}
+    return value
+
+
 def _encode(values: list[Any]) -> str:
-    plain = [{"$date": v.isoformat()} if isinstance(v, datetime) else v for v in values]
+    plain = [_plain(v) for v in values]
     return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()
                                     ).decode().rstrip("=")
 
@@ -50,6 +60,11 @@ def _decode(cursor: str, size: int) -> list[Any]:
             try:
                 value = datetime.fromisoformat(value["$date"])
             except (TypeError, ValueError):
+                raise Problem(400, "cursor: not a cursor this API gave out") from None
+        elif isinstance(value, dict) and set(value) == {"$oid"}:
+            try:
+                value = ObjectId(value["$oid"])
+            except (TypeError, InvalidId):
                 raise Problem(400, "cursor: not a cursor this API gave out") from None
         elif isinstance(value, dict | list):
             raise Problem(400, "cursor: not a cursor this API gave out")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Generator
 from typing import Any
 
@@ -28,6 +29,7 @@ from api.app import create_app
 from api.context import ApiContext
 from api.parts import Job
 from services.command_requests import CommandRequester
+from services.errors import GridLinkError
 from services.http_probe import ProbeServer
 from services.retention import ensure_retention
 from services.settings import Settings, effective_mongo_url
@@ -86,9 +88,28 @@ def _supervised(job: Job, ctx: ApiContext) -> asyncio.Task[None]:
     return asyncio.create_task(run())
 
 
+def listen(settings: Settings) -> socket.socket:
+    """The API's listening socket (bound now: a port in use is one line, exit 1)."""
+    try:
+        infos = socket.getaddrinfo(settings.api_host, settings.api_port,
+                                   type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise GridLinkError(f"cannot listen on {settings.api_host}:{settings.api_port} "
+                            f"(GRIDLINK_API_HOST, GRIDLINK_API_PORT): {exc.strerror or exc}"
+                            ) from None
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
 async def run_api(settings: Settings) -> None:
     ctx = make_context(settings)
     app = create_app(ctx)
+    listening = listen(settings)
     stopping = asyncio.Event()
     install_signal_handlers(stopping)
     probes = ProbeServer(settings.http_host, settings.http_port, ctx.readiness)
@@ -108,7 +129,7 @@ async def run_api(settings: Settings) -> None:
             app, host=settings.api_host, port=settings.api_port, log_config=None,
             access_log=False, lifespan="off", proxy_headers=False,
             timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None))
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(server.serve(sockets=[listening]))
         tasks.append(_supervised(_watch_store, ctx))
         for part in app.state.parts:
             tasks.extend(_supervised(job, ctx) for job in part.background)
@@ -128,4 +149,5 @@ async def run_api(settings: Settings) -> None:
             await ctx.requester.close()
         await ctx.store.close()
         probes.stop()
+        listening.close()
         log.info("stopped")

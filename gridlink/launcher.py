@@ -1,4 +1,4 @@
-"""``gridlink run all``: the embedded database (if no GRIDLINK_MONGO_URL) and the four
+"""``gridlink run all``: the embedded database (if no GRIDLINK_MONGO_URL) and the five
 components as child processes, exactly as they run in production, one per process.
 
 SIGTERM/SIGINT is passed on to every child once (each drains gracefully: the children run
@@ -83,7 +83,10 @@ def run_banner(settings: Settings) -> tuple[str, ...]:
     scheme = "wss" if settings.tls else "ws"
     url = settings.public_url or f"{scheme}://127.0.0.1:{settings.gateway_port}/ocpp"
     probes = f"{'https' if settings.tls else 'http'}://127.0.0.1:{settings.gateway_port}"
+    api = f"http://127.0.0.1:{settings.api_port}"
     lines = [f"GridLink is starting. Chargers connect to {url}/<chargePointId>",
+             f"HTTP API: {api}/api/v1  docs: {api}/docs  "
+             "(a key: gridlink api-keys add NAME --scope admin)",
              f"Probes: {probes}/readyz  (Ctrl-C stops)"]
     if settings.allow_security_profile_0:
         lines.append("WARNING: security profile 0 is ON (GRIDLINK_ALLOW_SECURITY_PROFILE_0): "

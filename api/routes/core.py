@@ -5,18 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pymongo import ASCENDING, IndexModel
 
-from api import audit, keys
+from api import audit, commanding, keys
 from api.parts import ApiPart
-from api.routes import stations
+from api.routes import commands, id_tags, registries, stations, transactions
 from services.settings import Settings
 
 
 def part(settings: Settings) -> ApiPart:
     router = APIRouter()
-    for module in (stations,):
+    for module in (stations, commands, transactions, id_tags, registries):
         router.include_router(module.router)
     return ApiPart(
         name="core", router=router,
         indexes={keys.COLLECTION: [IndexModel([("created_at", ASCENDING)])],
-                 audit.COLLECTION: [IndexModel([("key_id", ASCENDING), ("at", ASCENDING)])]},
-        retention=(audit.retention(settings),))
+                 audit.COLLECTION: [IndexModel([("key_id", ASCENDING), ("at", ASCENDING)])],
+                 commanding.REQUESTS: [IndexModel([("command_id", ASCENDING)])]},
+        retention=(audit.retention(settings), commanding.retention(settings)))

@@ -56,7 +56,7 @@ COMMANDS: dict[str, dict[str, str]] = {
                  "certificates": "charger and installed certificates",
                  "trigger": "ask a charger to send a message (ExtendedTriggerMessage)"},
     "simulate": {"simulate": "simulate a fleet of OCPP 1.6 chargers"},
-    "api_keys": {"api-keys": "keys of the HTTP API (create, list, revoke)"},
+    "api_keys": {"api-keys": "keys of the HTTP API"},
 }
 
 

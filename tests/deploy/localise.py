@@ -24,7 +24,7 @@ from tests.processes import Process, free_port, start
 LOCAL_KEYS = {"GRIDLINK_AMQP_URL", "GRIDLINK_MONGO_URL", "GRIDLINK_NAMESPACE", "GRIDLINK_MONGO_DB",
               "GRIDLINK_GATEWAY_PORT", "GRIDLINK_GATEWAY_METRICS_PORT", "GRIDLINK_HTTP_PORT",
               "GRIDLINK_FILES_PORT", "GRIDLINK_TLS_CERT_FILE", "GRIDLINK_TLS_KEY_FILE",
-              "GRIDLINK_TLS_CLIENT_CA_FILE"}
+              "GRIDLINK_TLS_CLIENT_CA_FILE", "GRIDLINK_API_PORT"}
 
 
 def gridlink_executable() -> str:
@@ -53,6 +53,7 @@ def localised(component: str, env: dict[str, str], *, amqp_url: str, mongo_url: 
     if sources.port_setting(env, "GRIDLINK_GATEWAY_METRICS_PORT"):  # 0: on the OCPP port
         local["GRIDLINK_GATEWAY_METRICS_PORT"] = str(metrics_port or free_port())
     local["GRIDLINK_FILES_PORT"] = str(files_port)  # commands' file server, default 9180
+    local["GRIDLINK_API_PORT"] = str(free_port())  # the HTTP API's, default 8080
     # Certificates the deployment mounts from Secrets: the test session's instead.
     mounted = {"GRIDLINK_TLS_CERT_FILE": lambda p: p.server.cert,
                "GRIDLINK_TLS_KEY_FILE": lambda p: p.server.key,

@@ -33,19 +33,20 @@ OVERLAYS = ("dev", "production")
 KUSTOMIZATIONS = ("base", *(f"overlays/{o}" for o in OVERLAYS))
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-COMPONENTS = ("gateway", "authz", "transactions", "commands")
+COMPONENTS = ("gateway", "authz", "transactions", "commands", "api")
 SERVICES = ("authz", "transactions", "commands")
 FILES_SERVICE = "gridlink-commands-files"  # the Service chargers reach the file server at
 # docker compose service -> GridLink component
 COMPOSE_COMPONENTS = {"gateway-1": "gateway", "gateway-2": "gateway", "authz": "authz",
-                      "transactions": "transactions", "commands": "commands"}
+                      "transactions": "transactions", "commands": "commands", "api": "api"}
 # Where each component answers /healthz and /readyz (the probes use it) ...
 PROBE_PORT_SETTING = {"gateway": "GRIDLINK_GATEWAY_PORT", "authz": "GRIDLINK_HTTP_PORT",
-                      "transactions": "GRIDLINK_HTTP_PORT", "commands": "GRIDLINK_HTTP_PORT"}
+                      "transactions": "GRIDLINK_HTTP_PORT", "commands": "GRIDLINK_HTTP_PORT",
+                      "api": "GRIDLINK_HTTP_PORT"}
 # ... and /metrics (the gateway's is off its public OCPP port) ...
 METRICS_PORT_SETTING = {"gateway": "GRIDLINK_GATEWAY_METRICS_PORT",
                         "authz": "GRIDLINK_HTTP_PORT", "transactions": "GRIDLINK_HTTP_PORT",
-                        "commands": "GRIDLINK_HTTP_PORT"}
+                        "commands": "GRIDLINK_HTTP_PORT", "api": "GRIDLINK_HTTP_PORT"}
 # ... and every port a component's container declares, by name -> the setting it listens on.
 CONTAINER_PORTS = {
     "gateway": {"ocpp": "GRIDLINK_GATEWAY_PORT", "metrics": "GRIDLINK_GATEWAY_METRICS_PORT"},
@@ -53,6 +54,7 @@ CONTAINER_PORTS = {
     "transactions": {"http": "GRIDLINK_HTTP_PORT"},
     "commands": {"http": "GRIDLINK_HTTP_PORT", "files": "GRIDLINK_FILES_PORT",
                  "ftp": "GRIDLINK_FTP_PORT"},
+    "api": {"http": "GRIDLINK_HTTP_PORT", "api": "GRIDLINK_API_PORT"},
 }
 #: Container ports named after the FTP passive range (GRIDLINK_FTP_PASSIVE_PORTS), in order.
 PASSIVE_PORT_NAME = "ftp-pasv-{}"

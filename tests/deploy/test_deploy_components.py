@@ -25,7 +25,7 @@ from tests.processes import Process, free_port, stop_all, wait_until
 pytestmark = pytest.mark.integration
 
 COMPOSE_SERVICES = {"gateway": "gateway-1", "authz": "authz", "transactions": "transactions",
-                    "commands": "commands"}
+                    "commands": "commands", "api": "api"}
 DEPLOYMENTS = [f"kubernetes:{k}" for k in sources.KUSTOMIZATIONS if k != "base"] + ["compose"]
 
 

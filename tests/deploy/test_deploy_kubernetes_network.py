@@ -18,6 +18,7 @@ OVERLAYS = [k for k in KUSTOMIZATIONS if k != "base"]
 ANYWHERE = None  # a NetworkPolicy rule without "from"
 PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
               "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+SAME_NAMESPACE = {"podSelector": {}}  # any pod of GridLink's namespace
 INGRESS_CONTROLLER = {  # ingress-nginx as its Helm chart installs it
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
     "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx",
@@ -81,6 +82,9 @@ def test_network_policies_admit_chargers_and_prometheus_only_where_they_belong(
                      port("commands", "GRIDLINK_FTP_PORT"): [ANYWHERE],
                      **{passive: [ANYWHERE]
                         for passive in sources.passive_ports(envs["commands"]).values()}},
+        # The HTTP API: operators' tools in the namespace (every request needs a key).
+        "api": {port("api", "GRIDLINK_HTTP_PORT"): [PROMETHEUS],
+                port("api", "GRIDLINK_API_PORT"): [SAME_NAMESPACE]},
     }
     for component in COMPONENTS:
         assert admitted(kustomization, component) == expected[component], component

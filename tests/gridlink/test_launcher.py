@@ -113,12 +113,13 @@ async def test_a_signal_reaches_every_child_once(tmp_path: Path) -> None:
     assert [log.read_text().split() for log in logs] == [[str(int(signal.SIGINT))]] * 2
 
 
-def test_the_banner_says_where_chargers_connect_and_warns_of_profile_0(tmp_path: Path) -> None:
+def test_the_banner_names_the_charger_url_the_api_and_warns_of_profile_0(tmp_path: Path) -> None:
     from gridlink.launcher import run_banner
     from services.settings import Settings
 
-    plain = run_banner(Settings(gateway_port=9000))
+    plain = run_banner(Settings(gateway_port=9000, api_port=8088))
     assert plain[0].endswith("ws://127.0.0.1:9000/ocpp/<chargePointId>")
+    assert plain[1].startswith("HTTP API: http://127.0.0.1:8088/api/v1")
     assert not any("profile 0" in line for line in plain)
     (tmp_path / "c.pem").write_text("x")
     secure = run_banner(Settings(gateway_port=8443, tls_cert_file=str(tmp_path / "c.pem"),

@@ -22,16 +22,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
+import httpx
 import pytest
 from aio_pika.abc import AbstractChannel
 
+from api import keys
 from gateway.connection import CLOSE_REPLACED
 from gridlink import components
 from services.envelope import CsmsCall, Takeover
 from services.topology import DEFAULT_EXCHANGE, HEALTH_KEYS, Topology
 from tests.charger import Charger, now
 from tests.deploy import sources
-from tests.processes import Process, Stack, finish
+from tests.processes import Process, Stack, finish, free_port
 from tests.rabbitmq_node import RabbitNode
 
 pytestmark = pytest.mark.integration
@@ -39,7 +41,7 @@ pytestmark = pytest.mark.integration
 DEFINITIONS = sources.DEPLOY / "rabbitmq" / "definitions.json"
 # The docker compose service whose URL each user logs in with.
 COMPOSE_SERVICE = {"gateway": "gateway-1", "authz": "authz", "transactions": "transactions",
-                   "commands": "commands", "cli": "cli"}
+                   "commands": "commands", "cli": "cli", "api": "api"}
 NAMESPACE = "gridlink"  # the definitions' regexes are for the default namespace
 T = Topology(NAMESPACE)
 
@@ -275,3 +277,37 @@ async def test_the_cli_says_when_no_service_has_declared_the_exchanges(
     assert (code, out) == (1, "")
     assert err.count("\n") == 1 and "has no exchange gridlink-undeclared.calls" in err, err
     assert "the GridLink services declare them" in err
+
+
+async def test_the_api_sends_commands_as_its_own_user_and_nothing_more(
+        deployment: Deployment) -> None:
+    """The HTTP API, logged in as gridlink-api: a command round trip through it, and the
+    broker refuses it everything a requester must not do."""
+    stack, gateway = deployment.stack, deployment.gateways[0]
+    port = free_port()
+    api = stack.spawn("api", amqp_url=deployment.urls["api"], api_port=port,
+                      api_host="127.0.0.1")
+    await stack.wait_ready(api)
+    _, key = await keys.create_key(stack.db(), "permissions", ["commands"])
+    station = f"PERM-{uuid.uuid4().hex[:6]}"
+    code, _, err = await stack.cli("stations", "add", station)
+    assert code == 0, err
+    async with Charger.connect(f"ws://127.0.0.1:{gateway.port}/ocpp", station) as charger, \
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                              headers={"Authorization": f"Bearer {key}"}) as http:
+        await charger.boot()
+        sending = asyncio.create_task(http.post(
+            f"/api/v1/stations/{station}/commands/ClearCache?wait=20", json={}))
+        frame = await charger.next_csms_call(timeout=30)
+        await charger.answer([3, frame[1], {"status": "Accepted"}])
+        answer = await sending
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["sender"] == "gridlink-api"
+    url = deployment.urls["api"]
+    await refused(url, publish(T.stations, "ANY"))
+    await refused(url, publish(T.events, "command.accepted"))
+    for queue in (*T.all_queues(components.SERVICES), gateway_queue(deployment)):
+        await refused(url, consume(queue))
+    await refused(url, declare_queue(T.requester_queue("x")))  # the CLI's, not its own
+    await allowed(url, declare_queue(T.requester_queue(uuid.uuid4().hex, "api")))
+    await stack.stop_process(api)

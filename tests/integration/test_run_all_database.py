@@ -71,11 +71,12 @@ def database_of(launcher: int) -> int | None:
 async def test_run_all_restarts_a_killed_database_and_recovers(amqp_url: str,
                                                                tmp_path: Path) -> None:
     namespace = f"glrunall-{uuid.uuid4().hex[:8]}"
-    db_port, gateway_port, http_port = free_port(), free_port(), free_ports(5)
+    db_port, gateway_port, http_port = free_port(), free_port(), free_ports(6)
     env = {**os.environ, "GRIDLINK_AMQP_URL": amqp_url, "GRIDLINK_NAMESPACE": namespace,
            "GRIDLINK_DATA_DIR": str(tmp_path / "data"),
            "GRIDLINK_EMBEDDED_MONGO_PORT": str(db_port),
            "GRIDLINK_GATEWAY_PORT": str(gateway_port), "GRIDLINK_HTTP_PORT": str(http_port),
+           "GRIDLINK_API_PORT": str(free_port()),
            "GRIDLINK_FILES_PORT": "0", "GRIDLINK_ALLOW_SECURITY_PROFILE_0": "true",
            "GRIDLINK_ACCEPT_UNKNOWN_STATIONS": "true",
            "GRIDLINK_HEALTH_REPORT_INTERVAL_S": "0.5", "GRIDLINK_BACKEND_HEALTH_TTL_S": "3"}
@@ -85,7 +86,7 @@ async def test_run_all_restarts_a_killed_database_and_recovers(amqp_url: str,
         sys.executable, "-m", "gridlink", "run", "all", env=env, stdout=log, stderr=log)
     readyz = f"http://127.0.0.1:{gateway_port}/readyz"
     # each component's probes: GRIDLINK_HTTP_PORT + 1, 2, ... (gridlink/launcher.py)
-    probes = [f"http://127.0.0.1:{http_port + n}/readyz" for n in range(1, 5)]
+    probes = [f"http://127.0.0.1:{http_port + n}/readyz" for n in range(1, 6)]
 
     async def all_ready() -> bool:
         return all([await answers(probe, 200) for probe in probes])
