@@ -131,7 +131,7 @@ async def test_a_key_without_the_commands_scope_sees_the_403(
         page: Page, console: Console, charger: SimulatedCharger) -> None:
     await log_in(page, console, console.read_key)
     await page.goto(f"{console.url}#/stations/{charger.id}")
-    await page.get_by_label("Message").select_option("Heartbeat")
+    await page.get_by_label("Message", exact=True).select_option("Heartbeat")
     await page.get_by_role("button", name="Trigger message").click()
     await expect(outcomes(page)).to_contain_text(
         f"Trigger Heartbeat on {charger.id}: refused (403)")
@@ -141,13 +141,15 @@ async def test_a_reset_shows_the_chargers_answer(page: Page, console: Console,
                                                  charger: SimulatedCharger) -> None:
     await log_in(page, console, console.key)
     await page.goto(f"{console.url}#/stations/{charger.id}")
+    booted = await charger.last_boot()
     await page.get_by_role("button", name="Soft reset").click()
     await expect(outcomes(page)).to_contain_text(
         f"Soft reset on {charger.id}: accepted — charger answered Accepted")
     history = page.get_by_role("region", name="Command history")
     await expect(history.get_by_role("row").filter(has_text="Reset").first).to_contain_text(
         "accepted")
-    await charger.connected_again(console)  # it reboots: back for the tests after this one
+    await charger.booted_after(booted)  # it rebooted, as a Reset asks
+    await expect(page.locator(".summary")).to_contain_text("connected")
 
 
 async def test_a_station_id_holding_markup_is_shown_as_text(

@@ -1,6 +1,6 @@
 // The console's shell: login and logout, hash routing, polling the shown page.
 import {ApiError, apiKey, forgetKey, get, keepKey, UNAUTHORIZED} from "./api.js";
-import {h} from "./dom.js";
+import {h, labelled} from "./dom.js";
 import {commandsView} from "./views/commands.js";
 import {stationView} from "./views/station.js";
 import {stationsView} from "./views/stations.js";
@@ -43,7 +43,7 @@ function renderLogin(message) {
     h("h1", {id: "login-title", text: "Log in"}),
     h("p", {className: "muted",
       text: "Paste an API key (gridlink api-keys add). It stays in this tab only."}),
-    h("label", {for: "api-key"}, "API key", key),
+    labelled("API key", key),
     h("p", {}, submit), error);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

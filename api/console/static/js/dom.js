@@ -69,3 +69,8 @@ export function badge(text, kind) {
 export function stationLink(id) {
   return h("a", {href: `#/stations/${encodeURIComponent(id)}`, text: id});
 }
+
+/** A control with its label (a <label for> beside it, so the label's text is only its own). */
+export function labelled(text, control) {
+  return h("span", {className: "field"}, h("label", {for: control.id, text}), control);
+}

@@ -1,7 +1,7 @@
 // Command history: every command's lifecycle, filtered by station and status.
 import {get, nextCursor} from "../api.js";
 import {describe, outcomeKind} from "../commands.js";
-import {badge, h, show, stationLink, table, value, when} from "../dom.js";
+import {badge, h, labelled, show, stationLink, table, value, when} from "../dom.js";
 
 const PAGE = 50;
 const STATUSES = ["", "queued", "sent", "accepted", "rejected", "callerror", "timeout",
@@ -29,8 +29,8 @@ export function commandsView(reload) {
   });
   const node = h("section", {className: "panel"}, h("h1", {text: "Command history"}),
     h("div", {className: "filters"},
-      h("label", {for: "commands-station"}, "Station", station),
-      h("label", {for: "commands-status"}, "Status", status)),
+      labelled("Station", station),
+      labelled("Status", status)),
     list, h("p", {className: "pager"}, next));
 
   async function refresh() {

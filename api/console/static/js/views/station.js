@@ -2,7 +2,7 @@
 // command history and configuration snapshot.
 import {get} from "../api.js";
 import {describe, note, outcomeKind, send} from "../commands.js";
-import {badge, h, show, table, value, when} from "../dom.js";
+import {badge, h, labelled, show, table, value, when} from "../dom.js";
 import {connection} from "./stations.js";
 
 /** What TriggerMessage may ask for (OCPP 1.6 MessageTrigger). */
@@ -15,7 +15,7 @@ let fieldIds = 0;
 function field(text, attributes) {
   const id = `field-${++fieldIds}`;
   const input = h(attributes.tag || "input", {id, ...attributes, tag: undefined});
-  return [h("label", {for: id}, text, input), input];
+  return [labelled(text, input), input];
 }
 
 /** A small form that runs `action` on submit, its button disabled meanwhile. */

@@ -1,7 +1,7 @@
 // Transactions: live (active) ones by default, or completed ones; stop an active one.
 import {get, nextCursor} from "../api.js";
 import {send} from "../commands.js";
-import {h, show, stationLink, table, value, when} from "../dom.js";
+import {h, labelled, show, stationLink, table, value, when} from "../dom.js";
 
 const PAGE = 50;
 
@@ -31,8 +31,8 @@ export function transactionsView(reload) {
   });
   const node = h("section", {className: "panel"}, h("h1", {text: "Transactions"}),
     h("div", {className: "filters"},
-      h("label", {for: "transactions-filter"}, "Show", choice),
-      h("label", {for: "transactions-station"}, "Station", stationInput)),
+      labelled("Show", choice),
+      labelled("Station", stationInput)),
     outcomes, list, h("p", {className: "pager"}, next));
 
   async function refresh() {
