@@ -16,6 +16,7 @@ from playwright.async_api import Page, expect
 from services import stations
 from services.ocpp16 import utcnow
 from tests.console.conftest import Console, SimulatedCharger
+from tests.helpers import add_station, new_id
 from tests.processes import Stack
 
 pytestmark = pytest.mark.integration
@@ -48,8 +49,7 @@ async def test_a_wrong_key_is_refused_with_the_apis_reason(page: Page, console: 
 async def test_the_simulated_charger_is_listed_connected_and_logout_forgets_the_key(
         page: Page, console: Console, charger: SimulatedCharger, stack: Stack) -> None:
     offline = f"OFF{charger.id}"
-    await stations.add_station(stack.db(), offline, registration="Accepted", password=None,
-                               now=utcnow())
+    await add_station(stack, offline)
     await log_in(page, console, console.key)
     assert console.key not in page.url
     row = page.get_by_role("row").filter(has=page.get_by_role("link", name=charger.id,
@@ -125,6 +125,20 @@ async def test_outcomes_and_refusals_are_shown(page: Page, console: Console,
     row = page.get_by_role("row").filter(has_text="UnlockConnector").filter(
         has_text='"connectorId":9')
     await expect(row).to_contain_text("rejected")
+
+
+async def test_a_command_to_an_offline_station_says_so(page: Page, console: Console,
+                                                      stack: Stack) -> None:
+    station = new_id("OFF")
+    await add_station(stack, station)
+    await log_in(page, console, console.key)
+    await page.goto(f"{console.url}#/stations/{station}")
+    await expect(page.locator(".summary")).to_contain_text("offline")
+    await page.get_by_role("button", name="Hard reset").click()
+    line = outcomes(page).get_by_text(f"Hard reset on {station}: offline — ")
+    await expect(line).to_be_visible()  # with GridLink's reason after the dash
+    history = page.get_by_role("region", name="Command history")
+    await expect(history.get_by_role("row").filter(has_text="Reset")).to_contain_text("offline")
 
 
 async def test_a_key_without_the_commands_scope_sees_the_403(

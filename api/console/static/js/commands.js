@@ -24,9 +24,8 @@ export function describe(command) {
     if (response.status !== undefined) parts.push(`charger answered ${response.status}`);
     else if (Object.keys(response).length) parts.push(JSON.stringify(response));
   }
-  const error = command.errorDescription ?? command.error_description ?? command.error
-    ?? command.errorCode ?? command.error_code;
-  if (error) parts.push(typeof error === "string" ? error : JSON.stringify(error));
+  const error = [command.errorCode, command.errorDescription].filter(Boolean).join(": ");
+  if (error) parts.push(error);
   return parts.join(" — ");
 }
 
