@@ -112,6 +112,14 @@ async def test_outcomes_and_refusals_are_shown(page: Page, console: Console,
     await expect(outcomes(page)).to_contain_text(
         f"Unlock connector on {charger.id}: rejected — charger answered NotSupported")
 
+    configuration = page.get_by_role("region", name="Configuration")
+    await expect(configuration).to_contain_text("No configuration snapshot yet")
+    await configuration.get_by_role("button", name="Get configuration").click()
+    await expect(outcomes(page)).to_contain_text(
+        f"Get configuration on {charger.id}: accepted — ")  # "— N configuration keys"
+    heartbeat = configuration.get_by_role("row").filter(has_text="HeartbeatInterval")
+    await expect(heartbeat).to_be_visible()  # the snapshot GridLink kept of the answer
+
     await page.get_by_label("Id tag").fill("")  # nothing sent: the form says what it lacks
     await page.get_by_role("button", name="Remote start").click()
     await expect(outcomes(page)).to_contain_text(

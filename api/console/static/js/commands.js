@@ -16,13 +16,19 @@ export function outcomeKind(status) {
   return "warn";
 }
 
+function clip(text, most = 160) {
+  return text.length > most ? `${text.slice(0, most - 1)}…` : text;
+}
+
 /** What the charger (or GridLink) said, in one line. */
 export function describe(command) {
   const parts = [command.status];
   const response = command.response;
   if (response && typeof response === "object") {
     if (response.status !== undefined) parts.push(`charger answered ${response.status}`);
-    else if (Object.keys(response).length) parts.push(JSON.stringify(response));
+    else if (Array.isArray(response.configurationKey)) {
+      parts.push(`${response.configurationKey.length} configuration keys`);
+    } else if (Object.keys(response).length) parts.push(clip(JSON.stringify(response)));
   }
   const error = [command.errorCode, command.errorDescription].filter(Boolean).join(": ");
   if (error) parts.push(error);

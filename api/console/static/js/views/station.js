@@ -116,7 +116,10 @@ export function stationView(id, reload) {
       h("section", {className: "panel", "aria-labelledby": "history-title"},
         h("h2", {id: "history-title", text: "Command history"}), history)),
     h("section", {className: "panel", "aria-labelledby": "configuration-title"},
-      h("h2", {id: "configuration-title", text: "Configuration"}), configuration));
+      h("h2", {id: "configuration-title", text: "Configuration"}),
+      actionForm("Get configuration", [], [button("Get configuration",
+        () => run("GetConfiguration", {}, "Get configuration"), "secondary")]),
+      configuration));
 
   /** Each part of the page from its own request: one that fails leaves the others shown
    * (its error goes to the page's banner). */
@@ -151,7 +154,7 @@ export function stationView(id, reload) {
           typeof v === "object" && v !== null ? JSON.stringify(v) : v)},
       ], Object.entries(c), "")
       : h("p", {className: "muted",
-        text: "No configuration snapshot yet (GridLink takes one after a GetConfiguration)."}));
+        text: "No configuration snapshot yet: Get configuration asks the charger for one."}));
   }
 
   function showActive(transactions) {
