@@ -11,7 +11,7 @@ import re
 
 import aiohttp
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from services import stations
 from services.ocpp16 import utcnow
@@ -208,3 +208,23 @@ async def test_console_responses_carry_the_security_headers(console: Console) ->
                 assert response.headers["X-Content-Type-Options"] == "nosniff"
         async with session.get(console.base + "/console/../pyproject.toml") as outside:
             assert outside.status == 404
+
+
+async def test_the_browser_enforces_the_policy(browser: Browser, console: Console) -> None:
+    """Were markup ever to reach the page, its inline script would not run."""
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        await page.goto(console.url)
+        await expect(page.get_by_label("API key")).to_be_visible()
+        async with page.expect_console_message(
+                lambda message: "Content Security Policy" in message.text) as refusal:
+            await page.evaluate("""() => {
+                const script = document.createElement("script");
+                script.textContent = "window.__inline = 1";
+                document.body.append(script);
+            }""")
+        assert "script-src" in (await refusal.value).text
+        assert await page.evaluate("window.__inline") is None
+    finally:
+        await context.close()
