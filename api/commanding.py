@@ -138,11 +138,15 @@ def _request_digest(station: str, action: str, payload: dict[str, Any],
 async def submit(ctx: ApiContext, *, key_id: str, station: str, action: str,
                  payload: dict[str, Any], wait_s: float, idempotency_key: str | None,
                  timeout_s: float, queue_if_offline: bool = False,
-                 expires_in_s: float | None = None) -> tuple[dict[str, Any], bool]:
-    """Send (or find, for a repeated Idempotency-Key) a command; (its view, final?)."""
+                 expires_in_s: float | None = None,
+                 digest_payload: dict[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
+    """Send (or find, for a repeated Idempotency-Key) a command; (its view, final?).
+    ``digest_payload``: what identifies the request when the payload holds a value made
+    for it (a newly allocated reservation id)."""
     options = {"timeout": timeout_s, "queueIfOffline": queue_if_offline,
                "expiresIn": expires_in_s}
-    digest = _request_digest(station, action, payload, options)
+    digest = _request_digest(station, action,
+                             payload if digest_payload is None else digest_payload, options)
     command_id = str(uuid.uuid4())
     now = utcnow()
     record: dict[str, Any] = {"command_id": command_id, "key_id": key_id, "station": station,

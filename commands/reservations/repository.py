@@ -21,7 +21,7 @@ station) turns Faulted or Unavailable, or the charger answers CancelReservation 
 (it holds no such reservation).
 
 Ids come from the ``counters`` document ``reservation_id`` (``$inc``), skipping any id a
-requester chose itself.
+requester chose itself (:mod:`services.reservation_ids`, shared with the CLI and the HTTP API).
 """
 
 from __future__ import annotations
@@ -44,14 +44,12 @@ from commands.reservations.rules import (
     facts_from,
     tag_matches,
 )
-from services import counters, id_tags, transaction_records
+from services import id_tags, transaction_records
 from services.command_records import RESERVATIONS
 from services.ocpp16 import iso
 from services.read_batcher import ReadBatcher
 
 COLLECTION = RESERVATIONS
-COUNTER = "reservation_id"  # in services.counters
-MAX_ID = 2**31 - 1
 
 INDEXES = {
     COLLECTION: [
@@ -83,16 +81,6 @@ async def active_on_connector(db: Db, station: str, connector: int, now: datetim
 async def parent_of(db: Db, id_tag: str) -> str | None:
     document = await db[id_tags.COLLECTION].find_one({"_id": id_tag}, {"parent": 1})
     return (document or {}).get("parent") or None
-
-
-async def allocate_id(db: Db) -> int:
-    """A reservationId never handed out before (skips ids requesters chose themselves)."""
-    while True:
-        value = await counters.advance(db, COUNTER)
-        if value > MAX_ID:
-            raise OverflowError("reservation ids exhausted (int32)")
-        if await db[COLLECTION].find_one({"_id": value}, {"_id": 1}) is None:
-            return value
 
 
 async def list_rows(db: Db, station: str | None, status: str | None) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from commands.reservations import repository as reservations
 from commands.reservations import rules
 from gridlink.cli.output import parse_time_option, positive, print_rows, with_db
 from gridlink.client import send_command
+from services import reservation_ids
 from services.envelope import CommandResult
 from services.errors import GridLinkError
 from services.ocpp16 import utcnow
@@ -95,7 +96,7 @@ async def dispatch_reserve(settings: Settings, args: argparse.Namespace) -> int:
     async def prepare(db: Db) -> tuple[int, str | None]:
         reservation_id = args.reservation_id
         if reservation_id is None:
-            reservation_id = await reservations.allocate_id(db)
+            reservation_id = await reservation_ids.allocate_id(db)
         parent = args.parent or await reservations.parent_of(db, args.tag)
         return reservation_id, parent
 

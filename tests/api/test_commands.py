@@ -4,9 +4,11 @@ validation, and a transaction stopped remotely."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
+from services.clock import iso, utcnow
 from tests.api.conftest import ApiServer
 from tests.charger import Charger
 from tests.helpers import add_station, answer_next, fresh_tag, new_id, start_transaction
@@ -175,3 +177,42 @@ async def test_the_read_scope_cannot_send(api: ApiServer) -> None:
         answer = await http.post("/api/v1/stations/X/commands/Reset", json={"type": "Soft"})
     assert answer.status_code == 403 and "commands" in answer.json()["detail"]
 
+
+
+async def test_reserve_and_cancel_through_the_command_path(stack: Stack,
+                                                           api: ApiServer) -> None:
+    station = new_id("APIRES")
+    await add_station(stack, station)
+    tag = await fresh_tag(stack)
+    async with Charger.connect(stack.gateway_url, station) as charger, \
+            api.client("commands") as http:
+        await charger.boot()
+        request = {"station": station, "connectorId": 1, "idTag": tag,
+                   "expiryDate": iso(utcnow() + timedelta(hours=1))}
+        # Refused by the commands service (connector 1 never reported): invalid, not sent.
+        refused = await http.post("/api/v1/reservations?wait=20", json=request)
+        polled = (await http.get(refused.headers["location"])).json()
+        await charger.result("StatusNotification", {
+            "connectorId": 1, "status": "Available", "errorCode": "NoError"})
+        reserving = asyncio.create_task(http.post("/api/v1/reservations?wait=20",
+                                                  json=request))
+        frame = await answer_next(charger, "ReserveNow", {"status": "Accepted"})
+        reserved = await reserving
+        reservation_id = frame[3]["reservationId"]
+        listed = (await http.get(f"/api/v1/reservations?station={station}")).json()["items"]
+        cancelling = asyncio.create_task(http.delete(
+            f"/api/v1/reservations/{reservation_id}?wait=20"))
+        cancel = await answer_next(charger, "CancelReservation", {"status": "Accepted"})
+        cancelled = await cancelling
+        past = await http.post("/api/v1/reservations", json={
+            "station": station, "connectorId": 1, "idTag": tag,
+            "expiryDate": iso(utcnow() - timedelta(hours=1))})
+        unknown = await http.delete("/api/v1/reservations/2147483000")
+    assert refused.status_code == 200 and refused.json()["status"] == "invalid"
+    assert polled["status"] == "invalid" and "connector" in polled["errorDescription"]
+    assert reserved.status_code == 200 and reserved.json()["status"] == "accepted"
+    assert frame[3]["idTag"] == tag and frame[3]["connectorId"] == 1
+    assert [r["id"] for r in listed] == [reservation_id]
+    assert cancel[3] == {"reservationId": reservation_id}
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "accepted"
+    assert past.status_code == 422 and unknown.status_code == 404
