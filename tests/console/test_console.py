@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from api import keys
 from services import stations
 from services.ocpp16 import utcnow
 from tests.console.conftest import Console, SimulatedCharger
@@ -66,6 +67,16 @@ async def test_the_simulated_charger_is_listed_connected_and_logout_forgets_the_
     assert await page.evaluate("sessionStorage.length") == 0
     await page.goto(f"{console.url}#/stations")  # nothing shown without a key
     await expect(page.get_by_label("API key")).to_be_visible()
+
+
+async def test_a_key_revoked_meanwhile_logs_the_console_out(page: Page, console: Console,
+                                                            stack: Stack) -> None:
+    key_id, key = await keys.create_key(stack.db(), "console-revoked", ["read"])
+    await log_in(page, console, key)
+    await keys.revoke(stack.db(), key_id)  # as `gridlink api-keys revoke` does
+    await expect(page.get_by_role("alert")).to_contain_text("Your API key was refused")
+    await expect(page.get_by_label("API key")).to_be_visible()
+    assert await page.evaluate("sessionStorage.length") == 0
 
 
 async def test_remote_start_and_stop_a_charge_from_the_browser(

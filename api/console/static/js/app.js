@@ -24,31 +24,36 @@ function stop() {
   current = null;
 }
 
-function logout(message) {
+/** Forget the key and show the login form, with `message` (an error unless `calm`). */
+function logout(message, calm = false) {
   forgetKey();
   stop();
   nav.hidden = true;
   alertText(null);
   if (location.hash && location.hash !== "#/login") wanted = location.hash;
   if (location.hash !== "#/login") history.replaceState(null, "", "#/login");
-  renderLogin(message);
+  renderLogin(message, calm);
 }
 
-function renderLogin(message) {
+function renderLogin(message, calm) {
   const key = h("input", {id: "api-key", name: "api-key", type: "password", required: true,
     autocomplete: "off", spellcheck: "false"});
-  const error = h("p", {className: "error", role: "alert", hidden: !message, text: message});
+  const error = h("p", {className: "error", role: "alert", hidden: !message || calm,
+    text: message});
+  const notice = h("p", {className: "muted", role: "status", hidden: !message || !calm,
+    text: message});
   const submit = h("button", {type: "submit", text: "Log in"});
   const form = h("form", {className: "panel login", "aria-labelledby": "login-title"},
     h("h1", {id: "login-title", text: "Log in"}),
     h("p", {className: "muted",
       text: "Paste an API key (gridlink api-keys add). It stays in this tab only."}),
     labelled("API key", key),
-    h("p", {}, submit), error);
+    h("p", {}, submit), error, notice);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     submit.disabled = true;
     error.hidden = true;
+    notice.hidden = true;
     const candidate = key.value.trim();
     keepKey(candidate);
     try {
@@ -136,7 +141,7 @@ function route() {
   refresh();
 }
 
-document.getElementById("logout").addEventListener("click", () => logout("Logged out."));
+document.getElementById("logout").addEventListener("click", () => logout("Logged out.", true));
 window.addEventListener(UNAUTHORIZED, (event) => {
   if (apiKey()) logout(`Your API key was refused: ${event.detail}`);
 });
