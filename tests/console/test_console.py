@@ -14,10 +14,11 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from api import keys
-from services import stations
+from services import id_tags, stations
 from services.ocpp16 import utcnow
+from tests.charger import Charger
 from tests.console.conftest import Console, SimulatedCharger
-from tests.helpers import add_station, new_id
+from tests.helpers import add_station, add_tag, new_id, start_transaction, stop_transaction
 from tests.processes import Stack
 
 pytestmark = pytest.mark.integration
@@ -193,15 +194,40 @@ async def test_a_station_id_holding_markup_is_shown_as_text(
         {"_id": MARKUP_ID}, stations.station_update(registration="Accepted",
                                                     password_hash=None, now=utcnow()),
         upsert=True)
-    await log_in(page, console, console.key)
-    link = page.get_by_role("link", name=MARKUP_ID, exact=True)
-    await expect(link).to_be_visible()
-    await link.click()
-    await expect(page.get_by_role("heading", name=f"Station {MARKUP_ID}")).to_be_visible()
-    await expect(page.get_by_role("region", name="Connectors")).to_contain_text(
-        "No status reported yet.")
-    assert await page.locator("img").count() == 0
-    assert await page.evaluate("window.__xss") is None
+    try:
+        await log_in(page, console, console.key)
+        link = page.get_by_role("link", name=MARKUP_ID, exact=True)
+        await expect(link).to_be_visible()
+        await link.click()
+        await expect(page.get_by_role("heading", name=f"Station {MARKUP_ID}")).to_be_visible()
+        await expect(page.get_by_role("region", name="Connectors")).to_contain_text(
+            "No status reported yet.")
+        assert await page.locator("img").count() == 0
+        assert await page.evaluate("window.__xss") is None
+    finally:  # other tests of the session list stations too: leave them a registry they know
+        await stack.db()[stations.COLLECTION].delete_one({"_id": MARKUP_ID})
+
+
+async def test_an_id_tag_holding_markup_from_a_charger_is_shown_as_text(
+        page: Page, console: Console, stack: Stack) -> None:
+    station, tag = new_id("MK"), "<svg onload=xss()>"  # a CiString20: any printable ASCII
+    await add_station(stack, station)
+    await add_tag(stack, tag)
+    try:
+        async with Charger.connect(stack.gateway_url, station) as charger:
+            await charger.boot()
+            transaction_id = await start_transaction(charger, tag)
+            await log_in(page, console, console.key)
+            await page.get_by_role("link", name="Transactions").click()
+            row = page.get_by_role("row").filter(has_text=station)
+            await expect(row.get_by_role("cell", name=tag, exact=True)).to_be_visible()
+            await page.get_by_role("link", name=station, exact=True).click()
+            active = page.get_by_role("region", name="Active transactions")
+            await expect(active.get_by_role("cell", name=tag, exact=True)).to_be_visible()
+            assert await page.locator("svg").count() == 0  # and no onload ran: no page error
+            await stop_transaction(charger, transaction_id)
+    finally:  # the local authorization list is derived from all tags: take it back out
+        await stack.db()[id_tags.COLLECTION].delete_one({"_id": tag})
 
 
 async def test_console_responses_carry_the_security_headers(console: Console) -> None:
