@@ -1,7 +1,8 @@
 // The API client: same origin, the operator's key as a bearer token, problem+json errors.
 
 const STORAGE_KEY = "gridlink.console.apiKey";
-const BASE = "/api/v1";
+// Beside the console's own path (…/console/ → …/api/v1), so a proxy's path prefix is kept.
+const BASE = new URL("../api/v1", document.baseURI).pathname;
 
 /** The key the operator logged in with (this tab only: sessionStorage, never the URL). */
 export function apiKey() {
