@@ -3,16 +3,18 @@
 - ``X-Request-ID``: taken from the request when it is 1-128 characters of
   ``[A-Za-z0-9._:-]``, else a new one; on ``request.state.request_id``, echoed in the
   response, in the log line of the request and in its audit record.
-- The audit record (collection ``api_audit``, kept GRIDLINK_RETENTION_API_AUDIT_DAYS: a
-  TTL index, :mod:`services.retention`): ``{key_id, method, route (the template, never the
-  path with its ids), status, request_id, at, peer}``.
+- The audit record of every request to ``/api/`` (collection ``api_audit``, kept
+  GRIDLINK_RETENTION_API_AUDIT_DAYS: a TTL index, :mod:`services.retention`): ``{key_id,
+  method, route (the template, never the path with its ids), status, request_id, at,
+  peer}``. Pages and static files (docs, console) are not audited, only counted.
 - ``gridlink_api_requests_total`` and ``gridlink_api_request_seconds`` by route template.
 
-Probes (``/healthz``, ``/readyz``) and the docs' static files are not audited.
+Probes (``/healthz``, ``/readyz``) are neither audited nor counted.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -31,7 +33,8 @@ log = logging.getLogger("gridlink.api.requests")
 COLLECTION = "api_audit"
 HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_NOT_AUDITED = ("/healthz", "/readyz", "/static-docs/")
+_PROBES = ("/healthz", "/readyz")
+AUDITED = "/api/"
 
 
 def retention(settings: Settings) -> Retention:
@@ -77,6 +80,7 @@ class AuditMiddleware:
         state["request_id"] = request_id
         status = [500]
         started = time.monotonic()
+        too_large = self._too_large(scope, headers.get("content-length"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -87,15 +91,32 @@ class AuditMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            if too_large:
+                await _problem(send_with_id, 413, too_large, request_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         finally:
             await self._record(scope, state, request_id, status[0],
                                time.monotonic() - started)
 
+    @staticmethod
+    def _too_large(scope: Scope, length: str | None) -> str | None:
+        """Why the declared body is refused (no body is larger than a charger frame may
+        be: GRIDLINK_MAX_FRAME_BYTES), or None."""
+        if length is None:
+            return None
+        context = getattr(getattr(scope.get("app"), "state", None), "context", None)
+        limit = context.settings.max_frame_bytes if context is not None else 1 << 20
+        if not length.isdigit():
+            return "Content-Length is not a number"
+        if int(length) > limit:
+            return f"the body is larger than {limit} bytes (GRIDLINK_MAX_FRAME_BYTES)"
+        return None
+
     async def _record(self, scope: Scope, state: dict[str, Any], request_id: str,
                       status: int, seconds: float) -> None:
         path = scope.get("path", "")
-        if path in _NOT_AUDITED or path.startswith(_NOT_AUDITED[-1]):
+        if path in _PROBES:
             return
         method = scope.get("method", "")
         route = self.template(scope.get("app"), method, path)
@@ -106,6 +127,8 @@ class AuditMiddleware:
                   "status": status, "request_id": request_id, "at": utcnow(),
                   "peer": client[0] if client else None}
         log.info("request", extra={k: v for k, v in record.items() if k != "at"})
+        if not path.startswith(AUDITED):
+            return
         context = getattr(scope.get("app"), "state", None)
         ctx = getattr(context, "context", None)
         if ctx is None:
@@ -115,3 +138,13 @@ class AuditMiddleware:
         except Exception as exc:
             AUDIT_FAILURES.inc()
             log.error("audit record not written", extra={**record, "error": str(exc)})
+
+
+async def _problem(send: Send, status: int, detail: str, request_id: str) -> None:
+    body = json.dumps({"type": "about:blank", "title": "Content Too Large", "status": status,
+                       "detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/problem+json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

@@ -7,13 +7,20 @@ from pymongo import ASCENDING, IndexModel
 
 from api import audit, commanding, keys
 from api.parts import ApiPart
-from api.routes import commands, id_tags, registries, stations, transactions
+from api.routes import (
+    commands,
+    id_tags,
+    registries,
+    station_groups,
+    stations,
+    transactions,
+)
 from services.settings import Settings
 
 
 def part(settings: Settings) -> ApiPart:
     router = APIRouter()
-    for module in (stations, commands, transactions, id_tags, registries):
+    for module in (stations, commands, transactions, id_tags, registries, station_groups):
         router.include_router(module.router)
     return ApiPart(
         name="core", router=router,

@@ -138,14 +138,6 @@ async def charging_profiles(request: Request, ctx: Context, paging: Pages, calle
                       item=plain)
 
 
-@router.get("/station-groups", response_model=Page[Row], responses=_ERRORS)
-async def station_groups(request: Request, ctx: Context, paging: Pages, caller: Reader
-                         ) -> Any:
-    """Site load management groups and their limits (`gridlink groups`)."""
-    return await page(request, ctx.db[names.STATION_GROUPS], {}, sort=[("_id", 1)],
-                      limit=paging.limit, cursor=paging.cursor, item=plain)
-
-
 _JOBS = {"firmware": names.FIRMWARE_JOBS, "signed-firmware": names.SIGNED_FIRMWARE_JOBS,
          "diagnostics": names.DIAGNOSTICS_JOBS, "logs": names.LOG_JOBS}
 _FILES = {"firmware": names.FIRMWARE_BUCKET, "diagnostics": names.DIAGNOSTICS_BUCKET,

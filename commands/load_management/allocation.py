@@ -48,11 +48,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-SCALE = 10  # amounts are integers in tenths of the group's unit
+from services.station_groups import CURRENT as CURRENT
+from services.station_groups import POWER as POWER
+from services.station_groups import UNITS as UNITS
 
-CURRENT = "A"
-POWER = "W"
-UNITS = (CURRENT, POWER)
+SCALE = 10  # amounts are integers in tenths of the group's unit
 
 #: chargingProfileId of load management's TxProfile for a transaction:
 #: ``PROFILE_ID_BASE + transactionId mod PROFILE_ID_SPAN`` (below 2**31 for int32 chargers).

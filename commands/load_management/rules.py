@@ -2,8 +2,8 @@
 transaction's profile state looks to the planner (:mod:`commands.load_management.allocation`),
 and how fast profiles are sent and retried.
 
-A member is one connector of a station (``STATION:2``) or all of them (``STATION``); a
-connector belongs to at most one group.
+The members and their checks are the station group registry's (:mod:`services.station_groups`),
+re-exported here.
 """
 
 from __future__ import annotations
@@ -15,83 +15,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from commands.load_management import allocation as lm
-from services.errors import ConfigurationError
+from services.station_groups import check_limit as check_limit
+from services.station_groups import check_member_limits as check_member_limits
+from services.station_groups import member_for as member_for
+from services.station_groups import member_label as member_label
+from services.station_groups import member_text as member_text
+from services.station_groups import overlaps as overlaps
+from services.station_groups import parse_member as parse_member
 
 RETRY_AFTER_S = 30.0  # a limit that failed is not resent sooner; doubled per failure
 MAX_RETRY_AFTER_S = 900.0
-
-
-def parse_member(text: str) -> tuple[str, int | None]:
-    """``STATION`` (all its connectors) or ``STATION:CONNECTOR`` (connector > 0)."""
-    station, sep, connector = text.rpartition(":")
-    if not sep or not connector.isdigit():
-        if not text:
-            raise ConfigurationError("empty station id")
-        return text, None
-    if not station:
-        raise ConfigurationError(f"{text!r}: no station before ':'")
-    if int(connector) <= 0:
-        raise ConfigurationError(f"{text!r}: connector must be > 0")
-    return station, int(connector)
-
-
-def member_label(member: dict[str, Any]) -> str:
-    connector = member.get("connector")
-    return member["station"] if connector is None else f"{member['station']}:{connector}"
-
-
-def member_for(group: dict[str, Any], station: str, connector: int) -> dict[str, Any] | None:
-    """The group's member entry covering this connector (a connector entry wins)."""
-    found = None
-    for member in group.get("members", []):
-        if member["station"] != station:
-            continue
-        if member.get("connector") == connector:
-            return member
-        if member.get("connector") is None:
-            found = member
-    return found
-
-
-def check_limit(unit: str, limit: float, phases: int, voltage: float) -> None:
-    if unit not in lm.UNITS:
-        raise ConfigurationError(f"unit must be A or W, not {unit!r}")
-    if not limit > 0:
-        raise ConfigurationError("the group limit must be positive")
-    if phases not in (1, 2, 3):
-        raise ConfigurationError("--phases must be 1, 2 or 3")
-    if not voltage > 0:
-        raise ConfigurationError("--voltage must be positive")
-
-
-def check_member_limits(max_current: float | None, min_current: float | None,
-                        phases: int | None) -> None:
-    if max_current is not None and not max_current > 0:
-        raise ConfigurationError("--connector-max must be positive")
-    if min_current is not None and not min_current >= 0:
-        raise ConfigurationError("--min must not be negative")
-    if max_current is not None and min_current is not None and min_current > max_current:
-        raise ConfigurationError("--min must not exceed --connector-max")
-    if phases is not None and phases not in (1, 2, 3):
-        raise ConfigurationError("--phases must be 1, 2 or 3")
-
-
-def overlaps(member: dict[str, Any], station: str, connector: int | None) -> bool:
-    """Does a group member cover (part of) this station or connector?"""
-    if member["station"] != station:
-        return False
-    theirs = member.get("connector")
-    return theirs is None or connector is None or theirs == connector
-
-
-def member_text(member: dict[str, Any]) -> str:
-    """``CP1:2 (max 32, min 6, 3ph)`` for ``gridlink groups list``."""
-    details = [f"{k} {member[f]:g}" for k, f in (("max", "max_current"), ("min", "min_current"))
-               if member.get(f) is not None]
-    if member.get("phases") is not None:
-        details.append(f"{member['phases']}ph")
-    label = member_label(member)
-    return f"{label} ({', '.join(details)})" if details else label
 
 
 class Pacer:

@@ -117,3 +117,12 @@ async def test_gridlink_api_keys_add_list_revoke(stack: Stack, api: ApiServer) -
     assert code == 1 and err.strip() == "gridlink: no API key '000000000000'"
     code, _, err = await stack.cli("api-keys", "add", "x", "--scope", "root")
     assert code == 2 and "invalid choice" in err
+
+
+async def test_a_body_larger_than_a_frame_is_refused_unread(client: httpx.AsyncClient) -> None:
+    huge = b'{"type": "' + b"x" * (1 << 20) + b'"}'
+    answer = await client.post("/api/v1/stations/ANY/commands/Reset", content=huge,
+                               headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "GRIDLINK_MAX_FRAME_BYTES" in answer.json()["detail"]

@@ -187,3 +187,40 @@ async def test_registries_list_what_is_stored(stack: Stack, client: httpx.AsyncC
     assert reservations["items"][0]["idTag"] == "T1"
     assert jobs["items"] == [{"id": f"job-{station}", "station": station,
                               "status": "Downloading"}]  # the token is not shown
+
+
+async def test_station_groups_are_edited_as_the_cli_does(stack: Stack,
+                                                         client: httpx.AsyncClient) -> None:
+    name, station = new_id("GRP"), new_id("APIGRP")
+    await add_station(stack, station)
+    created = await client.put(f"/api/v1/station-groups/{name}",
+                               json={"unit": "A", "limit": 64, "phases": 3})
+    assert created.status_code == 201, created.text
+    assigned = await client.post(f"/api/v1/station-groups/{name}/members",
+                                 json={"members": [f"{station}:1"], "maxCurrent": 32},
+                                 headers={"If-Match": created.headers["etag"]})
+    assert assigned.status_code == 200, assigned.text
+    assert assigned.json()["members"][0] == {"station": station, "connector": 1,
+                                             "maxCurrent": 32, "minCurrent": None,
+                                             "phases": None}
+    stored = await stack.db().station_groups.find_one({"_id": name})
+    assert stored["limit"] == 64.0 and stored["members"][0]["max_current"] == 32
+    other = new_id("GRP2")
+    await client.put(f"/api/v1/station-groups/{other}", json={"unit": "W", "limit": 11000})
+    clash = await client.post(f"/api/v1/station-groups/{other}/members",
+                              json={"members": [station]})
+    unknown = await client.post(f"/api/v1/station-groups/{other}/members",
+                                json={"members": ["NO-SUCH-STATION"]})
+    bad = await client.put(f"/api/v1/station-groups/{other}", json={"unit": "V", "limit": 1})
+    stale = await client.put(f"/api/v1/station-groups/{name}", json={"unit": "A", "limit": 1},
+                             headers={"If-Match": created.headers["etag"]})
+    assert clash.status_code == 409 and "already" in clash.json()["detail"]
+    assert unknown.status_code == 404 and bad.status_code == 422 and stale.status_code == 412
+    removed = await client.delete(f"/api/v1/station-groups/{name}/members/{station}:1")
+    assert removed.status_code == 200 and removed.json()["members"] == []
+    again = await client.delete(f"/api/v1/station-groups/{name}/members/{station}:1")
+    assert again.status_code == 404
+    assert (await client.delete(f"/api/v1/station-groups/{name}")).status_code == 204
+    assert (await client.get(f"/api/v1/station-groups/{name}")).status_code == 404
+    code, out, err = await stack.cli("groups", "list", "--json")
+    assert code == 0 and other in out and name not in out, err

@@ -52,14 +52,15 @@ PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", 
 
 def gridlink_series() -> set[str]:
     """Every series name GridLink exposes: services/metrics.py, the commands' file server and
-    its certificate expiry gauge."""
+    its certificate expiry gauge, the HTTP API's (api/metrics.py)."""
+    from api import metrics as api_metrics
     from commands.files import transfers as file_server
     from commands.security import expiry
     from services import metrics
 
     names: set[str] = set()
     for value in [*vars(metrics).values(), *vars(file_server).values(),
-                  *vars(expiry).values()]:
+                  *vars(expiry).values(), *vars(api_metrics).values()]:
         if isinstance(value, Counter):
             names |= {value._name + "_total"}
         elif isinstance(value, Gauge):
