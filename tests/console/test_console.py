@@ -12,6 +12,7 @@ import re
 import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
+from yarl import URL
 
 from api import keys
 from services import id_tags, stations
@@ -243,8 +244,13 @@ async def test_console_responses_carry_the_security_headers(console: Console) ->
                 policy = response.headers["Content-Security-Policy"]
                 assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
                 assert response.headers["X-Content-Type-Options"] == "nosniff"
-        async with session.get(console.base + "/console/../pyproject.toml") as outside:
-            assert outside.status == 404
+        # api/console/static/../../../pyproject.toml is the repository's: never served
+        for escape in ("/console/..%2f..%2f..%2fpyproject.toml",
+                       "/console/%2e%2e/%2e%2e/%2e%2e/pyproject.toml"):
+            async with session.get(URL(console.base + escape, encoded=True)) as outside:
+                assert outside.status == 404, escape
+        async with session.get(console.base + "/openapi.json") as spec:
+            assert not [path for path in (await spec.json())["paths"] if "console" in path]
 
 
 async def test_the_browser_enforces_the_policy(browser: Browser, console: Console) -> None:
