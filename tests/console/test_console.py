@@ -11,7 +11,7 @@ import re
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 from yarl import URL
 
 from api import keys
@@ -35,6 +35,23 @@ async def log_in(page: Page, console: Console, key: str) -> None:
     await expect(page.get_by_role("heading", name="Stations")).to_be_visible()
 
 
+async def station_row(page: Page, station: str) -> Locator:
+    """The row of ``station`` on the Stations page, paging on (the session's stack holds the
+    stations of every test, listed by id) until a page shows it."""
+    link = page.get_by_role("link", name=station, exact=True)
+    first = page.get_by_role("row").nth(1).get_by_role("link")
+    for _ in range(100):
+        await expect(first).to_be_visible()  # a page of the list is shown
+        if await link.count():
+            return page.get_by_role("row").filter(has=link)
+        following = page.get_by_role("button", name="Next page")
+        assert await following.is_visible(), f"{station} is on no page of the station list"
+        shown = await first.text_content() or ""
+        await following.click()
+        await expect(first).not_to_have_text(shown)
+    raise AssertionError(f"{station} is not on the first 100 pages of the station list")
+
+
 def outcomes(page: Page):  # type: ignore[no-untyped-def]
     return page.get_by_role("status", name="Command outcomes")
 
@@ -55,13 +72,13 @@ async def test_the_simulated_charger_is_listed_connected_and_logout_forgets_the_
     await add_station(stack, offline)
     await log_in(page, console, console.key)
     assert console.key not in page.url
-    row = page.get_by_role("row").filter(has=page.get_by_role("link", name=charger.id,
-                                                              exact=True))
+    row = await station_row(page, charger.id)
     await expect(row).to_contain_text("connected")
     await expect(row).to_contain_text("Accepted")
     await expect(row).to_contain_text("1: Available")
-    other = page.get_by_role("row").filter(has=page.get_by_role("link", name=offline,
-                                                                exact=True))
+    await page.get_by_role("link", name="Commands").click()  # and back: the first page again
+    await page.get_by_role("link", name="Stations").click()
+    other = await station_row(page, offline)
     await expect(other).to_contain_text("offline")
 
     await page.get_by_role("button", name="Log out").click()
@@ -84,7 +101,8 @@ async def test_a_key_revoked_meanwhile_logs_the_console_out(page: Page, console:
 async def test_remote_start_and_stop_a_charge_from_the_browser(
         page: Page, console: Console, charger: SimulatedCharger, stack: Stack) -> None:
     await log_in(page, console, console.key)
-    await page.get_by_role("link", name=charger.id, exact=True).click()
+    await page.get_by_label("Station id").fill(charger.id)
+    await page.get_by_role("button", name="Open").click()
     await expect(page.get_by_role("heading", name=f"Station {charger.id}")).to_be_visible()
 
     await page.get_by_label("Id tag").fill(charger.tag)
@@ -98,6 +116,8 @@ async def test_remote_start_and_stop_a_charge_from_the_browser(
     assert stored is not None and stored["id_tag"] == charger.tag, stored
 
     await page.get_by_role("link", name="Transactions").click()
+    await page.get_by_label("Station").fill(charger.id)  # the session's stack has others
+    await page.get_by_label("Station").press("Enter")
     live = page.get_by_role("row").filter(has_text=charger.tag)
     await expect(live).to_contain_text(charger.id)
     await live.get_by_role("button", name=f"Remote stop {transaction_id}").click()
@@ -143,6 +163,8 @@ async def test_outcomes_and_refusals_are_shown(page: Page, console: Console,
     await expect(refusal).to_contain_text("idTag")  # the problem's detail names the field
 
     await page.get_by_role("link", name="Commands").click()
+    await page.get_by_label("Station").fill(charger.id)
+    await page.get_by_label("Station").press("Enter")
     row = page.get_by_role("row").filter(has_text="UnlockConnector").filter(
         has_text='"connectorId":9')
     await expect(row).to_contain_text("rejected")
@@ -197,9 +219,8 @@ async def test_a_station_id_holding_markup_is_shown_as_text(
         upsert=True)
     try:
         await log_in(page, console, console.key)
-        link = page.get_by_role("link", name=MARKUP_ID, exact=True)
-        await expect(link).to_be_visible()
-        await link.click()
+        await expect(await station_row(page, MARKUP_ID)).to_be_visible()
+        await page.get_by_role("link", name=MARKUP_ID, exact=True).click()
         await expect(page.get_by_role("heading", name=f"Station {MARKUP_ID}")).to_be_visible()
         await expect(page.get_by_role("region", name="Connectors")).to_contain_text(
             "No status reported yet.")
@@ -220,6 +241,8 @@ async def test_an_id_tag_holding_markup_from_a_charger_is_shown_as_text(
             transaction_id = await start_transaction(charger, tag)
             await log_in(page, console, console.key)
             await page.get_by_role("link", name="Transactions").click()
+            await page.get_by_label("Station").fill(station)
+            await page.get_by_label("Station").press("Enter")
             row = page.get_by_role("row").filter(has_text=station)
             await expect(row.get_by_role("cell", name=tag, exact=True)).to_be_visible()
             await page.get_by_role("link", name=station, exact=True).click()

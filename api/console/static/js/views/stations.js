@@ -1,6 +1,6 @@
 // Stations: live connection state, registration, last seen, connector statuses.
 import {get, nextCursor} from "../api.js";
-import {badge, h, show, stationLink, table, value, when} from "../dom.js";
+import {badge, h, labelled, show, stationLink, table, value, when} from "../dom.js";
 
 const PAGE = 50;
 
@@ -24,7 +24,16 @@ export function stationsView(reload) {
     hidden: true});
   const next = h("button", {type: "button", className: "secondary", text: "Next page",
     hidden: true});
-  const node = h("section", {className: "panel"}, h("h1", {text: "Stations"}), list,
+  const wantedId = h("input", {id: "open-station", type: "text", name: "station",
+    autocomplete: "off"});
+  const open = h("form", {className: "filters", "aria-label": "Open a station"},
+    labelled("Station id", wantedId), h("button", {type: "submit", text: "Open"}));
+  open.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = wantedId.value.trim();
+    if (id) location.hash = `#/stations/${encodeURIComponent(id)}`;
+  });
+  const node = h("section", {className: "panel"}, h("h1", {text: "Stations"}), open, list,
     h("p", {className: "pager"}, previous, " ", next));
   let following = null;
 
