@@ -10,6 +10,7 @@ const POLL_MS = 3000;
 const view = document.getElementById("view");
 const nav = document.getElementById("nav");
 const banner = document.getElementById("error");
+const updated = document.getElementById("updated");
 let current = null; // {refresh, timer, busy}
 let wanted = "#/stations"; // where to go once logged in (the page asked for, if any)
 
@@ -22,6 +23,7 @@ function alertText(text) {
 function stop() {
   if (current) clearInterval(current.timer);
   current = null;
+  updated.textContent = "";
 }
 
 /** Forget the key and show the login form, with `message` (an error unless `calm`). */
@@ -103,7 +105,10 @@ async function refresh() {
   page.busy = true;
   try {
     await page.refresh();
-    if (page === current) alertText(null);
+    if (page === current) {
+      alertText(null);
+      updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    }
   } catch (error) {
     if (page === current) failed(error);
   } finally {
