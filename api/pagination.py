@@ -91,22 +91,29 @@ def _value(document: Document, field: str) -> Any:
 
 async def page(request: Request, collection: AsyncCollection[Document], query: Document, *,
                sort: list[tuple[str, int]], limit: int, cursor: str | None,
-               item: Callable[[Document], Awaitable[Any]] | Callable[[Document], Any],
+               item: Callable[[Document], Awaitable[Any]] | Callable[[Document], Any] | None
+               = None,
+               items: Callable[[list[Document]], Awaitable[list[Any]]] | None = None,
                projection: Document | None = None) -> Page[Any]:
     """One page of ``collection`` matching ``query`` in ``sort`` order (its last key must
-    be unique, e.g. ``_id``); ``item`` turns a document into what the page lists."""
+    be unique, e.g. ``_id``); ``item`` turns a document into what the page lists, or
+    ``items`` the whole page at once (one query for what its documents need)."""
     if cursor:
         query = {"$and": [query, _after(sort, _decode(cursor, len(sort)))]}
     documents = await collection.find(query, projection, sort=sort, limit=limit + 1).to_list()
     more = len(documents) > limit
     documents = documents[:limit]
-    items = []
-    for document in documents:
-        made = item(document)
-        items.append(await made if isinstance(made, Awaitable) else made)
+    if items is not None:
+        listed = await items(documents)
+    else:
+        assert item is not None, "page() needs item or items"
+        listed = []
+        for document in documents:
+            made = item(document)
+            listed.append(await made if isinstance(made, Awaitable) else made)
     next_url = None
     if more and documents:
         last = documents[-1]
         next_url = str(request.url.include_query_params(
             cursor=_encode([_value(last, field) for field, _ in sort]), limit=limit))
-    return Page[Any](items=items, next=next_url)
+    return Page[Any](items=listed, next=next_url)

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("gridlink.api")
@@ -93,6 +94,12 @@ def install(app: FastAPI) -> None:
         return problem_response(request, exc.status_code, detail,
                                 headers=dict(exc.headers or {}))
 
+    async def on_database(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable", extra={"route": request.url.path,
+                                                   "error": str(exc).splitlines()[0][:200]})
+        return problem_response(request, 503, "the database is unreachable; retry later",
+                                headers={"Retry-After": "5"})
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("request failed", extra={"route": request.url.path})
         return problem_response(request, 500, "the server failed; see its log")
@@ -100,6 +107,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(ConnectionFailure, on_database)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -11,6 +11,8 @@ import sys
 from datetime import UTC, datetime
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+#: Extras of libraries that duplicate the message with terminal colours (uvicorn).
+_STANDARD |= {"color_message"}
 
 
 class JsonFormatter(logging.Formatter):

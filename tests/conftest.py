@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from api import keys
 from gridlink import embedded_db
 from services.store import client_for
-from tests.helpers import MAX_UPLOAD, delete_namespace
+from tests.helpers import MAX_UPLOAD, ApiServer, delete_namespace
 from tests.processes import Stack, answers, free_port, wait_for
 
 AMQP_URL = os.environ.get("GRIDLINK_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -106,3 +108,25 @@ async def files_base(stack: Stack) -> AsyncIterator[str]:
     yield base
     await stack.stop_process(replica)
 
+
+
+@pytest.fixture(scope="session")
+async def api(stack: Stack) -> AsyncIterator[ApiServer]:
+    """The HTTP API (``python -m api``) on the session's stack, ready, with a key per scope
+    (tests/api, and the console's and webhooks' tests)."""
+    port = free_port()
+    process = stack.spawn("api", api_port=port, api_host="127.0.0.1")
+    await stack.wait_ready(process)
+    server = ApiServer(f"http://127.0.0.1:{port}", process)
+    for scope in keys.SCOPES:
+        key_id, key = await keys.create_key(stack.db(), f"tests-{scope}", [scope])
+        server.keys[scope], server.key_ids[scope] = key, key_id
+    yield server
+    await stack.stop_process(process)
+
+
+@pytest.fixture
+async def client(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client for the API with the admin key."""
+    async with api.client("admin") as http:
+        yield http

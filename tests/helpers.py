@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aio_pika
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -26,10 +27,29 @@ from services.runtime import Service, ServiceRuntime, ServiceSpec
 from services.settings import Settings, load_settings
 from services.topology import Topology
 from tests.charger import Charger, now
-from tests.processes import Stack
+from tests.processes import Process, Stack
 
 #: The largest diagnostics upload the ``files_base`` replica (tests/conftest.py) accepts.
 MAX_UPLOAD = 1 << 20
+
+
+@dataclass
+class ApiServer:
+    """A running HTTP API (the ``api`` fixture, tests/conftest.py): its base URL
+    (``http://127.0.0.1:PORT``), its process (probes and /metrics on ``process.port``), and a
+    key per scope (``keys["read"]``, ``keys["commands"]``, ``keys["admin"]``; their ids in
+    ``key_ids``)."""
+
+    base_url: str
+    process: Process
+    keys: dict[str, str] = field(default_factory=dict)
+    key_ids: dict[str, str] = field(default_factory=dict)
+
+    def client(self, scope: str | None = "admin", **options: Any) -> httpx.AsyncClient:
+        """An httpx client for the API with the key of ``scope`` (None: no key)."""
+        headers = {"Authorization": f"Bearer {self.keys[scope]}"} if scope else {}
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30,
+                                 **options)
 
 
 class Spawned:

@@ -89,9 +89,22 @@ def _connected(ctx: ApiContext, document: dict[str, Any]) -> bool:
     return bool(utcnow() - moment <= timedelta(seconds=window))
 
 
+async def station_views(ctx: ApiContext, documents: list[dict[str, Any]]
+                        ) -> list[dict[str, Any]]:
+    """Stations as shown, with their connectors' latest status (one query for all)."""
+    by_station: dict[str, list[dict[str, Any]]] = {doc["_id"]: [] for doc in documents}
+    async for status in ctx.db[CONNECTOR_STATUS].find(
+            {"station": {"$in": list(by_station)}}, sort=[("connector", 1)]):
+        by_station.setdefault(status["station"], []).append(status)
+    return [_view(ctx, doc, by_station[doc["_id"]]) for doc in documents]
+
+
 async def station_view(ctx: ApiContext, document: dict[str, Any]) -> dict[str, Any]:
-    connectors = await ctx.db[CONNECTOR_STATUS].find(
-        {"station": document["_id"]}, sort=[("connector", 1)]).to_list()
+    return (await station_views(ctx, [document]))[0]
+
+
+def _view(ctx: ApiContext, document: dict[str, Any], connectors: list[dict[str, Any]]
+          ) -> dict[str, Any]:
     return {
         "id": document["_id"], "registration": document.get("registration"),
         "securityProfile": stations.security_profile(document),
@@ -104,6 +117,13 @@ async def station_view(ctx: ApiContext, document: dict[str, Any]) -> dict[str, A
                         "errorCode": c.get("error_code"), "timestamp": when(c.get("timestamp"))}
                        for c in connectors],
     }
+
+
+def editable(view: dict[str, Any]) -> dict[str, Any]:
+    """What a station's ETag covers: what operators edit (not its last seen time, its
+    connectors or configuration, which the station changes)."""
+    return {key: view.get(key) for key in ("id", "registration", "securityProfile",
+                                           "passwordSet", "certificateCn")}
 
 
 async def configuration(ctx: ApiContext, station: str) -> dict[str, Any] | None:
@@ -135,7 +155,7 @@ async def list_stations(request: Request, ctx: Context, paging: Pages,
     """Registered stations by id."""
     return await page(request, ctx.db[stations.COLLECTION], {}, sort=[("_id", 1)],
                       limit=paging.limit, cursor=paging.cursor,
-                      item=lambda doc: station_view(ctx, doc))
+                      items=lambda docs: station_views(ctx, docs))
 
 
 @router.get("/{station}", response_model=StationDetail,
@@ -144,7 +164,7 @@ async def get_station(station: StationId, request: Request, response: Response, 
                       caller: Reader) -> Any:
     """One station, with its configuration snapshot (from GetConfiguration) if known."""
     found = await existing(ctx, station)
-    if not_modified(request, response, found):
+    if not_modified(request, response, editable(found)):
         return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
     return found
 
@@ -158,7 +178,7 @@ async def put_station(station: StationId, body: StationWrite, request: Request,
     """Register a station or update it (registration, security profile, password,
     certificate CN). ``If-Match`` guards against changing what someone else just did."""
     before = await detail(ctx, station)
-    check_if_match(request, before)
+    check_if_match(request, editable(before) if before else None)
     if body.password is not None and (problem := stations.key_problem(body.password)):
         raise Problem(422, f"body: password: {problem}")
     try:
@@ -170,7 +190,7 @@ async def put_station(station: StationId, body: StationWrite, request: Request,
     except stations.IdentityTaken as exc:
         raise Problem(409, str(exc)) from None
     after = await existing(ctx, station_ids.check(station))
-    not_modified(request, response, after)
+    not_modified(request, response, editable(after))
     response.status_code = 201 if before is None else 200
     if before is None:
         response.headers["Location"] = f"/api/v1/stations/{after['id']}"
@@ -182,7 +202,7 @@ async def delete_station(station: StationId, request: Request, ctx: Context,
                          caller: Admin) -> Response:
     """Remove a station from the registry (it can no longer connect; its transactions and
     history stay)."""
-    check_if_match(request, await existing(ctx, station))
+    check_if_match(request, editable(await existing(ctx, station)))
     await ctx.db[stations.COLLECTION].delete_one({"_id": station})
     return Response(status_code=204)
 

@@ -28,6 +28,11 @@ async def app() -> AsyncIterator[FastAPI]:
     async def things() -> dict[str, str]:
         return {"from": "a part"}
 
+    @extra.get("/stored")
+    async def stored() -> dict[str, str]:
+        found = await context.db["anything"].find_one({})
+        return {"found": str(found)}
+
     page_router = APIRouter()
 
     @page_router.get("/page", include_in_schema=False)
@@ -35,7 +40,7 @@ async def app() -> AsyncIterator[FastAPI]:
         return PlainTextResponse("a page")
 
     mounted: list[FastAPI] = []
-    context = make_context(Settings(mongo_url="mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=1"))
+    context = make_context(Settings(mongo_url="mongodb://127.0.0.1:1/"))  # nothing listens
     application = create_app(context, [ApiPart(name="x", router=extra, root_router=page_router,
                                                mounts=(mounted.append,))])
     assert mounted == [application]
@@ -56,6 +61,9 @@ async def test_parts_are_included_where_they_say(app: FastAPI) -> None:
         assert missing.headers["content-type"] == "application/problem+json"
         assert missing.headers["x-request-id"]
         assert "/api/v1/things" in (await http.get("/openapi.json")).json()["paths"]
+        unreachable = await http.get("/api/v1/stored")
+        assert unreachable.status_code == 503 and unreachable.headers["retry-after"] == "5"
+        assert unreachable.headers["content-type"] == "application/problem+json"
 
 
 def test_keys_scopes_and_form() -> None:

@@ -9,9 +9,8 @@ from datetime import timedelta
 import pytest
 
 from services.clock import iso, utcnow
-from tests.api.conftest import ApiServer
 from tests.charger import Charger
-from tests.helpers import add_station, answer_next, fresh_tag, new_id, start_transaction
+from tests.helpers import ApiServer, add_station, answer_next, fresh_tag, new_id, start_transaction
 from tests.processes import Stack
 
 pytestmark = pytest.mark.integration

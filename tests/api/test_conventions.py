@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from api import keys
-from tests.api.conftest import ApiServer
+from tests.helpers import ApiServer
 from tests.processes import Stack, metric_value
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.api.conftest import ApiServer
+from tests.helpers import ApiServer
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.api.conftest import ApiServer
-from tests.helpers import add_station, new_id
+from tests.helpers import ApiServer, add_station, new_id
 from tests.processes import Stack
 
 pytestmark = pytest.mark.integration
