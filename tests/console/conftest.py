@@ -20,8 +20,7 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from services import stations
-from tests.api.conftest import ApiServer, api  # noqa: F401  (the API process, with keys)
-from tests.helpers import add_station, fresh_tag, new_id
+from tests.helpers import ApiServer, add_station, fresh_tag, new_id
 from tests.processes import Stack, wait_for
 
 CHROMIUM = Path(os.environ.get("GRIDLINK_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -79,7 +78,7 @@ class Console:
 
 
 @pytest.fixture(scope="session")
-def console(api: ApiServer) -> Console:  # noqa: F811
+def console(api: ApiServer) -> Console:
     """The console of the session's API process; keys made as `gridlink api-keys add` does."""
     return Console(api.base_url, key=api.keys["commands"], read_key=api.keys["read"])
 
