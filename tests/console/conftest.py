@@ -4,6 +4,10 @@ Playwright never downloads a browser here: `make test-tools` installs Debian's c
 the fixture launches that executable. One browser for the session, a fresh context (no
 sessionStorage, no cookies) per test. Every page's uncaught script errors and CSP refusals
 are collected and fail the test that caused them.
+
+``console`` is the session's API process (the ``api`` fixture of tests/conftest.py) with a
+``commands`` key and a ``read`` key; ``charger`` is GridLink's simulator running one idle,
+registered charger with an Accepted id tag, for the module.
 """
 
 from __future__ import annotations
