@@ -92,6 +92,7 @@ class AuditMiddleware:
 
         try:
             if too_large:
+                await _discard_body(receive)
                 await _problem(send_with_id, 413, too_large, request_id)
             else:
                 await self.app(scope, receive, send_with_id)
@@ -102,7 +103,8 @@ class AuditMiddleware:
     @staticmethod
     def _too_large(scope: Scope, length: str | None) -> str | None:
         """Why the declared body is refused (no body is larger than a charger frame may
-        be: GRIDLINK_MAX_FRAME_BYTES), or None."""
+        be: GRIDLINK_MAX_FRAME_BYTES), or None. Such a body is read and dropped, never
+        parsed or kept."""
         if length is None:
             return None
         context = getattr(getattr(scope.get("app"), "state", None), "context", None)
@@ -140,11 +142,21 @@ class AuditMiddleware:
             log.error("audit record not written", extra={**record, "error": str(exc)})
 
 
+async def _discard_body(receive: Receive, most: int = 64 << 20) -> None:
+    """Read and drop the body (never kept: a client still sending it would otherwise see
+    the connection reset instead of the answer), up to ``most`` bytes."""
+    seen = 0
+    while seen <= most:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+        seen += len(message.get("body", b""))
+
+
 async def _problem(send: Send, status: int, detail: str, request_id: str) -> None:
     body = json.dumps({"type": "about:blank", "title": "Content Too Large", "status": status,
                        "detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/problem+json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                            (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

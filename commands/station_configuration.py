@@ -1,4 +1,7 @@
-"""What GridLink knows of each station's configuration keys: the one reader (and writer).
+"""What GridLink knows of each station's configuration keys: the one writer. The reader
+(:class:`Snapshot`, :func:`read`, :func:`read_document`) is the kernel's
+:mod:`services.configuration_snapshots`, re-exported here, so operators' tools (the HTTP API)
+read it too.
 
 Collection ``station_configuration``, one document per station, built from GetConfiguration
 and ChangeConfiguration answers (``commands/core/hooks.py``)::
@@ -17,7 +20,6 @@ should not have returned in a GetConfiguration answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,61 +27,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from commands import redaction
 from services.command_records import STATION_CONFIGURATION
+from services.configuration_snapshots import Snapshot as Snapshot
+from services.configuration_snapshots import read as read
+from services.configuration_snapshots import read_document as read_document
 
 COLLECTION = STATION_CONFIGURATION
 
 Db = AsyncDatabase[dict[str, Any]]
 Document = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A station's known configuration keys (empty when it never answered GetConfiguration)."""
-
-    keys: dict[str, Document] = field(default_factory=dict)  # key -> {key, value, readonly}
-    unknown: frozenset[str] = frozenset()  # keys the charger said it does not know
-
-    @classmethod
-    def from_document(cls, document: Document | None) -> Snapshot:
-        document = document or {}
-        return cls({entry["key"]: entry for entry in document.get("keys", [])},
-                   frozenset(document.get("unknown_keys", [])))
-
-    def value(self, key: str) -> str | None:
-        """The reported value of ``key`` as text; None when not reported (or reported without a
-        value)."""
-        entry = self.keys.get(key)
-        if entry is None or entry.get("value") is None:
-            return None
-        return str(entry["value"])
-
-    def integer(self, key: str) -> int | None:
-        """The value of ``key`` as an integer; None when not reported or not a number."""
-        try:
-            return int(str(self.value(key)).strip())
-        except ValueError:
-            return None
-
-    def features(self) -> set[str] | None:
-        """SupportedFeatureProfiles, lower-cased; None when not reported."""
-        profiles = self.value("SupportedFeatureProfiles")
-        if profiles is None:
-            return None
-        return {name.strip().lower() for name in profiles.split(",")}
-
-    def read_only(self, key: str) -> bool:
-        """Did the charger report ``key`` as read-only?"""
-        return bool(self.keys.get(key, {}).get("readonly"))
-
-
-async def read(db: Db, station: str) -> Snapshot:
-    """What the station reported about its configuration."""
-    return Snapshot.from_document(await db[COLLECTION].find_one({"_id": station}))
-
-
-async def read_document(db: Db, station: str) -> Document | None:
-    """The stored snapshot document as it is (for ``gridlink config show`` and merges)."""
-    return await db[COLLECTION].find_one({"_id": station})
 
 
 def merge_answer(snapshot: Document | None, request: Document, response: Document) -> Document:

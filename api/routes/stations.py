@@ -20,9 +20,9 @@ from api.context import ApiContext, Context, Pages
 from api.pagination import Page, page
 from api.problems import Problem, responses
 from api.representations import check_if_match, not_modified, plain, when
-from services import station_ids, stations
+from services import configuration_snapshots, station_ids, stations
 from services.clock import utcnow
-from services.command_records import COMMANDS, STATION_CONFIGURATION
+from services.command_records import COMMANDS
 from services.security_events import COLLECTION as SECURITY_EVENTS
 from services.transaction_records import CONNECTOR_STATUS, STATUS_EVENTS, TRANSACTIONS
 
@@ -127,10 +127,12 @@ def editable(view: dict[str, Any]) -> dict[str, Any]:
 
 
 async def configuration(ctx: ApiContext, station: str) -> dict[str, Any] | None:
-    snapshot = await ctx.db[STATION_CONFIGURATION].find_one({"_id": station})
-    if snapshot is None:
+    """The configuration snapshot's keys and values; None if the station never answered
+    GetConfiguration."""
+    document = await configuration_snapshots.read_document(ctx.db, station)
+    if document is None:
         return None
-    return {entry["key"]: entry.get("value") for entry in snapshot.get("keys", [])}
+    return configuration_snapshots.Snapshot.from_document(document).values()
 
 
 async def detail(ctx: ApiContext, station: str) -> dict[str, Any] | None:
@@ -194,6 +196,8 @@ async def put_station(station: StationId, body: StationWrite, request: Request,
     response.status_code = 201 if before is None else 200
     if before is None:
         response.headers["Location"] = f"/api/v1/stations/{after['id']}"
+    if generated.get(station):
+        response.headers["Cache-Control"] = "no-store"  # a secret, shown this once
     return {**after, "generatedPassword": generated.get(station)}
 
 

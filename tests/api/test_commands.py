@@ -11,7 +11,7 @@ import pytest
 from services.clock import iso, utcnow
 from tests.charger import Charger
 from tests.helpers import ApiServer, add_station, answer_next, fresh_tag, new_id, start_transaction
-from tests.processes import Stack
+from tests.processes import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -49,11 +49,12 @@ async def test_without_wait_202_then_poll_the_location(stack: Stack, api: ApiSer
         assert answer.json()["status"] in ("queued", "sent")
         location = answer.headers["location"]
         await answer_next(charger, "ClearCache", {"status": "Rejected"})
-        for _ in range(200):  # poll as a client does, until it has a final status
-            polled = (await http.get(location)).json()
-            if polled["status"] not in ("queued", "sent"):
-                break
-            await asyncio.sleep(0.05)
+
+        async def ended() -> bool:  # poll as a client does, until it has a final status
+            return (await http.get(location)).json()["status"] not in ("queued", "sent")
+
+        await wait_for(ended, timeout=20, what="the command's final status")
+        polled = (await http.get(location)).json()
     assert polled["status"] == "rejected" and polled["response"] == {"status": "Rejected"}
     assert [h["status"] for h in polled["history"]] == ["queued", "sent", "rejected"]
 

@@ -33,6 +33,7 @@ async def test_station_crud_with_etags(stack: Stack, client: httpx.AsyncClient) 
     assert body["registration"] == "Pending" and body["securityProfile"] == 1
     assert len(body["generatedPassword"]) == 40 and body["passwordSet"] is True
     assert created.headers["location"] == f"/api/v1/stations/{station}"
+    assert created.headers["cache-control"] == "no-store"
     stored = await stack.db().stations.find_one({"_id": station})
     assert stored["registration"] == "Pending"
     assert body["generatedPassword"] not in str(stored)  # only its hash
