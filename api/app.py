@@ -65,7 +65,4 @@ def create_app(context: ApiContext, api_parts: list[ApiPart] | None = None) -> F
             app.include_router(part.router, prefix=PREFIX)
         if part.root_router is not None:
             app.include_router(part.root_router)
-    for part in app.state.parts:
-        for mount in part.mounts:
-            mount(app)
     return app

@@ -23,6 +23,6 @@ def parts(settings: Settings) -> list[ApiPart]:
     from api.webhooks import routes as webhooks
     found.append(webhooks.part(settings))
     # --- include point: api.console (the web console, at the site root) ------------------
-    #     from api import console
-    #     found.append(ApiPart(name="console", mounts=(console.mount,)))
+    from api.console import pages as console
+    found.append(console.part(settings))
     return found

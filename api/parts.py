@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter
 
 from services.retention import Retention
 from services.store import IndexSpec
@@ -20,15 +20,11 @@ Job = Callable[["ApiContext"], Awaitable[None]]
 
 @dataclass(frozen=True)
 class ApiPart:
-    """A router under /api/v1, one at the site root, things mounted on the app (static
-    files), background jobs, indexes, retention."""
+    """A router under /api/v1, one at the site root, background jobs, indexes, retention."""
 
     name: str
     router: APIRouter | None = None  # included under /api/v1
     root_router: APIRouter | None = None  # included at the site root (the console's pages)
-    #: Called with the application once the routers are included, e.g. the console's
-    #: ``mount(app)`` that mounts its static files (``app.mount("/console", StaticFiles(...))``).
-    mounts: tuple[Callable[[FastAPI], None], ...] = ()
     background: tuple[Job, ...] = ()
     indexes: IndexSpec = field(default_factory=dict)
     retention: tuple[Retention, ...] = ()

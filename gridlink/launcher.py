@@ -89,6 +89,7 @@ def run_banner(settings: Settings) -> tuple[str, ...]:
     lines = [f"GridLink is starting. Chargers connect to {url}/<chargePointId>",
              f"HTTP API: {api}/api/v1  docs: {api}/docs  "
              "(a key: gridlink api-keys add NAME --scope admin)",
+             f"Web console: {api}/console/  (log in with such a key)",
              f"Probes: {probes}/readyz  (Ctrl-C stops)"]
     if settings.allow_security_profile_0:
         lines.append("WARNING: security profile 0 is ON (GRIDLINK_ALLOW_SECURITY_PROFILE_0): "

@@ -120,6 +120,7 @@ def test_the_banner_names_the_charger_url_the_api_and_warns_of_profile_0(tmp_pat
     plain = run_banner(Settings(gateway_port=9000, api_port=8088))
     assert plain[0].endswith("ws://127.0.0.1:9000/ocpp/<chargePointId>")
     assert plain[1].startswith("HTTP API: http://127.0.0.1:8088/api/v1")
+    assert "Web console: http://127.0.0.1:8088/console/  (log in with such a key)" in plain
     assert not any("profile 0" in line for line in plain)
     (tmp_path / "c.pem").write_text("x")
     secure = run_banner(Settings(gateway_port=8443, tls_cert_file=str(tmp_path / "c.pem"),
