@@ -132,8 +132,9 @@ def write(
         gl, base = measured["GridLink"], measured["baseline"]
         ratio = gl["sustained"] / base["sustained"] if base["sustained"] else float("nan")
         peak_ratio = gl["peak"] / base["peak"] if base["peak"] else float("nan")
+        shown = "n/a (neither sustained a ladder step)" if ratio != ratio else f"{ratio:.2f}x"
         parts.append(
-            f"GridLink / baseline: sustained throughput **{ratio:.2f}x** (target >= 1.0), peak "
+            f"GridLink / baseline: sustained throughput **{shown}** (target >= 1.0), peak "
             f"achieved {peak_ratio:.2f}x. Targets: >= 1,000 msg/s with p99 < 50 ms; Authorize "
             f"p50 <= 3 ms, p99 <= 10 ms at {fixed_rate:.0f} msg/s."
         )
