@@ -146,6 +146,11 @@ def run(
             rows["GridLink gateway"],
         )
         ratio = measured["per_connection"] / max(rows["bare websockets"]["per_connection"], 1)
+        results.save_figures("connections", {
+            "chargers": chargers, "held": rows["GridLink gateway"]["accepted"],
+            "kib_per_connection": measured["per_connection"] / 1024,
+            "bare_kib_per_connection": rows["bare websockets"]["per_connection"] / 1024,
+            "ratio": ratio})
         body += (
             f"\n\nGridLink / bare websockets memory per connection: **{ratio:.2f}x** "
             f"(target <= 1.3x; GridLink measured with {measured['accepted']:,} connections "

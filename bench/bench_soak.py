@@ -105,6 +105,13 @@ def run(
     verdict = ""
     if gateway is not None:
         grows = gateway[3] > 0.5 or gateway[6] > 1.0
+        results.save_figures("soak", {
+            "duration_s": duration_s, "chargers": chargers, "grows": grows,
+            "rss_start_mib": gateway[1], "rss_end_mib": gateway[2],
+            "rss_slope_mib_per_min": gateway[3], "fds_start": gateway[4],
+            "fds_end": gateway[5], "fds_slope_per_min": gateway[6],
+            "answered": window["overall"]["answered"],
+            "errors": window["overall"]["errors"] + window["overall"]["timeouts"]})
         verdict = (
             f"\n\nGateway verdict: **{'GROWS' if grows else 'flat'}** (RSS slope "
             f"{gateway[3]:.2f} MiB/min, fds slope {gateway[6]:.2f}/min; flat means <= 0.5 "

@@ -179,4 +179,9 @@ def run(chargers: int = 10000, workers: int = 2, timeout_s: float = 60.0) -> Pat
         "machine-wide TcpExt ListenOverflows delta during the storm. Logs: " + str(logs)
     )
     notes += " " + processes.disturbances(logs)
+    results.save_figures("storm", {"chargers": chargers, "rows": {
+        name: {"all_accepted_s": row["all_accepted_s"], "accepted": row["accepted"],
+               "boot_errors": row["boot_errors"], "boot_timeouts": row["boot_timeouts"],
+               "connect_failures": sum(row["connect_failures"].values())}
+        for name, row in rows}})
     return results.write("storm", "Reconnect storm", body, database=database, notes=notes)

@@ -9,12 +9,17 @@ its own id tag so no session is refused as ConcurrentTx).
 1. a fixed moderate rate (realistic mix at 200 msg/s): p50/p99 per action;
 2. Authorize only at 200 msg/s (the latency target);
 3. a rate ladder: the highest offered rate at which the fleet achieved >= 95 % of it with
-   p99 < 50 ms and no error or timeout is the "sustained" rate.
+   p99 < 50 ms and no error or timeout is the "sustained" rate;
+4. closed loop (the issue's first target): every charger sends its next call as soon as the
+   last is answered (offered :data:`CLOSED_LOOP_RATE`, far above what either system
+   answers), once with one tag per charger and once with one fleet tag shared by all
+   chargers (``max_concurrent`` high enough for every charger).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +29,11 @@ from bench import database_ceiling, db_commands, processes, results, systems, th
 from bench.fleet_runner import FleetProcess
 from simulator.plan import FleetPlan
 
-LADDER = (100, 200, 300, 400, 600, 800, 1000, 1250, 1500, 2000)
+LADDER = (100, 200, 300, 400, 500, 600, 800, 1000, 1250, 1500, 2000)
+#: offered msg/s of a closed-loop window: tokens for every charger that is free, so each
+#: sends its next call once the last is answered
+CLOSED_LOOP_RATE = 4000.0
+FLEET_TAG = "FLEETTAG"
 P99_LIMIT_MS = throughput_report.P99_LIMIT_MS
 LIGHT_RATE = throughput_report.LIGHT_RATE
 
@@ -36,12 +45,12 @@ _METRICS: dict[str, str] = {}
 
 @contextlib.contextmanager
 def _system(
-    name: str, db: systems.Database, logs: Path
+    name: str, db: systems.Database, logs: Path, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[str, list[processes.Process], str]]:
     """Start GridLink or the baseline; yield (url, processes to sample, database name)."""
     _METRICS.clear()
-    if name == "GridLink":
-        with systems.gridlink(db, logs) as stack:
+    if name.startswith("GridLink"):
+        with systems.gridlink(db, logs, extra_env=extra_env) as stack:
             _METRICS.update(stack.metrics)
             yield stack.url, list(stack.processes.values()), stack.db_name
     else:
@@ -99,6 +108,22 @@ def _window(
     return window
 
 
+def _closed_loop(
+    fleet: FleetProcess,
+    seconds: float,
+    procs: list[processes.Process],
+    db: systems.Database,
+    warm_s: float = 3.0,
+) -> dict[str, Any]:
+    """A closed-loop window: every charger sends its next call once the last is answered."""
+    fleet.set_rate(CLOSED_LOOP_RATE)
+    time.sleep(warm_s)
+    window = _window(fleet, seconds, procs, db)
+    fleet.set_rate(0)
+    time.sleep(3)  # drain: what follows starts without a backlog
+    return window
+
+
 def _profiled_window(
     fleet: FleetProcess,
     seconds: float,
@@ -139,9 +164,10 @@ def _measure(
     fixed_rate: float,
     ladder: tuple[int, ...],
     profile: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"ladder": [], "profile": {} if profile else None}
-    with _system(name, db, logs) as (url, procs, db_name):
+    with _system(name, db, logs, extra_env) as (url, procs, db_name):
         plan = FleetPlan(
             fail_fast=False,
             url=url,
@@ -176,7 +202,16 @@ def _measure(
             fleet.set_rate(fixed_rate)
             time.sleep(3)
             out["fixed"] = _profiled_window(fleet, fixed_s, procs, db, out["profile"])
+            out["closed_own"] = _closed_loop(fleet, step_s, procs, db)
         out["report"] = fleet.report
+        # Closed loop again, every charger with the same fleet tag (fresh fleet, same server).
+        fleet_plan = dataclasses.replace(plan, id_prefix="FLEET", id_tag=FLEET_TAG)
+        systems.seed_id_tags(db, db_name, [FLEET_TAG], max_concurrent=chargers)
+        with FleetProcess(fleet_plan) as fleet:
+            fleet.wait_accepted(120)
+            fleet.set_rate(CLOSED_LOOP_RATE)
+            time.sleep(5)  # sessions under way on every charger
+            out["closed_fleet"] = _closed_loop(fleet, step_s, procs, db, warm_s=0)
         # Authorize only, on a fleet of its own (fresh connections, same server).
         auth_plan = FleetPlan(
             fail_fast=False,
@@ -212,17 +247,24 @@ def run(
     ladder: tuple[int, ...] = LADDER,
     profile: bool = False,
     on_disk: bool = False,
+    classic: bool = False,
 ) -> Path:
     """Run the benchmark; write bench/results/throughput.md (and profile.md with ``profile``).
-    ``on_disk``: the database keeps a journal on disk, as in production (both systems)."""
+    ``on_disk``: the database keeps a journal on disk, as in production (both systems).
+    ``classic``: also measure GridLink with classic instead of quorum service queues."""
     logs = processes.logs_dir()
     measured: dict[str, dict[str, Any]] = {}
-    names = ["GridLink", "baseline"] if systems.gridlink_available() else ["baseline"]
+    variants: dict[str, dict[str, str] | None] = {"GridLink": None}
+    if classic:
+        variants["GridLink (classic queues)"] = {"GRIDLINK_QUORUM_QUEUES": "false"}
+    names = [*variants, "baseline"] if systems.gridlink_available() else ["baseline"]
     with systems.database(logs, on_disk=on_disk) as db:
         ceiling = database_ceiling.measure(db)
         for name in names:
             measured[name] = _measure(
-                name, db, logs, chargers, step_s, fixed_s, fixed_rate, ladder, profile
+                name, db, logs, chargers, step_s, fixed_s, fixed_rate, ladder,
+                profile and name in ("GridLink", "baseline"),
+                variants.get(name),
             )
         database = db.description
     if profile:
@@ -231,6 +273,7 @@ def run(
             + "\n\n".join(data["profile"].values())
             + "\n```"
             for name, data in measured.items()
+            if data["profile"]
         ]
         results.write(
             "profile",

@@ -66,3 +66,26 @@ def write(name: str, title: str, body: str, *, database: str, notes: str = "") -
     path.write_text(text)
     print(text, flush=True)
     return path
+
+
+def save_figures(name: str, figures: dict[str, object]) -> Path:
+    """Write ``bench/results/<name>.json``: the figures the targets table reads
+    (:mod:`bench.targets`), with when they were measured."""
+    import json
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    stamped = {"run": time.strftime("%Y-%m-%d %H:%M:%S %Z"), **figures}
+    path.write_text(json.dumps(stamped, indent=1, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def load_figures(name: str) -> dict[str, object] | None:
+    """The figures :func:`save_figures` wrote for ``name`` (None before any run)."""
+    import json
+
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return None
+    loaded: dict[str, object] = json.loads(path.read_text())
+    return loaded

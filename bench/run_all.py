@@ -4,6 +4,7 @@ python -m bench                       # all six, sized for < 15 minutes on 2 cor
 python -m bench --only throughput     # one of: connections throughput storm soak durability cli
 python -m bench --soak-duration 600   # the full 10-minute soak
 python -m bench --quick               # small sizes: a smoke run in ~3 minutes
+python -m bench.targets               # the targets table again from the last results
 """
 
 from __future__ import annotations
@@ -44,9 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         action="store_true",
         help="py-spy every process during the throughput benchmark's fixed-rate window "
-        "(writes bench/results/profile.md; needs py-spy)",
+        "(writes bench/results/profile.md; needs py-spy; the default of a full run when "
+        "py-spy is installed)",
+    )
+    parser.add_argument("--no-profile", action="store_true", help="no py-spy, even in a full run")
+    parser.add_argument(
+        "--compare-queues",
+        action="store_true",
+        help="throughput: also measure GridLink with classic service queues (the default of a "
+        "full run)",
     )
     args = parser.parse_args(argv)
+    full = not args.quick and not args.only
+    profile = not args.no_profile and (args.profile or (full and _have_py_spy()))
     raise_file_limit()
     chosen = args.only or list(BENCHES)
     from bench import results
@@ -87,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                     step_s=4 if args.quick else 8,
                     fixed_s=6 if args.quick else 15,
                     ladder=(100, 200, 400) if args.quick else bench_throughput.LADDER,
-                    profile=args.profile,
+                    profile=profile,
                     on_disk=args.db_on_disk,
+                    classic=args.compare_queues or full,
                 )
             )
         elif name == "storm":
@@ -105,8 +117,18 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "durability":
             written.append(bench_durability.run(count=500 if args.quick else 2000))
         print(f"== {name}: {time.monotonic() - began:.0f} s ==", flush=True)
+    from bench import targets
+
+    written.append(targets.write())
     print(f"all done in {time.monotonic() - started:.0f} s:", *map(str, written), sep="\n  ")
     return 0
+
+
+def _have_py_spy() -> bool:
+    import shutil
+    from pathlib import Path
+
+    return Path(sys.executable).with_name("py-spy").exists() or bool(shutil.which("py-spy"))
 
 
 if __name__ == "__main__":

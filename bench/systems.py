@@ -234,8 +234,10 @@ def delete_broker_objects(prefix: str) -> None:
         asyncio.run(delete())
 
 
-def seed_id_tags(db: Database, db_name: str, tags: list[str]) -> None:
-    """Insert Accepted id tags (the ``id_tags`` document shape of services/id_tags.py)."""
+def seed_id_tags(db: Database, db_name: str, tags: list[str], *, max_concurrent: int = 1
+                 ) -> None:
+    """Insert Accepted id tags (the ``id_tags`` document shape of services/id_tags.py), each
+    allowed ``max_concurrent`` transactions at once (a fleet tag: many)."""
     if not tags:
         return
     from pymongo import MongoClient
@@ -246,7 +248,8 @@ def seed_id_tags(db: Database, db_name: str, tags: list[str]) -> None:
         collection = client[db_name]["id_tags"]
         for start in range(0, len(tags), 1000):
             documents = [
-                {"_id": tag, "status": "Accepted", "expiry": None, "parent": None}
+                {"_id": tag, "status": "Accepted", "expiry": None, "parent": None,
+                 "max_concurrent": max_concurrent}
                 for tag in tags[start : start + 1000]
             ]
             with contextlib.suppress(BulkWriteError):  # already there

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
@@ -31,6 +32,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import DeliveryError
 
+from services import amqp_writes
 from services.errors import BusUnavailable, Reject, Unroutable
 from services.metrics import BUS_PUBLISH_FAILURES
 from services.topology import PASSIVE_COMPONENTS, QUESTION_TTL_MS, ServiceQueue, Topology
@@ -38,8 +40,9 @@ from services.topology import PASSIVE_COMPONENTS, QUESTION_TTL_MS, ServiceQueue,
 log = logging.getLogger("gridlink.bus")
 
 
-_PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
-_TRANSIENT = aio_pika.DeliveryMode.NOT_PERSISTENT
+_PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+_TRANSIENT = int(aio_pika.DeliveryMode.NOT_PERSISTENT)
+_Properties = aiormq.spec.Basic.Properties
 
 
 MessageHandler = Callable[[AbstractIncomingMessage], Awaitable[None]]
@@ -90,6 +93,7 @@ class Bus:
         """Connect (retrying until the broker answers) and declare the topology, or, for the
         components that do not own it, wait until it is declared (``attempts`` bounds both
         waits)."""
+        amqp_writes.install()  # one socket write per loop turn, not one per frame
         delay = 0.5
         tried = 0
         while True:
@@ -244,24 +248,30 @@ class Bus:
         """Publish and wait for the broker's confirm; raise Unroutable or BusUnavailable.
 
         ``user_id``: the AMQP user this connection logged in as; RabbitMQ refuses any other,
-        so a consumer can trust it to name the sender."""
+        so a consumer can trust it to name the sender.
+
+        The frame is queued without waiting for it to be written (``wait=False``): the
+        confirm is what this waits for, and the publishes of concurrent handlers go out
+        together instead of one per loop turn each."""
         if self.channel is None:
             raise BusUnavailable("not connected to RabbitMQ")
-        message = aio_pika.Message(
-            body,
+        properties = _Properties(
             content_type="application/json",
             delivery_mode=_PERSISTENT if persistent else _TRANSIENT,
             reply_to=reply_to,
             correlation_id=correlation_id,
             message_id=message_id,
-            expiration=expiration,
+            expiration=None if expiration is None else str(int(expiration * 1000)),
             user_id=user_id,
         )
         try:
-            target = (
-                self.channel.default_exchange if exchange == "" else self._exchanges[exchange]
-            )
-            await target.publish(message, routing_key=routing_key, mandatory=mandatory)
+            name = "" if exchange == "" else self._exchanges[exchange].name
+            if self.channel.is_closed:
+                raise aiormq.exceptions.ChannelInvalidStateError("channel closed")
+            channel = await self.channel.get_underlay_channel()
+            await channel.basic_publish(body, exchange=name, routing_key=routing_key,
+                                        properties=properties, mandatory=mandatory,
+                                        wait=False)
         except DeliveryError as exc:
             if exc.frame is not None and exc.message is not None and _returned(exc):
                 raise Unroutable(f"no queue for routing key {routing_key!r}") from None
@@ -314,7 +324,15 @@ async def acknowledged(handler: Callable[[Any], Awaitable[None]], message: Settl
         log.exception("handler failed; message requeued")
         await _settle(message.nack(requeue=True))
     else:
-        await _settle(message.ack())
+        await _settle(_ack(message))
+
+
+def _ack(message: Settleable) -> Awaitable[Any]:
+    """Ack; an aio-pika message's without waiting for the frame to be written (an ack has
+    no answer: the broker redelivers what it never got, as after any lost ack)."""
+    if isinstance(message, aio_pika.IncomingMessage) and message.delivery_tag is not None:
+        return message.channel.basic_ack(delivery_tag=message.delivery_tag, wait=False)
+    return message.ack()
 
 
 async def _settle(operation: Awaitable[Any]) -> None:

@@ -34,6 +34,11 @@ from services.topology import DELIVERY_LIMIT, ServiceQueue, Topology, topic_matc
 Handler = Callable[[Any], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class _BulkResult:
+    matched_count: int
+
+
 @dataclass
 class MemoryMessage:
     """A delivered message, with the attributes of aio-pika's that GridLink reads."""
@@ -330,18 +335,21 @@ class _AsyncCollection:
     def find(self, *args: Any, **kwargs: Any) -> _AsyncCursor:
         return _AsyncCursor(self._sync.find(*args, **kwargs))
 
-    async def bulk_write(self, requests: list[Any], ordered: bool = True) -> None:
-        """One operation at a time, with the server's error report on duplicates."""
+    async def bulk_write(self, requests: list[Any], ordered: bool = True) -> Any:
+        """One operation at a time, with the server's error report on duplicates and the
+        count of documents the updates matched (``matched_count``, ``nMatched``)."""
         from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
         from pymongo.errors import BulkWriteError, DuplicateKeyError
 
         errors: list[dict[str, Any]] = []
+        matched = 0
         for index, op in enumerate(requests):
             try:
                 if isinstance(op, InsertOne):
                     self._sync.insert_one(dict(op._doc))
                 elif isinstance(op, UpdateOne):
-                    self._sync.update_one(op._filter, op._doc, upsert=bool(op._upsert))
+                    matched += self._sync.update_one(op._filter, op._doc,
+                                                     upsert=bool(op._upsert)).matched_count
                 elif isinstance(op, UpdateMany):
                     self._sync.update_many(op._filter, op._doc, upsert=bool(op._upsert))
                 elif isinstance(op, ReplaceOne):
@@ -356,4 +364,5 @@ class _AsyncCollection:
                     break
         if errors:
             raise BulkWriteError({"writeErrors": errors, "writeConcernErrors": [],
-                                  "nInserted": 0})
+                                  "nInserted": 0, "nMatched": matched})
+        return _BulkResult(matched)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import enum
 import functools
 import json
 import math
@@ -258,22 +259,97 @@ def request_model(action: str, payload: dict[str, Any]) -> Any:
     A field the payload leaves out is None: the schema already allowed it to be absent, and
     the library's dataclasses require some optional fields (``requestId`` of
     LogStatusNotification and SignedFirmwareStatusNotification)."""
-    cls = getattr(call, action)
-    fields = camel_to_snake_case(payload)
-    for field in dataclasses.fields(cls):
-        if (field.name not in fields and field.default is dataclasses.MISSING
-                and field.default_factory is dataclasses.MISSING):
-            fields[field.name] = None
+    cls, required = _request_class(action)
+    fields = _snake(payload)
+    for name in required:
+        if name not in fields:
+            fields[name] = None
     return cls(**fields)
+
+
+@functools.cache
+def _request_class(action: str) -> tuple[type, tuple[str, ...]]:
+    """The dataclass of an action's CALL and its fields that have no default."""
+    cls = getattr(call, action)
+    required = tuple(f.name for f in dataclasses.fields(cls)
+                     if f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING)
+    return cls, required
+
+
+@functools.lru_cache(maxsize=4096)
+def _snake_key(key: str) -> str:
+    """The library's snake_case of one camelCase key (its regular expressions, once per key)."""
+    return next(iter(camel_to_snake_case({key: None})))
+
+
+@functools.lru_cache(maxsize=4096)
+def _camel_key(key: str) -> str:
+    """The library's camelCase of one snake_case key."""
+    return next(iter(snake_to_camel_case({key: None})))
+
+
+def _snake(data: Any) -> Any:
+    """``camel_to_snake_case`` with each distinct key converted once per process."""
+    if isinstance(data, dict):
+        return {_snake_key(k): _snake(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_snake(v) for v in data]
+    return data
+
+
+class _Unusual(Exception):
+    """A value the fast path of :func:`response_payload` does not know: take the slow one."""
+
+
+def _plain(value: Any) -> Any:
+    """What ``json.loads(dumps(snake_to_camel_case(remove_nones(value))))`` gives for the
+    usual values of a response (dicts, lists, strings, numbers, enums, datetimes, decimals),
+    in one pass; :class:`_Unusual` for anything else."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool:
+        return value
+    if kind is dict:
+        return {_camel_key(k) if type(k) is str else _unusual(): _plain(v)
+                for k, v in value.items() if v is not None}
+    if kind is list:
+        return [_plain(v) for v in value if v is not None]
+    if kind is float:
+        if not math.isfinite(value):
+            raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
+        return value
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, decimal.Decimal | datetime):
+        return json.loads(dumps(value))
+    return _unusual()
+
+
+def _unusual() -> Any:
+    raise _Unusual
 
 
 def response_payload(response: Any) -> dict[str, Any]:
     """A ``ocpp.v16.call_result`` dataclass (or a plain dict) as a camelCase JSON object."""
     if dataclasses.is_dataclass(response) and not isinstance(response, type):
+        response = {f.name: getattr(response, f.name) for f in dataclasses.fields(response)}
+        if any(dataclasses.is_dataclass(v) for v in response.values()):
+            return _response_payload_slow(response)
+    try:
+        plain: dict[str, Any] = _plain(response)
+    except _Unusual:
+        return _response_payload_slow(response)
+    return plain
+
+
+def _response_payload_slow(response: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(response) and not isinstance(response, type):
         response = dataclasses.asdict(response)
     cleaned = remove_nones(response)
     camel = snake_to_camel_case(cleaned)
-    return json.loads(dumps(camel))
+    return json.loads(dumps(camel))  # type: ignore[no-any-return]
 
 
 __all__ = [

@@ -90,6 +90,7 @@ class Router:
         self._routes: dict[str, Handler] = {}
         self._lanes: dict[str, Lane] = {}
         self._traced: set[tuple[str, str]] = set()  # (action, reason) logged with a traceback
+        self._counted: dict[tuple[str, str], Any] = {}  # metric children, looked up once
 
     def on(self, action: str, *, lane: Lane = "work") -> Callable[[Handler], Handler]:
         """Decorator: ``@router.on("Authorize")``. ``lane="rpc"``: a question someone waits
@@ -161,11 +162,20 @@ class Router:
             reply = self._failed(message, exc)
             context.events.clear()
         finally:
-            HANDLED.labels(self.component, message.action, outcome).inc()
-            HANDLER_LATENCY.labels(self.component, message.action).observe(
-                time.perf_counter() - started
-            )
+            self._count(message.action, outcome, time.perf_counter() - started)
         return Dispatched(None if message.answered else reply, tuple(context.events))
+
+    def _count(self, action: str, outcome: str, seconds: float) -> None:
+        """Count a handled call and its latency (the label lookups once per action and
+        outcome: a known action's; an unknown one's are looked up each time, unbounded)."""
+        children = self._counted.get((action, outcome))
+        if children is None:
+            children = (HANDLED.labels(self.component, action, outcome),
+                        HANDLER_LATENCY.labels(self.component, action))
+            if action in self._routes:
+                self._counted[(action, outcome)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def _failed(self, message: ChargerCall, exc: Exception) -> CallReply:
         """The CALLERROR for a call whose handling failed for good; counted and logged."""

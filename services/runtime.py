@@ -199,8 +199,10 @@ class ServiceRuntime:
         if dispatched.reply is not None:
             await self.bus.publish(self.topology.stations, call.station,
                                    dispatched.reply.to_bytes(), persistent=False)
-        for event in dispatched.events:
-            await self.publish_event(event)
+        if len(dispatched.events) == 1:
+            await self.publish_event(dispatched.events[0])
+        elif dispatched.events:  # published together, confirmed together
+            await asyncio.gather(*(self.publish_event(e) for e in dispatched.events))
 
     # --- health reports to the gateways ---------------------------------------------------
 

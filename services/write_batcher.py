@@ -33,6 +33,12 @@ from services.metrics import STORE_BATCH_SPLITS, STORE_BULK_OPS
 WriteOp = InsertOne[Any] | UpdateOne | DeleteOne
 WriteError = dict[str, Any]
 DUPLICATE_KEY = 11000
+#: A request of a bulk: its operations, and whether they are conditional updates whose
+#: matches the caller wants to know (:meth:`WriteBatcher.update`).
+_Request = tuple[list[WriteOp], bool]
+#: What a request gets back: its write errors, and whether the counted updates of its bulk
+#: all matched a document (True), none did (False), or it cannot be told (None).
+_Outcome = tuple[list[WriteError | None], bool | None]
 
 
 class WriteBatcher:
@@ -42,7 +48,7 @@ class WriteBatcher:
                  max_ops: int = 1000) -> None:
         self.db = db
         self.component = component or "unnamed"
-        self._bulks: Coalescer[list[WriteOp], list[WriteError | None]] = Coalescer(
+        self._bulks: Coalescer[_Request, _Outcome] = Coalescer(
             self._bulk, max_size=max_ops, isolate=lambda exc: not is_transient(exc),
             on_split=lambda *_: STORE_BATCH_SPLITS.labels(self.component, "write").inc())
         self.ops = 0  # operations sent (for tests and metrics)
@@ -60,23 +66,46 @@ class WriteBatcher:
         """Run ``ops`` (unordered) in the next bulk of ``collection``; one result per op."""
         if not ops:
             return []
-        return await self._bulks.submit(collection, ops, size=len(ops))
+        return (await self._bulks.submit(collection, (ops, False), size=len(ops)))[0]
 
-    async def _bulk(self, collection: Hashable, requests: list[list[WriteOp]]
-                    ) -> list[list[WriteError | None]]:
-        ops = [op for request in requests for op in request]
+    async def update(self, collection: str, op: UpdateOne) -> bool | None:
+        """Run one conditional update (never an upsert) in the next bulk of ``collection``:
+        True when it matched a document (every update of its bulk matched one), False
+        when it did not (none did), None when the bulk cannot tell (some of its updates
+        matched: the caller reads to know). Raises its write error.
+
+        A bulk reports how many documents its updates matched in all, not which: when all
+        did, each did, the common case of updates such as "stop this transaction unless it
+        was stopped"; a lone update is always told."""
+        errors, matched = await self._bulks.submit(collection, ([op], True), size=1)
+        raise_unexpected(errors, allowed=frozenset())
+        return matched
+
+    async def _bulk(self, collection: Hashable, requests: list[_Request]) -> list[_Outcome]:
+        ops = [op for request, _ in requests for op in request]
         self.ops += len(ops)
         STORE_BULK_OPS.labels(self.component).observe(len(ops))
+        counted = sum(len(request) for request, count in requests if count)
+        # other updates (upserts among them) would add to the matches: then nobody knows
+        uncounted = any(isinstance(op, UpdateOne) for request, count in requests
+                        if not count for op in request)
         errors: dict[int, WriteError] = {}
         try:
-            await self.db[str(collection)].bulk_write(ops, ordered=False)
+            result = await self.db[str(collection)].bulk_write(ops, ordered=False)
+            matched = int(getattr(result, "matched_count", -1))
         except BulkWriteError as exc:
             if exc.details.get("writeConcernErrors"):
                 raise
             errors = {int(e["index"]): e for e in exc.details.get("writeErrors", [])}
+            matched = int(exc.details.get("nMatched", -1))
+        told: bool | None = None
+        if matched == 0:
+            told = False
+        elif counted > 0 and not uncounted and matched == counted:
+            told = True
         results, start = [], 0
-        for request in requests:
-            results.append([errors.get(start + i) for i in range(len(request))])
+        for request, _ in requests:
+            results.append(([errors.get(start + i) for i in range(len(request))], told))
             start += len(request)
         return results
 

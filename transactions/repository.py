@@ -163,9 +163,11 @@ class TransactionRepository:
         anyway) or a concurrent delivery of the same start settled it first (its outcome
         stays): the stored document says which."""
         settled = {"id_tag_info": info, "settled": True}
-        result = await self.db[TRANSACTIONS].update_one(
-            {"_id": document["_id"], "settled": False, "active": True}, {"$set": settled})
-        if result.modified_count == 1:
+        # in one bulk with concurrent messages' writes of the collection (inserts of
+        # starts, other settles, stops); None: the bulk cannot say, the read below does
+        if await self.writes.update(TRANSACTIONS, UpdateOne(
+                {"_id": document["_id"], "settled": False, "active": True},
+                {"$set": settled})) is True:
             return {**document, **settled, "active": True}
         await self.db[TRANSACTIONS].update_one(
             {"_id": document["_id"], "settled": False}, {"$set": settled})
@@ -235,9 +237,19 @@ class TransactionRepository:
                                            "energy_wh": energy_wh, "stop_time": stop["time"]}}
         if flags:
             update["$addToSet"] = {"flags": {"$each": flags}}
-        result = await self.db[TRANSACTIONS].update_one(
-            {"_id": transaction_id, "stop": None}, update)
-        return result.modified_count == 1
+        # in one bulk with concurrent messages' writes of the collection
+        matched = await self.writes.update(TRANSACTIONS, UpdateOne(
+            {"_id": transaction_id, "stop": None}, update))
+        if matched is not None:
+            return matched
+        # Some updates of the bulk matched, some not: whether this one did, the stored stop
+        # says (each stop is received at its own moment; a redelivery of the same message
+        # in such a bulk counts as that stop again: its flags may be counted twice, nothing
+        # is stored twice).
+        found = await self.db[TRANSACTIONS].find_one({"_id": transaction_id}, {"stop": 1})
+        stored = (found or {}).get("stop") or {}
+        return (stored.get("received_at") == to_millis(stop["received_at"])
+                and stored.get("meter_stop") == stop["meter_stop"])
 
     async def record_orphan_stop(self, station: str, stop: dict[str, Any]) -> None:
         key = digest(station, stop["transaction_id"], stop["time"], stop["meter_stop"])

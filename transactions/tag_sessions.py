@@ -16,6 +16,8 @@ session; new ones wait until fewer than the new limit hold slots.
 
 from __future__ import annotations
 
+import random
+import zlib
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +30,19 @@ from services.write_batcher import WriteBatcher, raise_unexpected
 COLLECTION = "tag_sessions"
 INDEXES: IndexSpec = {COLLECTION: [IndexModel([("tag", ASCENDING), ("slot", ASCENDING)],
                                               unique=True)]}
+
+
+#: Slots a start of a fleet tag tries at random after the first, before reading them all.
+GUESSES = 2
+
+
+def _on_id(error: dict[str, Any]) -> bool:
+    """Whether a duplicate-key error is on ``_id`` (the transaction's own key), not on
+    ``(tag, slot)``, as far as the server says (else False: the read decides)."""
+    pattern = error.get("keyPattern")
+    if isinstance(pattern, dict):
+        return list(pattern) == ["_id"]
+    return "index: _id_ " in str(error.get("errmsg", ""))
 
 
 class TagSessions:
@@ -44,11 +59,23 @@ class TagSessions:
         already), or False when all ``limit`` slots are held by other transactions."""
         document = {"_id": key, "tag": tag, "station": station, "connector": connector,
                     "since": now}
-        slot = 0  # the common case (a tag of one session, free) costs one insert
+        # The common case (a tag of one session, free) costs one insert. A fleet tag's
+        # starts try slots spread by their key, then at random, before reading which slots
+        # are held: concurrent starts of one tag do not all race for the lowest free one,
+        # and a start costs no read of every session of the tag while most slots are free.
+        slot = 0 if limit <= 1 else zlib.crc32(key.encode()) % limit
+        guesses = 0 if limit <= 1 else GUESSES
         while True:
             result = await self.writes.write(COLLECTION, [InsertOne({**document, "slot": slot})])
-            if raise_unexpected(result)[0] is None:
+            error = raise_unexpected(result)[0]
+            if error is None:
                 return True
+            if _on_id(error):
+                return True  # this transaction holds a slot already (a redelivery)
+            if guesses > 0:
+                guesses -= 1
+                slot = random.randrange(limit)
+                continue
             # a duplicate key: this slot was taken, or this transaction holds one already
             held = await self.collection.find({"tag": tag}, {"slot": 1}).to_list()
             if any(found["_id"] == key for found in held):
@@ -56,7 +83,7 @@ class TagSessions:
             free = sorted(set(range(limit)) - {int(found["slot"]) for found in held})
             if not free:
                 return False
-            slot = free[0]
+            slot = random.choice(free)
 
     async def release(self, key: str) -> bool:
         """Free the slot of transaction ``key``; False if it held none (idempotent)."""

@@ -99,3 +99,34 @@ def test_every_csms_action_has_a_valid_example() -> None:
     for action, payload in EXAMPLES.items():
         ocpp16.check_csms_call(action, payload)
         assert f"gridlink command CP001 {action} " in epilog()
+
+
+def test_the_fast_conversions_give_what_the_librarys_give() -> None:
+    """request_model and response_payload convert keys once per process and values in one
+    pass: the same results as the ocpp library's camel/snake conversions and a JSON round
+    trip, for the usual values, and the slow path for anything else."""
+    import decimal
+
+    from ocpp.charge_point import camel_to_snake_case
+    from ocpp.v16 import call_result, enums
+
+    payload = {"connectorId": 1, "transactionId": 7, "meterValue": [
+        {"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [
+            {"value": "1", "measurand": "SoC", "unit": "Percent"}]}]}
+    request = ocpp16.request_model("MeterValues", payload)
+    assert request.meter_value == camel_to_snake_case(payload)["meter_value"]
+    responses = [
+        call_result.StartTransaction(transaction_id=5, id_tag_info={
+            "status": "Accepted", "expiry_date": None, "parent_id_tag": "P"}),
+        call_result.BootNotification(current_time="2026-01-01T00:00:00Z", interval=300,
+                                     status=enums.RegistrationStatus.accepted),
+        call_result.Heartbeat(current_time=datetime(2026, 1, 1, tzinfo=UTC)),  # type: ignore[arg-type]
+        call_result.StopTransaction(id_tag_info=None),
+        {"a_b": [1, None, {"c_d": decimal.Decimal("1.5"), "soc": 2}], "x": (1, None)},
+    ]
+    for response in responses:
+        assert ocpp16.response_payload(response) == ocpp16._response_payload_slow(response)
+    assert ocpp16.response_payload(responses[1])["status"] == "Accepted"
+    assert type(ocpp16.response_payload(responses[1])["status"]) is str
+    with pytest.raises(ValueError):
+        ocpp16.response_payload({"value": float("nan")})

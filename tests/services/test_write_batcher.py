@@ -201,3 +201,21 @@ async def test_a_lookup_of_a_value_that_cannot_be_encoded_costs_only_its_caller(
     good = [o for k, o in enumerate(outcomes) if k != 5]
     assert [d["station"] for d in good if isinstance(d, dict)] == [f"CP{n}" for n in range(10)]
     assert reads.splits >= 1
+
+
+async def test_conditional_updates_share_a_bulk_and_each_learns_whether_it_matched(
+        db: AsyncDatabase[dict[str, Any]]) -> None:
+    """A bulk reports matches in all: all matched (True for each), none (False for each),
+    or some (None: the caller reads); a lone update is always told."""
+    await db["tx"].insert_many([{"_id": n, "stop": None} for n in range(4)])
+    batcher = WriteBatcher(db)
+
+    def stop(n: int) -> UpdateOne:
+        return UpdateOne({"_id": n, "stop": None}, {"$set": {"stop": "x"}})
+
+    assert await asyncio.gather(*(batcher.update("tx", stop(n)) for n in range(3))) == [
+        True, True, True]
+    assert await batcher.update("tx", stop(0)) is False  # stopped already
+    told = await asyncio.gather(*(batcher.update("tx", stop(n)) for n in (1, 3)))
+    assert told in ([False, True], [None, None])  # alone in turn, or in one bulk
+    assert await db["tx"].count_documents({"stop": "x"}) == 4

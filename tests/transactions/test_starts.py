@@ -271,7 +271,7 @@ async def test_two_replicas_starting_on_one_connector_at_once_leave_the_later_on
 
 
 async def test_concurrent_starts_share_round_trips(tx: Transactions) -> None:
-    """Starts in flight together look up in shared queries; their inserts and slots go
+    """Starts in flight together look up in shared queries; their inserts, slots and settles go
     through the batcher (one bulk per collection for the writes waiting together)."""
     for n in range(8):
         await tx.tag(f"T{n}")
@@ -279,6 +279,6 @@ async def test_concurrent_starts_share_round_trips(tx: Transactions) -> None:
     answers = await asyncio.gather(*(tx.start(f"T{n}", station=f"CP-{n}") for n in range(8)))
     assert {a["idTagInfo"]["status"] for a in answers} == {"Accepted"}
     assert len({a["transactionId"] for a in answers}) == 8
-    assert tx.repo.writes.ops - ops == 16  # 8 transactions, 8 slots
+    assert tx.repo.writes.ops - ops == 24  # 8 transactions, 8 slots, 8 settles
     # alone: 8 x (2 key lookups + tag + connector) queries
     assert tx.repo.reads.queries - reads < 32
