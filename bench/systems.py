@@ -151,6 +151,11 @@ def gridlink(
             "GRIDLINK_LOG_LEVEL": "WARNING",
             # round trips per collection, command and action (bench/db_commands.py)
             "GRIDLINK_DB_COMMAND_STATS": "true",
+            # the HTTP API runs as in a deployment (idle, its webhook worker consuming the
+            # events); a development key for webhook secrets, as `make run` gives it
+            "GRIDLINK_API_HOST": "127.0.0.1",
+            "GRIDLINK_API_PORT": str(free_port()),
+            "GRIDLINK_WEBHOOK_DEV_KEY": "true",
         }
         | (extra_env or {})
     )
