@@ -9,6 +9,7 @@ from api import audit, commanding, keys
 from api.parts import ApiPart
 from api.routes import (
     commands,
+    files,
     id_tags,
     registries,
     station_groups,
@@ -20,7 +21,8 @@ from services.settings import Settings
 
 def part(settings: Settings) -> ApiPart:
     router = APIRouter()
-    for module in (stations, commands, transactions, id_tags, registries, station_groups):
+    for module in (stations, commands, transactions, id_tags, registries, station_groups,
+                   files):
         router.include_router(module.router)
     return ApiPart(
         name="core", router=router,
