@@ -19,7 +19,7 @@ from commands.files import download_tokens, rules
 from services import firmware_signatures as signatures
 from tests.charger import Charger
 from tests.helpers import ApiServer, add_station, certificate, new_id, pem, rsa_key
-from tests.processes import Stack
+from tests.processes import Stack, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -271,3 +271,35 @@ async def test_jobs_need_the_commands_scope_and_a_known_station(api: ApiServer) 
                                   json={"logType": "SecurityLog"})
     assert reader.status_code == 403
     assert unknown.status_code == 404
+
+
+async def test_an_image_over_the_size_bound_is_refused_and_not_kept(
+        stack: Stack, api: ApiServer) -> None:
+    port = free_port()
+    process = stack.spawn("api", api_port=port, api_host="127.0.0.1",
+                          api_max_firmware_bytes=1000)
+    try:
+        await stack.wait_ready(process)
+        small = ApiServer(f"http://127.0.0.1:{port}", process, keys=api.keys)
+
+        async def chunked() -> Any:  # no Content-Length: refused while it arrives
+            for _ in range(10):
+                yield b"x" * 500
+
+        async with small.client("admin") as http:
+            declared = await http.put("/api/v1/firmware/files/big-declared.bin",
+                                      content=b"x" * 1001, headers=OCTETS)
+            streamed = await http.put("/api/v1/firmware/files/big-streamed.bin",
+                                      content=chunked(), headers=OCTETS)
+            fits = await http.put(f"/api/v1/firmware/files/fits-{uuid.uuid4().hex[:6]}.bin",
+                                  content=b"x" * 1000, headers=OCTETS)
+    finally:
+        await stack.stop_process(process)
+    assert declared.status_code == streamed.status_code == 413, streamed.text
+    assert "GRIDLINK_API_MAX_FIRMWARE_BYTES" in streamed.json()["detail"]
+    assert fits.status_code == 201
+    assert await stack.db()["firmware.files"].count_documents(
+        {"filename": {"$in": ["big-declared.bin", "big-streamed.bin"]}}) == 0
+    assert await stack.db()["firmware.chunks"].count_documents(
+        {"files_id": {"$nin": [doc["_id"] async for doc in stack.db()["firmware.files"].find(
+            {}, {"_id": 1})]}}) == 0
