@@ -102,12 +102,12 @@ async def _base(ctx: ApiContext, station: str, protocol: str | None) -> str:
 
 
 async def _send(ctx: ApiContext, caller: Any, response: Response, station: str, action: str,
-                payload: dict[str, Any], body: BaseModel, wait: float | None,
+                payload: dict[str, Any], body: BaseModel, wait_s: float,
                 timeout_s: float, idempotency_key: str | None) -> dict[str, Any]:
     commanding.check_payload(action, payload)
     view, final = await commanding.submit(
         ctx, key_id=caller.key_id, station=station, action=action, payload=payload,
-        wait_s=commanding.check_wait(ctx, wait), idempotency_key=idempotency_key,
+        wait_s=wait_s, idempotency_key=idempotency_key,
         timeout_s=timeout_s, digest_payload={"request": body.model_dump(mode="json")})
     response.headers["Location"] = f"/api/v1/commands/{view['id']}"
     response.status_code = 200 if final else 202
@@ -142,6 +142,7 @@ async def firmware_update(station: StationId, body: FirmwareUpdate, response: Re
     ``gridlink firmware update``."""
     retrieve, install = _firmware_checks(body)
     commanding.check_idempotency_key(idempotency_key)
+    wait_s = commanding.check_wait(ctx, wait)
     await commanding.require_stations(ctx, [station])
     retries = _retries(body)
     image: dict[str, Any] = {}
@@ -171,7 +172,7 @@ async def firmware_update(station: StationId, body: FirmwareUpdate, response: Re
     if not body.signed:
         payload = {"location": location, "retrieveDate": iso(retrieve), **retries}
         return await _send(ctx, caller, response, station, "UpdateFirmware", payload, body,
-                           wait, timeout_s, idempotency_key)
+                           wait_s, timeout_s, idempotency_key)
     metadata = image.get("metadata") or {}
     firmware = {"location": location, "retrieveDateTime": iso(retrieve),
                 "signingCertificate": metadata["signing_certificate"],
@@ -180,7 +181,7 @@ async def firmware_update(station: StationId, body: FirmwareUpdate, response: Re
         firmware["installDateTime"] = iso(install)
     payload = {"requestId": request_id, "firmware": firmware, **retries}
     return await _send(ctx, caller, response, station, "SignedUpdateFirmware", payload, body,
-                       wait, timeout_s, idempotency_key)
+                       wait_s, timeout_s, idempotency_key)
 
 
 @router.post("/stations/{station}/diagnostics-request", response_model=Command,
@@ -193,12 +194,13 @@ async def diagnostics_request(station: StationId, body: DiagnosticsRequest,
     ``gridlink diagnostics request``; the file: ``GET /diagnostics/files/{id}/content``."""
     times = _range(("startTime", body.startTime), ("stopTime", body.stopTime))
     commanding.check_idempotency_key(idempotency_key)
+    wait_s = commanding.check_wait(ctx, wait)
     await commanding.require_stations(ctx, [station])
     base = await _base(ctx, station, body.protocol)
     payload = {"location": files.diagnostics_location(base, station, files.new_token()),
                **times, **_retries(body)}
     return await _send(ctx, caller, response, station, "GetDiagnostics", payload, body,
-                       wait, timeout_s, idempotency_key)
+                       wait_s, timeout_s, idempotency_key)
 
 
 @router.post("/stations/{station}/log-request", response_model=Command, responses=_SENT)
@@ -212,11 +214,12 @@ async def log_request(station: StationId, body: LogRequest, response: Response,
     times = _range(("oldestTimestamp", body.oldestTimestamp),
                    ("latestTimestamp", body.latestTimestamp))
     commanding.check_idempotency_key(idempotency_key)
+    wait_s = commanding.check_wait(ctx, wait)
     await commanding.require_stations(ctx, [station])
     base = await _base(ctx, station, body.protocol)
     log = {"remoteLocation": files.diagnostics_location(base, station, files.new_token()),
            **times}
     payload = {"logType": body.logType, "requestId": await files.fresh_request_id(ctx.db),
                "log": log, **_retries(body)}
-    return await _send(ctx, caller, response, station, "GetLog", payload, body, wait,
+    return await _send(ctx, caller, response, station, "GetLog", payload, body, wait_s,
                        timeout_s, idempotency_key)
