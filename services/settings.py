@@ -284,6 +284,9 @@ class Settings(WebhookSettings):
                                   "?wait= of a command request (a longer one is refused).")
     api_idempotency_hours: float = Field(24.0, gt=0, description="api: how long an "
                                          "Idempotency-Key is remembered.")
+    api_max_firmware_bytes: int = Field(
+        256 * 1024 * 1024, ge=1, description="api: the largest firmware image PUT "
+        "/api/v1/firmware/files/{name} stores (a larger one is refused with 413).")
     retention_api_audit_days: float = Field(
         90, ge=0, description="api: days the audit trail of API requests (api_audit) is "
         "kept; 0 keeps it forever.")

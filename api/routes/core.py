@@ -9,10 +9,12 @@ from api import audit, commanding, keys
 from api.parts import ApiPart
 from api.routes import (
     commands,
+    file_jobs,
     id_tags,
     registries,
     station_groups,
     stations,
+    stored_files,
     transactions,
 )
 from services.settings import Settings
@@ -20,7 +22,8 @@ from services.settings import Settings
 
 def part(settings: Settings) -> ApiPart:
     router = APIRouter()
-    for module in (stations, commands, transactions, id_tags, registries, station_groups):
+    for module in (stations, commands, transactions, id_tags, registries, station_groups,
+                   stored_files, file_jobs):
         router.include_router(module.router)
     return ApiPart(
         name="core", router=router,

@@ -15,17 +15,16 @@ them.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
-from commands.files import rules
-from services.ocpp16 import utcnow
+from services.file_transfers import DOWNLOAD_TOKENS, issue_download_token
 from services.store import IndexSpec
 
-COLLECTION = "download_tokens"
+COLLECTION = DOWNLOAD_TOKENS
 KEPT_AFTER_EXPIRY = timedelta(days=7)
 
 INDEXES: IndexSpec = {
@@ -35,15 +34,8 @@ INDEXES: IndexSpec = {
 
 Db = AsyncDatabase[dict[str, Any]]
 
-
-async def issue(db: Db, name: str, *, station: str | None, command_id: str | None,
-                expires_at: datetime) -> str:
-    """A fresh token for downloading image ``name``."""
-    token = rules.new_token()
-    await db[COLLECTION].insert_one({
-        "_id": token, "firmware": name, "station": station, "command_id": command_id,
-        "created_at": utcnow(), "expires_at": expires_at, "downloads": 0})
-    return token
+#: A fresh token for downloading an image (kept in the kernel, so the HTTP API issues it too).
+issue = issue_download_token
 
 
 async def get(db: Db, token: str) -> dict[str, Any] | None:

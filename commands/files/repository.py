@@ -24,14 +24,13 @@ side: :mod:`commands.files.http_server`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import IO, Any
+from typing import Any
 
 from bson import ObjectId
 from gridfs import AsyncGridFSBucket
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-from commands.files.rules import check_firmware_name
 from commands.files.upload_tokens import DIAGNOSTICS, LOG
 from services.command_records import (
     DIAGNOSTICS_BUCKET,
@@ -42,7 +41,10 @@ from services.command_records import (
     LOG_JOBS,
     SIGNED_FIRMWARE_JOBS,
 )
-from services.ocpp16 import iso, utcnow
+from services.file_transfers import add_firmware as add_firmware
+from services.file_transfers import firmware_bucket as firmware_bucket
+from services.file_transfers import firmware_image as firmware_image
+from services.ocpp16 import iso
 from services.store import IndexSpec
 
 Db = AsyncDatabase[dict[str, Any]]
@@ -74,10 +76,6 @@ INDEXES: IndexSpec = {
 
 def bucket(db: Db, name: str) -> AsyncGridFSBucket:
     return AsyncGridFSBucket(db, bucket_name=name)
-
-
-def firmware_bucket(db: Db) -> AsyncGridFSBucket:
-    return bucket(db, FIRMWARE_BUCKET)
 
 
 async def link_uploaded_file(db: Db, kind: str, command_id: str, file: dict[str, Any]
@@ -145,29 +143,6 @@ async def read_upload(db: Db, bucket_name: str, file_id: ObjectId) -> AsyncItera
 
 async def firmware_exists(db: Db, name: str) -> bool:
     return await firmware_image(db, name) is not None
-
-
-async def firmware_image(db: Db, name: str) -> dict[str, Any] | None:
-    """The GridFS files document of an image (its ``metadata`` holds the signature)."""
-    return await db[f"{FIRMWARE_BUCKET}.files"].find_one({"filename": name})
-
-
-async def add_firmware(db: Db, name: str, source: IO[bytes],
-                       metadata: dict[str, Any] | None = None) -> tuple[ObjectId, int]:
-    """Store an image under a new name, with ``metadata`` (sha256, signature, ...);
-    ValueError if the name is taken. (id, size)."""
-    check_firmware_name(name)
-    if await firmware_exists(db, name):
-        raise ValueError(f"firmware {name!r} exists already: choose another --name")
-    stream = firmware_bucket(db).open_upload_stream(
-        name, metadata={"added_at": utcnow(), **(metadata or {})})
-    try:
-        await stream.write(source)
-    except BaseException:
-        await stream.abort()
-        raise
-    await stream.close()
-    return stream._id, stream.length
 
 
 async def list_firmware(db: Db) -> list[dict[str, Any]]:

@@ -16,21 +16,19 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services import counters
 from services.envelope import CommandRequest
 from services.errors import CommandRefused
+from services.file_transfers import REQUEST_ID_COUNTER, fresh_request_id
 from services.ocpp16 import utcnow
 from services.runtime import ServiceRuntime
 
 COLLECTION = "request_ids"
-COUNTER = "file_request_id"
+COUNTER = REQUEST_ID_COUNTER
 
 Db = AsyncDatabase[dict[str, Any]]
 
-
-async def fresh(db: Db) -> int:
-    """A requestId no other GetLog or SignedUpdateFirmware of GridLink's carries."""
-    return await counters.advance(db, COUNTER)
+#: A requestId no other GetLog or SignedUpdateFirmware of GridLink's carries.
+fresh = fresh_request_id
 
 
 async def claim(db: Db, action: str, station: str, request_id: int, command_id: str) -> bool:

@@ -26,31 +26,36 @@ checks, the firmware location, and the merge of a job's status.
 from __future__ import annotations
 
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
-from bson import ObjectId
-
-from commands.files import signatures
+from services import firmware_signatures as signatures
+from services.file_transfers import FTP_DOWNLOAD_USER as FTP_DOWNLOAD_USER
+from services.file_transfers import FTP_SCHEMES as FTP_SCHEMES
+from services.file_transfers import FTP_UPLOAD_USER as FTP_UPLOAD_USER
+from services.file_transfers import MAX_RETRY_WINDOW as MAX_RETRY_WINDOW
+from services.file_transfers import PROTOCOLS as PROTOCOLS
+from services.file_transfers import check_firmware_name as check_firmware_name
+from services.file_transfers import diagnostics_location as diagnostics_location
+from services.file_transfers import download_expiry as download_expiry
+from services.file_transfers import firmware_url as firmware_url
+from services.file_transfers import new_token as new_token
+from services.file_transfers import offered_protocols as offered_protocols
+from services.file_transfers import parse_file_id as parse_file_id
+from services.file_transfers import public_base_url as public_base_url
+from services.file_transfers import retry_window as _retry_window
+from services.file_transfers import transfer_protocol as transfer_protocol
 from services.ocpp16 import parse_time
-from services.settings import Settings
 
 #: How long an upload location stays valid (plus the retries the request allows).
 UPLOAD_TOKEN_TTL = timedelta(days=1)
 #: SupportedFileTransferProtocols (OCPP 1.6 errata §9.5.1), as URL schemes.
 TRANSFER_SCHEMES = frozenset({"http", "https", "ftp", "ftps"})
-FTP_SCHEMES = ("ftp", "ftps")
 #: What ``--protocol`` may name: the HTTP file server (https with a certificate), FTP, FTPS.
-PROTOCOLS = ("http", "ftp", "ftps")
-FTP_UPLOAD_USER = "diagnostics"  # the FTP user of upload tokens (GetDiagnostics, GetLog)
-FTP_DOWNLOAD_USER = "firmware"  # the FTP user of download tokens
-MAX_RETRY_WINDOW = timedelta(days=30)
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
-_FIRMWARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 _UPLOAD_PATH = re.compile(r"(?:^|/)diagnostics/(?P<station>[^/]+)/(?P<token>[^/]+)/?$")
 _DOWNLOAD_PATH = re.compile(r"(?:^|/)firmware/(?P<token>[^/]+)/(?P<name>[^/]+)$")
 _FTP_UPLOAD_PATH = re.compile(r"(?:^|/)diagnostics/(?P<station>[^/]+)/?$")
@@ -59,60 +64,6 @@ _UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
 # --- URLs ---------------------------------------------------------------------------------
-
-
-def public_base_url(settings: Settings, protocol: str = "http") -> str:
-    """Where chargers reach the file server with ``protocol`` (``http``: the HTTP file server,
-    GRIDLINK_FILES_PUBLIC_URL or http(s)://HOST:PORT — https when GridLink's listeners have
-    a TLS certificate; ``ftp``/``ftps``: ``{protocol}://GRIDLINK_FTP_PUBLIC_HOST:PORT``).
-    ValueError for an FTP protocol the FTP listener does not accept."""
-    if protocol in FTP_SCHEMES:
-        if protocol not in settings.ftp_schemes:
-            served = ", ".join(settings.ftp_schemes) or "none: GRIDLINK_FTP_PORT is 0"
-            raise ValueError(f"the file server does not serve {protocol} (FTP: {served}; "
-                             "GRIDLINK_FTP_PORT, GRIDLINK_FTP_PROTOCOLS)")
-        host = _url_host(settings.ftp_public_host or settings.files_host)
-        return f"{protocol}://{host}:{settings.ftp_public_port or settings.ftp_port}"
-    if settings.files_public_url:
-        return settings.files_public_url.rstrip("/")
-    scheme = "https" if settings.tls else "http"
-    return f"{scheme}://{_url_host(settings.files_host)}:{settings.files_port}"
-
-
-def _url_host(host: str) -> str:
-    if host in ("", "0.0.0.0", "::"):
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
-
-
-def _ftp_parts(base: str) -> tuple[str, str] | None:
-    """(scheme, host:port) of an ftp:// or ftps:// base; None for another scheme."""
-    scheme, _, rest = base.partition("://")
-    return (scheme.lower(), rest.rstrip("/")) if scheme.lower() in FTP_SCHEMES else None
-
-
-def new_token() -> str:
-    """A fresh upload or download token (192 random bits, URL-safe)."""
-    return secrets.token_urlsafe(24)
-
-
-def diagnostics_location(base: str, station: str, token: str) -> str:
-    """The GetDiagnostics (or GetLog) location for one upload; on an FTP base the token is
-    the password and the path a directory (chargers store ``{path}{fileName}``)."""
-    ftp = _ftp_parts(base)
-    if ftp is not None:
-        return (f"{ftp[0]}://{FTP_UPLOAD_USER}:{token}@{ftp[1]}/diagnostics/"
-                f"{quote(station, safe='')}/")
-    return f"{base.rstrip('/')}/diagnostics/{quote(station, safe='')}/{token}"
-
-
-def firmware_url(base: str, token: str, name: str) -> str:
-    """The download URL of an image through one download token (on an FTP base, the
-    token is the password)."""
-    ftp = _ftp_parts(base)
-    if ftp is not None:
-        return f"{ftp[0]}://{FTP_DOWNLOAD_USER}:{token}@{ftp[1]}/firmware/{quote(name, safe='')}"
-    return f"{base.rstrip('/')}/firmware/{token}/{quote(name, safe='')}"
 
 
 @dataclass(frozen=True)
@@ -182,14 +133,6 @@ def parse_firmware_location(location: str, base: str) -> FirmwareLocation | None
     return FirmwareLocation(name, None) if name and "/" not in name else None
 
 
-def check_firmware_name(name: str) -> None:
-    """Raise ValueError unless ``name`` is a valid image name (used as it is in URLs)."""
-    if not _FIRMWARE_NAME.match(name):
-        raise ValueError(
-            f"invalid firmware name {name!r}: 1-200 characters A-Z a-z 0-9 . _ + -, "
-            "starting with a letter or digit")
-
-
 def token_is_well_formed(token: str) -> bool:
     return bool(_TOKEN.match(token))
 
@@ -235,35 +178,6 @@ def download_refusal(document: dict[str, Any] | None, name: str, now: datetime
     return None
 
 
-def transfer_protocol(chosen: str | None, station_default: str | None,
-                      supported: str | None, offered: tuple[str, ...]) -> str:
-    """The protocol a station's upload or download location uses.
-
-    ``chosen`` (``--protocol``) first, then the operator's default for the station, then the
-    first of ``offered`` (what GridLink serves, most secure first: ``https``/``http`` — the
-    HTTP file server — then ``ftps``, ``ftp``) that the charger lists in
-    SupportedFileTransferProtocols (``supported``, its configuration snapshot), else
-    ``http``. The answer is one of :data:`PROTOCOLS` (``http`` meaning the HTTP file
-    server, whichever its scheme).
-    """
-    if chosen:
-        return chosen
-    if station_default:
-        return station_default
-    if supported:
-        listed = {name.strip().lower() for name in supported.split(",")}
-        for protocol in offered:
-            if protocol in listed:
-                return "http" if protocol in ("http", "https") else protocol
-    return "http"
-
-
-def offered_protocols(settings: Settings) -> tuple[str, ...]:
-    """What GridLink's file server serves, most secure first (for :func:`transfer_protocol`)."""
-    return (urlsplit(public_base_url(settings)).scheme,
-            *sorted(settings.ftp_schemes, reverse=True))
-
-
 def ftp_upload_refusal(document: dict[str, Any] | None, now: datetime) -> Refusal | None:
     """Why an FTP login with this upload token is refused; None: it may upload (the token
     names its station: no path to compare with)."""
@@ -273,13 +187,6 @@ def ftp_upload_refusal(document: dict[str, Any] | None, now: datetime) -> Refusa
 def ftp_download_refusal(document: dict[str, Any] | None, now: datetime) -> Refusal | None:
     """Why an FTP login with this download token is refused (the image is named later)."""
     return download_refusal(document, document["firmware"] if document else "", now)
-
-
-def parse_file_id(text: str) -> ObjectId:
-    """A diagnostics file id as printed by ``gridlink diagnostics list``; ValueError if not."""
-    if not ObjectId.is_valid(text):
-        raise ValueError(f"not a file id: {text!r}")
-    return ObjectId(text)
 
 
 # --- request checks -----------------------------------------------------------------------
@@ -362,23 +269,9 @@ def get_log_problem(payload: dict[str, Any], station: str) -> str | None:
     return upload_location_problem(log["remoteLocation"], "log.remoteLocation", station)
 
 
-def _retry_window(payload: dict[str, Any]) -> timedelta:
-    window = payload.get("retries", 0) * payload.get("retryInterval", 0)
-    return timedelta(seconds=min(window, MAX_RETRY_WINDOW.total_seconds()))
-
-
 def token_expiry(payload: dict[str, Any], now: datetime) -> datetime:
     """How long an upload location stays valid: a day, plus the retries the charger may use."""
     return now + UPLOAD_TOKEN_TTL + _retry_window(payload)
-
-
-def download_expiry(payload: dict[str, Any], retrieve: datetime, now: datetime,
-                    window: timedelta) -> datetime:
-    """How long a download URL stays valid: from the retrieve date (now, if that is past) for
-    ``window`` (GRIDLINK_FILES_DOWNLOAD_WINDOW_S), plus the retries the request allows.
-    ``payload`` holds ``retries`` and ``retryInterval`` (UpdateFirmware's or
-    SignedUpdateFirmware's)."""
-    return max(retrieve, now) + window + _retry_window(payload)
 
 
 # --- the firmware location of UpdateFirmware and SignedUpdateFirmware ---------------------

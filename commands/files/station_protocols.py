@@ -15,11 +15,15 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from commands import station_configuration
+from services.file_transfers import (
+    STATION_PROTOCOLS,
+    SUPPORTED_PROTOCOLS_KEY,
+    station_protocol_facts,
+)
 from services.ocpp16 import utcnow
 
-COLLECTION = "file_transfer_protocols"
-KEY = "SupportedFileTransferProtocols"
+COLLECTION = STATION_PROTOCOLS
+KEY = SUPPORTED_PROTOCOLS_KEY
 
 Db = AsyncDatabase[dict[str, Any]]
 
@@ -40,7 +44,5 @@ async def set_default(db: Db, station: str, protocol: str | None) -> None:
                                     upsert=True)
 
 
-async def facts(db: Db, station: str) -> tuple[str | None, str | None]:
-    """(the operator's default, the charger's SupportedFileTransferProtocols)."""
-    snapshot = await station_configuration.read(db, station)
-    return await get(db, station), snapshot.value(KEY)
+#: (the operator's default, the charger's SupportedFileTransferProtocols).
+facts = station_protocol_facts

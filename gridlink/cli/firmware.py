@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from commands.files import download_tokens, repository, request_ids, rules, signatures
+from commands.files import download_tokens, repository, request_ids, rules
 from gridlink.cli.output import parse_time_option, print_rows, with_db
 from gridlink.cli.transfer_options import (
     check_retries,
@@ -41,6 +41,7 @@ from gridlink.cli.transfer_options import (
     retry_payload,
     send_accepted,
 )
+from services import firmware_signatures as signatures
 from services.errors import ConfigurationError, GridLinkError
 from services.ocpp16 import iso, utcnow
 from services.settings import Settings

@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from commands.files import signatures
+from services import firmware_signatures as signatures
 from services.ocpp16 import utcnow
 from tests.helpers import certificate, ec_key, pem, rsa_key
 
