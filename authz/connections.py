@@ -1,14 +1,12 @@
 """The gateways' ``connection`` facts (a charger's WebSocket opened or closed on a pod): the
 gateways may publish nothing but calls and takeovers (docs/security.md), so authz publishes
 them as events ``station.connected`` / ``station.disconnected``, with the pod and the
-session, once per session and state (a redelivered fact is the same event), and keep the
-station's ``connection`` record (what the HTTP API and the console show as connected)."""
+session, once per session and state (a redelivered fact is the same event)."""
 
 from __future__ import annotations
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from authz.repository import AuthzRepository
 from services import events
 from services.bus import decode_json
 from services.clock import iso
@@ -20,15 +18,11 @@ from services.runtime import ServiceRuntime
 class Connections:
     """The handler of ``connection`` on the calls exchange (authz's work queue)."""
 
-    def __init__(self, runtime: ServiceRuntime, repo: AuthzRepository) -> None:
+    def __init__(self, runtime: ServiceRuntime) -> None:
         self.runtime = runtime
-        self.repo = repo
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
         fact = decode_json(message, StationConnection)
-        await self.runtime.with_store(lambda: self.repo.record_connection(
-            fact.station, session=fact.session, state=fact.state, gateway=fact.gateway,
-            at=fact.at))
         key = events.STATION_CONNECTED if fact.state == "connected" \
             else events.STATION_DISCONNECTED
         body = {"station": fact.station, "session": fact.session, "gateway": fact.gateway,

@@ -97,23 +97,6 @@ class AuthzRepository:
             {"_id": station, "$or": [{"last_seen": {"$lt": now}}, {"last_seen": None}]},
             {"$set": {"last_seen": now}})]))
 
-    async def record_connection(self, station: str, *, session: str, state: str,
-                                gateway: str, at: datetime) -> None:
-        """The station's connection as its gateways last reported it (``connection``:
-        state, session, gateway, at), coalesced like ``last_seen``. A connect replaces an
-        older record; a disconnect closes only its own session, so the close of a session
-        another pod has taken over never marks the newer one offline. A redelivered fact
-        writes the same values."""
-        record = {"state": state, "session": session, "gateway": gateway, "at": at}
-        if state == "connected":
-            match: dict[str, Any] = {"_id": station, "$or": [
-                {"connection": None}, {"connection.at": {"$lte": at}}]}
-        else:
-            match = {"_id": station, "$or": [
-                {"connection": None}, {"connection.session": session}]}
-        raise_unexpected(await self.writes.write(stations.COLLECTION, [UpdateOne(
-            match, {"$set": {"connection": record}})]))
-
     async def id_tag_info(self, tag: str, now: datetime) -> dict[str, Any]:
         return await id_tags.id_tag_info(self.db, tag, now, self.reads)
 

@@ -23,7 +23,7 @@ def build(runtime: ServiceRuntime) -> Service:
     return Service(router=build_router(repo, settings),
                    routes=(Route("calls", ADMISSION_KEY, admission.handle, lane="rpc"),
                            Route("calls", SEEN_KEY, LastSeen(runtime, repo).handle),
-                           Route("calls", CONNECTION_KEY, Connections(runtime, repo).handle)),
+                           Route("calls", CONNECTION_KEY, Connections(runtime).handle)),
                    indexes=INDEXES, retention=(
                        Retention(DATA_TRANSFERS, "received_at",
                                  settings.retention_data_transfers_days),

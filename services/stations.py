@@ -2,8 +2,7 @@
 
 ``{_id: chargePointId, registration: Accepted|Pending|Rejected, security_profile: 0-3,
 password_hash, previous_password_hash, previous_valid_until, certificate_cn, next_profile,
-boot, last_boot, last_seen, connection: {state, session, gateway, at} (authz, from the
-gateways' connection facts), created_at}``.
+boot, last_boot, last_seen, created_at}``.
 
 Passwords (the AuthorizationKey of security profiles 1 and 2) are stored only as salted
 Argon2id hashes (OWASP's first choice: 19 MiB, 2 passes); PBKDF2 hashes of earlier releases

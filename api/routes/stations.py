@@ -1,14 +1,10 @@
 """``/stations``: the registry (admin writes), connectors with their latest status, whether
 the station is connected, its configuration snapshot, and its recent activity.
 
-"Connected" is what the stored state knows: the station's last ``connection`` record (kept
-by authz from the gateways' connection facts) says connected, and the station was heard from
-(the connection itself, boot, heartbeat, any call that moves ``last_seen``) within two
-heartbeat intervals (GRIDLINK_HEARTBEAT_INTERVAL_S) and a minute. So a closed connection
-shows offline as soon as authz has its fact, and a connection whose gateway pod died without
-a word shows offline once that window has passed. ``gateway`` is the pod that holds it.
-A station with no connection record yet (stored before GridLink kept one) is judged by
-``last_seen`` alone.
+"Connected" is what the stored state knows: the station was heard from (boot, heartbeat,
+any call that moves ``last_seen``) within two heartbeat intervals
+(GRIDLINK_HEARTBEAT_INTERVAL_S) and a minute. Which gateway pod holds it is not stored
+(the broker routes by station), so ``gateway`` is null.
 """
 
 from __future__ import annotations
@@ -85,17 +81,12 @@ class Activity(BaseModel):
 
 
 def _connected(ctx: ApiContext, document: dict[str, Any]) -> bool:
-    connection = document.get("connection")
-    if connection is not None and connection.get("state") != "connected":
+    seen = document.get("last_seen")
+    if seen is None:
         return False
-    heard = [moment for moment in (document.get("last_seen"),
-                                   (connection or {}).get("at")) if moment is not None]
-    if not heard:
-        return False
-    seen = max(moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
-               for moment in heard)
     window = 2 * ctx.settings.heartbeat_interval_s + CONNECTED_MARGIN_S
-    return bool(utcnow() - seen <= timedelta(seconds=window))
+    moment = seen if seen.tzinfo else seen.replace(tzinfo=utcnow().tzinfo)
+    return bool(utcnow() - moment <= timedelta(seconds=window))
 
 
 async def station_views(ctx: ApiContext, documents: list[dict[str, Any]]
@@ -117,8 +108,7 @@ def _view(ctx: ApiContext, document: dict[str, Any], connectors: list[dict[str, 
     return {
         "id": document["_id"], "registration": document.get("registration"),
         "securityProfile": stations.security_profile(document),
-        "connected": (connected := _connected(ctx, document)),
-        "gateway": (document.get("connection") or {}).get("gateway") if connected else None,
+        "connected": _connected(ctx, document), "gateway": None,
         "lastSeen": when(document.get("last_seen")), "lastBoot": when(document.get("last_boot")),
         "boot": plain(document.get("boot")) if document.get("boot") else None,
         "certificateCn": document.get("certificate_cn"),

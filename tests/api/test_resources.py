@@ -4,7 +4,6 @@ ETags, pagination, filters, activity."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -19,9 +18,8 @@ from tests.helpers import (
     new_tag,
     start_transaction,
     stop_transaction,
-    stored,
 )
-from tests.processes import Stack, wait_for
+from tests.processes import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -231,50 +229,3 @@ async def test_station_groups_are_edited_as_the_cli_does(stack: Stack,
     assert (await client.get(f"/api/v1/station-groups/{name}")).status_code == 404
     code, out, err = await stack.cli("groups", "list", "--json")
     assert code == 0 and other in out and name not in out, err
-
-
-async def _connection_shown(client: httpx.AsyncClient, station: str, connected: bool
-                            ) -> dict[str, Any]:
-    """The station as the API shows it, once its ``connected`` is ``connected`` (authz
-    records the gateways' connection facts asynchronously)."""
-    views: list[dict[str, Any]] = []
-
-    async def shown() -> bool:
-        views.append((await client.get(f"/api/v1/stations/{station}")).json())
-        return views[-1]["connected"] is connected
-
-    await wait_for(shown, timeout=20, what=f"{station} shown connected={connected}")
-    return views[-1]
-
-
-async def _session(stack: Stack, station: str) -> str:
-    return str((await stored(stack, "stations", station))["connection"]["session"])
-
-
-async def test_connected_follows_the_connection_and_a_takeover_keeps_the_newer_session(
-        stack: Stack, client: httpx.AsyncClient) -> None:
-    station = new_id("APICONN")
-    await add_station(stack, station)
-    async with Charger.connect(stack.gateway_url, station) as first:
-        await first.boot()
-        shown = await _connection_shown(client, station, True)
-        assert shown["gateway"]
-        old = await _session(stack, station)
-        async with Charger.connect(stack.gateway_url, station) as second:
-            await second.boot()  # answered: the second session holds the station
-            await first.ws.wait_closed()  # the takeover closed the first
-            await wait_for(lambda: _different(stack, station, old), timeout=20,
-                           what="the second session recorded")
-            # The first session's close reached authz after the second's connect: it must
-            # not mark the station offline.
-            now = (await stored(stack, "stations", station))["connection"]
-            assert now["state"] == "connected" and now["session"] != old
-            assert (await client.get(f"/api/v1/stations/{station}")).json()["connected"]
-    # The second session closed: offline at once, not after the heartbeat window.
-    offline = await _connection_shown(client, station, False)
-    assert offline["gateway"] is None
-    assert (await stored(stack, "stations", station))["connection"]["state"] == "disconnected"
-
-
-async def _different(stack: Stack, station: str, session: str) -> bool:
-    return await _session(stack, station) != session
