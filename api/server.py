@@ -35,6 +35,7 @@ from services.retention import ensure_retention
 from services.settings import Settings, effective_mongo_url
 from services.shutdown import install_signal_handlers
 from services.store import Store, write_concern
+from services.supervision import supervised
 
 log = logging.getLogger("gridlink.api")
 HEALTH_INTERVAL_S = 5.0
@@ -74,18 +75,7 @@ async def _watch_store(ctx: ApiContext) -> None:
 
 
 def _supervised(job: Job, ctx: ApiContext) -> asyncio.Task[None]:
-    async def run() -> None:
-        while True:
-            try:
-                await job(ctx)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("background job failed; restarting it")
-                await asyncio.sleep(1)
-
-    return asyncio.create_task(run())
+    return supervised(lambda: job(ctx))
 
 
 def listen(settings: Settings) -> socket.socket:

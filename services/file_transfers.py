@@ -23,7 +23,7 @@ from gridfs import AsyncGridFSBucket
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services import counters
-from services.clock import utcnow
+from services.clock import iso, utcnow
 from services.command_records import FIRMWARE_BUCKET
 from services.configuration_snapshots import read as read_snapshot
 from services.settings import Settings
@@ -170,6 +170,18 @@ def download_expiry(payload: dict[str, Any], retrieve: datetime, now: datetime,
 
 
 # --- what a transfer is given -------------------------------------------------------------
+
+
+def signed_update_firmware(*, location: str, retrieve: datetime, install: datetime | None,
+                           metadata: dict[str, Any], request_id: int | None,
+                           retries: dict[str, int]) -> dict[str, Any]:
+    """The SignedUpdateFirmware payload for a stored, signed image (its ``metadata``)."""
+    firmware = {"location": location, "retrieveDateTime": iso(retrieve),
+                "signingCertificate": metadata["signing_certificate"],
+                "signature": metadata["signature"]}
+    if install is not None:
+        firmware["installDateTime"] = iso(install)
+    return {"requestId": request_id, "firmware": firmware, **retries}
 
 
 async def station_protocol_facts(db: Db, station: str) -> tuple[str | None, str | None]:

@@ -46,6 +46,7 @@ from services.router import Event, Router
 from services.settings import Settings, effective_mongo_url
 from services.shutdown import InFlight, drain, install_signal_handlers
 from services.store import IndexSpec, Store, write_concern
+from services.supervision import supervised
 from services.topology import ExchangeRole, Lane, Subscription, Topology, call_key, topic_matches
 
 log = logging.getLogger("gridlink.runtime")
@@ -224,19 +225,7 @@ class ServiceRuntime:
 
     def spawn(self, job: Job) -> None:
         """Run a background job until shutdown; if it crashes, log it and start it again."""
-
-        async def supervised() -> None:
-            while True:
-                try:
-                    await job(self)
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("background job failed; restarting it")
-                    await asyncio.sleep(1)
-
-        self._tasks.append(asyncio.create_task(supervised()))
+        self._tasks.append(supervised(lambda: job(self)))
 
     async def start(self) -> list[tuple[Any, str]]:
         """Connect, build the service, declare and consume its queues; the consumers."""

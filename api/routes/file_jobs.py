@@ -173,13 +173,9 @@ async def firmware_update(station: StationId, body: FirmwareUpdate, response: Re
         payload = {"location": location, "retrieveDate": iso(retrieve), **retries}
         return await _send(ctx, caller, response, station, "UpdateFirmware", payload, body,
                            wait_s, timeout_s, idempotency_key)
-    metadata = image.get("metadata") or {}
-    firmware = {"location": location, "retrieveDateTime": iso(retrieve),
-                "signingCertificate": metadata["signing_certificate"],
-                "signature": metadata["signature"]}
-    if install is not None:
-        firmware["installDateTime"] = iso(install)
-    payload = {"requestId": request_id, "firmware": firmware, **retries}
+    payload = files.signed_update_firmware(
+        location=location, retrieve=retrieve, install=install,
+        metadata=image.get("metadata") or {}, request_id=request_id, retries=retries)
     return await _send(ctx, caller, response, station, "SignedUpdateFirmware", payload, body,
                        wait_s, timeout_s, idempotency_key)
 

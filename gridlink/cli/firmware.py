@@ -41,6 +41,7 @@ from gridlink.cli.transfer_options import (
     retry_payload,
     send_accepted,
 )
+from services import file_transfers
 from services import firmware_signatures as signatures
 from services.errors import ConfigurationError, GridLinkError
 from services.ocpp16 import iso, utcnow
@@ -183,13 +184,10 @@ async def _firmware_update(settings: Settings, args: argparse.Namespace) -> int:
                           "retrieveDate": payload["retrieveDate"], "status": result.status},
                          indent=2))
         return 0
-    metadata = image.get("metadata") or {}
-    firmware = {"location": location, "retrieveDateTime": iso(retrieve),
-                "signingCertificate": metadata["signing_certificate"],
-                "signature": metadata["signature"]}
-    if install is not None:
-        firmware["installDateTime"] = iso(install)
-    payload = {"requestId": request_id, "firmware": firmware, **retries}
+    payload = file_transfers.signed_update_firmware(
+        location=location, retrieve=retrieve, install=install,
+        metadata=image.get("metadata") or {}, request_id=request_id, retries=retries)
+    firmware = payload["firmware"]
     result = await send_accepted(settings, args, "SignedUpdateFirmware", payload, command_id)
     print(json.dumps({"commandId": command_id, "requestId": request_id, "location": location,
                       "retrieveDateTime": firmware["retrieveDateTime"],
