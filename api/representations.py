@@ -65,6 +65,15 @@ def not_modified(request: Request, response: Response, representation: Any) -> b
     return header is not None and _matches(header, etag)
 
 
+def conditional_get(request: Request, response: Response, representation: Any,
+                    body: Any) -> Any:
+    """``body`` with the ETag of ``representation``, or an empty 304 when If-None-Match
+    matches it."""
+    if not_modified(request, response, representation):
+        return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
+    return body
+
+
 def check_if_match(request: Request, representation: Any | None) -> None:
     """412 unless If-Match (when given) matches the current representation (None: the
     resource does not exist, and only no If-Match at all is fine)."""

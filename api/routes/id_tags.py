@@ -13,7 +13,7 @@ from api.auth import Admin, Reader
 from api.context import ApiContext, Context, Pages
 from api.pagination import Page, page
 from api.problems import Problem, responses
-from api.representations import check_if_match, not_modified, when
+from api.representations import check_if_match, conditional_get, not_modified, when
 from services import id_tags
 from services.clock import utcnow
 
@@ -76,9 +76,7 @@ async def list_tags(request: Request, ctx: Context, paging: Pages, caller: Reade
 async def get_tag(tag: TagId, request: Request, response: Response, ctx: Context,
                   caller: Reader) -> Any:
     found = await _existing(ctx, tag)
-    if not_modified(request, response, _etag_only(found)):
-        return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
-    return found
+    return conditional_get(request, response, _etag_only(found), found)
 
 
 async def _write(ctx: ApiContext, tag: str, *, status: str, expiry: datetime | None,

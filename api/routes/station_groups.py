@@ -13,7 +13,7 @@ from api.auth import Admin, Reader
 from api.context import ApiContext, Context, Pages
 from api.pagination import Page, page
 from api.problems import Problem, responses
-from api.representations import check_if_match, not_modified, plain
+from api.representations import check_if_match, conditional_get, not_modified, plain
 from services import station_groups
 from services.errors import ConfigurationError, GridLinkError
 
@@ -86,9 +86,7 @@ async def list_groups(request: Request, ctx: Context, paging: Pages, caller: Rea
 async def get_group(name: GroupName, request: Request, response: Response, ctx: Context,
                     caller: Reader) -> Any:
     found = await _existing(ctx, name)
-    if not_modified(request, response, found):
-        return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
-    return found
+    return conditional_get(request, response, found, found)
 
 
 @router.put("/{name}", response_model=Group,

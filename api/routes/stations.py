@@ -19,7 +19,7 @@ from api.auth import Admin, Reader
 from api.context import ApiContext, Context, Pages
 from api.pagination import Page, page
 from api.problems import Problem, responses
-from api.representations import check_if_match, not_modified, plain, when
+from api.representations import check_if_match, conditional_get, not_modified, plain, when
 from services import configuration_snapshots, station_ids, stations
 from services.clock import utcnow
 from services.command_records import COMMANDS
@@ -166,9 +166,7 @@ async def get_station(station: StationId, request: Request, response: Response, 
                       caller: Reader) -> Any:
     """One station, with its configuration snapshot (from GetConfiguration) if known."""
     found = await existing(ctx, station)
-    if not_modified(request, response, editable(found)):
-        return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
-    return found
+    return conditional_get(request, response, editable(found), found)
 
 
 @router.put("/{station}", response_model=StationWritten, status_code=200,

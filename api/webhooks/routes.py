@@ -20,7 +20,7 @@ from api.context import ApiContext, Context, Pages
 from api.pagination import Page, page
 from api.parts import ApiPart
 from api.problems import Problem, responses
-from api.representations import check_if_match, not_modified
+from api.representations import check_if_match, conditional_get, not_modified
 from api.webhooks import rules
 from api.webhooks.repository import DELIVERIES, INDEXES, WebhookRepository
 from api.webhooks.secret_box import SecretBox
@@ -165,9 +165,7 @@ def build_router(operations: Any) -> APIRouter:
     async def get_subscription(subscription: SubscriptionId, request: Request,
                                response: Response, ctx: Context, caller: Reader) -> Any:
         view = subscription_view(await existing(ctx, subscription))
-        if not_modified(request, response, view):
-            return Response(status_code=304, headers={"ETag": response.headers["ETag"]})
-        return view
+        return conditional_get(request, response, view, view)
 
     @router.patch("/{subscription}", response_model=SubscriptionWithSecret,
                   responses=responses(401, 403, 404, 412, 422))
