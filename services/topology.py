@@ -13,7 +13,7 @@ Every name starts with the namespace (``GRIDLINK_NAMESPACE``, default ``gridlink
     services ──rk "health.*", "station.*", "transaction.*", "command.*", "security.*"──>
         {ns}.events (topic) ──the events a service listens to──> its queue
                             ──"health.*"──> each {ns}.gateway.<pod>
-                            ──the public events──> {ns}.webhooks (quorum; API processes)
+                            ──the public events subscribed to──> {ns}.webhooks (quorum; API)
     rejected / over-delivered messages ──> {ns}.dead-letter (fanout) ──> {ns}.dead-letter
 
 Charger answers to CSMS calls travel on ``{ns}.calls`` with routing key ``outcome.<Action>``;
@@ -173,11 +173,11 @@ class Topology:
                                         tuple(dict.fromkeys(rpc)))
 
     def webhooks_queue(self) -> ServiceQueue:
-        """``{ns}.webhooks``: the public events (:data:`services.events.PUBLIC_EVENTS`),
-        durable, for the webhook worker of the API processes (``api/webhooks``)."""
-        work, _ = self.service_queues(
-            WEBHOOKS, (Subscription("events", key) for key in PUBLIC_EVENTS))
-        return work
+        """``{ns}.webhooks``, durable, for the webhook worker of the API processes
+        (``api/webhooks``), declared without bindings: the worker binds it to the public
+        events (:data:`services.events.PUBLIC_EVENTS`) that active subscriptions want
+        (``api/webhooks/bindings.py``)."""
+        return ServiceQueue(self.work_queue_name(WEBHOOKS), ())
 
     def webhooks_grant(self) -> Grant:
         """What the webhook worker needs on the broker, beside what its process does:

@@ -90,6 +90,11 @@ class WebhookRepository:
     async def subscription(self, subscription_id: str) -> Document | None:
         return await self.subscriptions.find_one({"_id": subscription_id})
 
+    async def wanted_patterns(self) -> list[str]:
+        """Every pattern some active subscription has (what ``{ns}.webhooks`` is bound to:
+        :mod:`api.webhooks.bindings`)."""
+        return [str(p) for p in await self.subscriptions.distinct("events", {"active": True})]
+
     async def subscribers(self, event: str) -> list[Document]:
         """The active subscriptions whose patterns name ``event``: itself, its family's
         ``family.*`` or ``*`` (the patterns :func:`api.webhooks.rules.check_patterns`

@@ -8,8 +8,9 @@ replays and pings; and the API part that runs the delivery worker (docs/webhooks
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -35,10 +36,13 @@ from api.webhooks.subscriptions import (
 )
 from api.webhooks.worker import WebhookWorker
 from services.bus import Bus
+from services.errors import GridLinkError
 from services.retention import Retention
 from services.settings import Settings
 
 log = logging.getLogger("gridlink.api.webhooks")
+
+WORKER_WAIT_S = 10.0  # how long a subscription write waits for a starting worker
 
 SubscriptionId = Annotated[str, Path(pattern=r"^wh_[0-9a-f]{24}$")]
 DeliveryId = Annotated[str, Path(pattern=r"^dlv_[0-9a-f]{24}$")]
@@ -86,10 +90,27 @@ class _Running:
     """This process's delivery worker, once the job started it (routes wake it)."""
 
     worker: WebhookWorker | None = None
+    started: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wake(self) -> None:
         if self.worker is not None:
             self.worker.wake.set()
+
+    async def bind(self, events: list[str]) -> None:
+        """The events bound to ``{ns}.webhooks``, or a 503 (nothing stored) while this
+        process's worker is not connected to the broker."""
+        try:
+            with contextlib.suppress(TimeoutError):  # a process that is starting
+                await asyncio.wait_for(self.started.wait(), WORKER_WAIT_S)
+            if self.worker is None:
+                raise GridLinkError("the webhook worker is not running")
+            await self.worker.want(events)
+        except Exception as exc:
+            log.warning("webhook events not bound: subscription not stored",
+                        extra={"error": repr(exc)[:200]})
+            raise Problem(503, "the broker is unreachable, so the subscription's events "
+                          "could not be routed to it; nothing was stored, retry later",
+                          headers={"Retry-After": "5"}) from None
 
 
 def part(settings: Settings) -> ApiPart:
@@ -98,7 +119,8 @@ def part(settings: Settings) -> ApiPart:
     running = _Running()
 
     def operations(ctx: ApiContext) -> Subscriptions:
-        return Subscriptions(WebhookRepository(ctx.db), box, ctx.settings, wake=running.wake)
+        return Subscriptions(WebhookRepository(ctx.db), box, ctx.settings, wake=running.wake,
+                             bind=running.bind)
 
     async def deliver(ctx: ApiContext) -> None:
         bus = Bus(ctx.settings.amqp_url, ctx.topology, component="api",
@@ -108,8 +130,10 @@ def part(settings: Settings) -> ApiPart:
         try:
             await worker.start()
             running.worker = worker
+            running.started.set()
             await asyncio.Event().wait()  # until the API stops (cancelled)
         finally:
+            running.started.clear()
             running.worker = None
             await asyncio.shield(_close(worker, bus))
 
@@ -140,7 +164,7 @@ def build_router(operations: Any) -> APIRouter:
             raise Problem(404, f"no webhook subscription {subscription!r}") from None
 
     @router.post("", status_code=201, response_model=SubscriptionWithSecret,
-                 responses=responses(401, 403, 422))
+                 responses=responses(401, 403, 422, 503))
     async def create(body: SubscriptionCreate, response: Response, ctx: Context,
                      caller: Admin) -> Any:
         """Subscribe a URL to events; the answer holds the signing ``secret``, the only
@@ -168,7 +192,7 @@ def build_router(operations: Any) -> APIRouter:
         return conditional_get(request, response, view, view)
 
     @router.patch("/{subscription}", response_model=SubscriptionWithSecret,
-                  responses=responses(401, 403, 404, 412, 422))
+                  responses=responses(401, 403, 404, 412, 422, 503))
     async def update(subscription: SubscriptionId, body: SubscriptionUpdate,
                      request: Request, response: Response, ctx: Context,
                      caller: Admin) -> Any:

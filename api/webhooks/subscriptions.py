@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -93,12 +93,20 @@ class Subscriptions:
 
     def __init__(self, repo: WebhookRepository, box: SecretBox, settings: WebhookSettings,
                  *, wake: Callable[[], None] = lambda: None,
+                 bind: Callable[[list[str]], Awaitable[None]] | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.repo = repo
         self.box = box
         self.allow_private = settings.webhook_allow_private_urls
         self.wake = wake  # tells this process's delivery worker that something is due
+        self.bind = bind  # binds {ns}.webhooks to events (api.webhooks.bindings); None: not
         self.clock = clock
+
+    async def _bound(self, events: list[str]) -> None:
+        """The events bound to ``{ns}.webhooks`` (before a subscription wanting them is
+        stored, and again after: api/webhooks/bindings.py)."""
+        if self.bind is not None:
+            await self.bind(events)
 
     async def check_url(self, url: str) -> str:
         """``url`` if it may be called now; InvalidSubscription (field ``url``) if not."""
@@ -127,7 +135,11 @@ class Subscriptions:
                     "active": request.active, "description": request.description,
                     "secret": self.box.seal(secret), "created_at": now, "updated_at": now,
                     "version": 1}
+        if request.active:
+            await self._bound(events)
         await self.repo.create_subscription(document)
+        if request.active:
+            await self._bound(events)
         log.info("webhook subscription created", extra={"subscription": document["_id"],
                                                         "events": events})
         return subscription_view(document), secret
@@ -154,11 +166,17 @@ class Subscriptions:
         secret = rules.new_secret() if request.rotateSecret else None
         if secret is not None:
             changes["secret"] = self.box.seal(secret)
+        events = changes.get("events", current["events"])
+        active = changes.get("active", current["active"])
+        if active:
+            await self._bound(events)
         document = await self.repo.update_subscription(
             subscription_id, changes, self.clock(),
             version=current["version"] if version is None else version)
         if document is None:
             raise Conflict(subscription_id)
+        if active:
+            await self._bound(events)
         return subscription_view(document), secret
 
     async def delete(self, subscription_id: str) -> None:

@@ -1,5 +1,7 @@
 """The webhook worker of an API process: events in from ``{ns}.webhooks``, deliveries out.
 
+- **Bindings** (:mod:`api.webhooks.bindings`): the queue gets only the events some active
+  subscription wants, checked every ``RECONCILE_S``; with no subscription, no event is queued.
 - **Intake** (:meth:`WebhookWorker.on_event`): an event from the durable queue becomes one
   delivery document per active subscription that wants it (unique per subscription and
   event id, so an event the broker delivers twice adds nothing), written with the client's
@@ -34,6 +36,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from api.webhooks import rules
+from api.webhooks.bindings import RECONCILE_S, EventBindings
 from api.webhooks.repository import (
     DELIVERED,
     FAILED,
@@ -87,17 +90,23 @@ class WebhookWorker:
         self._attempts: set[asyncio.Task[None]] = set()
         self._consumer: tuple[Any, str] | None = None
         self._loop: asyncio.Task[None] | None = None
+        self._reconciling: asyncio.Task[None] | None = None
+        self.bindings: EventBindings | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Make sure of the indexes (the key's uniqueness is what dedupes), declare and
-        consume ``{ns}.webhooks``, start the delivery loop."""
+        """Make sure of the indexes (the key's uniqueness is what dedupes), declare
+        ``{ns}.webhooks``, bind it to what the subscriptions want, consume it, start the
+        delivery loop and the reconciliation of the bindings."""
         await self.repo.ensure_indexes()
         spec = self.bus.topology.webhooks_queue()
         queue = await self.bus.declare_queue(spec)
+        self.bindings = EventBindings(queue, self.bus.topology.events, self.repo)
+        await self.bindings.reconcile()
         self._consumer = (queue, await self.bus.consume(queue, self.on_event))
         self._loop = asyncio.create_task(self.run_deliveries())
+        self._reconciling = asyncio.create_task(self.reconcile_bindings())
         log.info("webhook worker started", extra={"queue": spec.name})
 
     async def stop(self) -> None:
@@ -113,12 +122,31 @@ class WebhookWorker:
         await drain(stop_taking=stop_taking, in_flight=self.in_flight,
                     grace_s=self.settings.shutdown_grace_s, what="webhook attempts",
                     logger=log)
-        for task in [self._loop, *self._attempts]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in [self._loop, *self._attempts] if t),
-                             return_exceptions=True)
+        tasks = [t for t in [self._loop, self._reconciling, *self._attempts] if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.sender.close()
+
+    async def want(self, patterns: list[str]) -> None:
+        """Bind the queue to the events ``patterns`` name (before and after a subscription
+        that wants them is stored)."""
+        if self.bindings is None:
+            raise GridLinkError("the webhook worker has not started")
+        await self.bindings.want(patterns)
+
+    async def reconcile_bindings(self) -> None:
+        """Every ``RECONCILE_S``: bindings back to what the active subscriptions want."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), RECONCILE_S)
+            if self.stopping.is_set() or self.bindings is None:
+                return
+            try:
+                await self.bindings.reconcile()
+            except Exception as exc:  # MongoDB or the broker away: the next round retries
+                log.warning("webhook bindings not reconciled: retried later",
+                            extra={"error": repr(exc)[:200]})
 
     # --- intake ---------------------------------------------------------------------------
 

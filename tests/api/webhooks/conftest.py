@@ -141,8 +141,8 @@ async def webhooks(stack: Stack) -> AsyncIterator[Webhooks]:
     worker = WebhookWorker(settings, db, bus, box)
     await worker.start()
     repo = WebhookRepository(db)
-    hooks = Webhooks(worker, Subscriptions(repo, box, settings, wake=worker.wake.set), repo,
-                     box, bus, settings)
+    hooks = Webhooks(worker, Subscriptions(repo, box, settings, wake=worker.wake.set,
+                                           bind=worker.want), repo, box, bus, settings)
     yield hooks
     await worker.stop()
     await bus.close()

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from api.webhooks import rules
+from api.webhooks.bindings import EventBindings
 from api.webhooks.repository import DELIVERED, WebhookRepository
 from api.webhooks.secret_box import SecretBox
 from api.webhooks.subscriptions import SubscriptionCreate, Subscriptions
@@ -49,14 +50,16 @@ async def test_a_killed_api_process_loses_no_delivery(stack: Stack, receiver: Re
     bus = Bus(settings.amqp_url, Topology(own_namespace), name="webhooks-kill",
               component="webhooks-test")
     await bus.connect(prefetch=1)  # declares the namespace's exchanges for the API
-    await bus.declare_queue(bus.topology.webhooks_queue())  # the event waits for the API
+    queue = await bus.declare_queue(bus.topology.webhooks_queue())  # events wait for the API
     try:
         api = stack.spawn("api", namespace=own_namespace, mongo_db=database,
                           api_port=free_port(), api_host="127.0.0.1",
                           webhook_lease_s=LEASE_S, webhook_timeout_s=TIMEOUT_S)
         await stack.wait_ready(api)
         box = SecretBox.from_settings(settings)
-        view, secret = await Subscriptions(WebhookRepository(db), box, settings).create(
+        bindings = EventBindings(queue, bus.topology.events, WebhookRepository(db))
+        view, secret = await Subscriptions(WebhookRepository(db), box, settings,
+                                           bind=bindings.want).create(
             SubscriptionCreate(url=receiver.url("/kill"), events=["station.booted"]))
         receiver.scripts["/kill"] = ["hang"]  # the API's attempt never gets an answer
         event = stamped("station.booted", {"station": "CP-KILL"}, "kill")
