@@ -32,6 +32,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from gateway import codec
+from gateway.backlog import Backlog
 from gateway.handshake import SUBPROTOCOL, station_id
 from gateway.registry import Attached, Registry
 from gateway.session import CallRate, Session
@@ -101,6 +102,7 @@ class ConnectionHandler:
     def __init__(self, settings: Settings, registry: Registry, bridge: Bridge, *,
                  spawn: Callable[[Coroutine[Any, Any, None]], None],
                  admitted: MutableMapping[ServerConnection, ConnectDecision] | None = None,
+                 backlog: Backlog | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.admitted = admitted if admitted is not None else {}  # by the handshake
@@ -110,6 +112,7 @@ class ConnectionHandler:
         self._timers: dict[str, asyncio.TimerHandle] = {}  # session id -> CSMS call deadline
         self._replied: dict[str, asyncio.Event] = {}  # session id -> "a reply came"
         self.publishing = InFlight()
+        self.backlog = backlog or Backlog()  # calls awaiting a service (gateway.backlog)
         self._clock = clock
 
     # --- one connection -------------------------------------------------------------------
@@ -211,9 +214,11 @@ class ConnectionHandler:
                            unique_id=event.unique_id, action=event.action,
                            payload=event.payload, received_at=received_at)
         with self.publishing.track():
+            self.backlog.call_sent(session.session_id, event.unique_id)
             try:
                 await self.bridge.publish_call(call)
             except Unroutable:
+                self.backlog.call_answered(session.session_id, event.unique_id)
                 # No service consumes this action (a release that does not handle it yet).
                 session.complete_call(event.unique_id, None)
                 await self._send_error(connection, event.unique_id, NotSupported(
@@ -221,6 +226,7 @@ class ConnectionHandler:
                     action=event.action)
             except BusUnavailable:
                 # Never answer an error the charger would count: let it resend later.
+                self.backlog.call_answered(session.session_id, event.unique_id)
                 session.complete_call(event.unique_id, None)
                 FRAMES.labels(event.action, "broker_unavailable").inc()
                 await connection.close(CLOSE_TRY_AGAIN_LATER,
@@ -301,6 +307,7 @@ class ConnectionHandler:
     async def _deliver_reply(self, session: Session, connection: ServerConnection,
                              reply: CallReply) -> None:
         pending = session.complete_call(reply.unique_id, reply.payload)
+        self.backlog.call_answered(session.session_id, reply.unique_id)
         replied = self._replied.get(session.session_id)
         if replied is not None:
             replied.set()  # a CALL held behind this one may go on
@@ -393,6 +400,7 @@ class ConnectionHandler:
     async def _end_session(self, session: Session) -> None:
         self._cancel_timer(session)
         self._replied.pop(session.session_id, None)
+        self.backlog.session_ended(session.session_id, list(session.pending))
         for outcome in session.close(utcnow()):
             CSMS_CALLS.labels(outcome.action, "closed").inc()
             await self._publish_outcome(outcome)

@@ -16,7 +16,8 @@ and authz admits what the connection shows — Basic credentials, TLS, a client 
 (verified by the TLS handshake, or by a trusted proxy that forwards it in a header; the
 header of anyone else is ignored). A refusal
 of credentials is 401 with ``WWW-Authenticate`` whatever the reason, a lockout 429 with
-``Retry-After``, no answer 503. A connection that meets a lower security profile than the
+``Retry-After``, no answer 503, a back end too far behind (:mod:`gateway.backlog`) 503 with
+``Retry-After``. A connection that meets a lower security profile than the
 station's live connection here is refused (409): a weaker login never replaces a stronger
 one. Every refusal is counted by reason and logged with the peer address.
 A client that does not offer ``ocpp1.6`` passes the handshake without a subprotocol and is
@@ -28,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import random
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
@@ -39,6 +41,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from gateway.backlog import Backlog
 from services import station_ids, tls
 from services.envelope import ConnectDecision, ConnectRequest, PeerCertificate
 from services.errors import BusUnavailable
@@ -50,6 +53,7 @@ log = logging.getLogger("gridlink.gateway.handshake")
 SUBPROTOCOL = Subprotocol("ocpp1.6")
 OCPP_PATH = "/ocpp/"
 WWW_AUTHENTICATE = 'Basic realm="GridLink", charset="UTF-8"'
+OVERLOAD_RETRY_AFTER_S = (2, 10)  # spread, so refused chargers do not come back together
 
 
 def station_id(path: str, max_length: int) -> str | None:
@@ -145,8 +149,10 @@ class Handshake:
     def __init__(self, settings: Settings, *, readiness: Callable[[], tuple[bool, str]],
                  draining: Callable[[], bool],
                  ask_connect: Callable[[ConnectRequest, float], Awaitable[ConnectDecision]],
-                 live_profile: Callable[[str], int | None] = lambda station: None) -> None:
+                 live_profile: Callable[[str], int | None] = lambda station: None,
+                 backlog: Backlog | None = None) -> None:
         self.settings = settings
+        self.backlog = backlog or Backlog()
         self._readiness = readiness
         self._draining = draining
         self._ask_connect = ask_connect
@@ -192,14 +198,22 @@ class Handshake:
             log.warning("forwarded client certificate refused",
                         extra={"station": station, "peer": peer, "error": str(exc)})
             return self._unauthorized(connection, "certificate_rejected", station, peer)
+        if self.backlog.size() >= self.settings.gateway_max_backlog:
+            response = refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "overloaded",
+                              "busy, try again later", station=station, peer=peer)
+            response.headers["Retry-After"] = str(random.randint(*OVERLOAD_RETRY_AFTER_S))
+            return response
         admission = ConnectRequest(
             station=station, peer=peer, tls=over_tls, certificate=certificate,
             password=basic_password(authorizations[0] if authorizations else None, station))
+        self.backlog.admitting += 1
         try:
             decision = await self._ask_connect(admission, self.settings.connect_timeout_s)
         except BusUnavailable:
             return refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "backend_unavailable",
                           "try again later", station=station, peer=peer)
+        finally:
+            self.backlog.admitting -= 1
         if not decision.accept:
             return self._refused(connection, decision, station, peer)
         live = self._live_profile(station)

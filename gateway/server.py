@@ -20,6 +20,7 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from gateway.backlog import Backlog
 from gateway.bridge import GatewayBridge
 from gateway.connection import CLOSE_SERVICE_RESTART, CLOSE_TRY_AGAIN_LATER, ConnectionHandler
 from gateway.handshake import SUBPROTOCOL, Handshake, select_subprotocol
@@ -27,7 +28,7 @@ from gateway.registry import Registry
 from services.bus import Bus
 from services.envelope import StationMessage
 from services.http_probe import ProbeServer
-from services.metrics import READY, TLS_HANDSHAKE_FAILURES
+from services.metrics import BACKLOG, READY, TLS_HANDSHAKE_FAILURES
 from services.settings import Settings
 from services.shutdown import drain, install_signal_handlers
 from services.tls import ReloadingContext
@@ -53,13 +54,16 @@ class Gateway:
             on_backend_change=self._on_backend_change,
         )
         self.registry = Registry()
+        backlog = Backlog()
+        BACKLOG.set_function(backlog.size)
         self.handshake = Handshake(settings, readiness=self.readiness,
                                    draining=lambda: self.draining,
                                    ask_connect=self.bridge.ask_connect,
-                                   live_profile=self.registry.profile)
+                                   live_profile=self.registry.profile, backlog=backlog)
         self.connections = ConnectionHandler(settings, self.registry, self.bridge,
                                              spawn=self._spawn,
-                                             admitted=self.handshake.admitted)
+                                             admitted=self.handshake.admitted,
+                                             backlog=backlog)
         self.tls: ReloadingContext | None = None  # wss:// when a certificate is configured
         self.draining = False
         self.server: Server | None = None

@@ -12,6 +12,9 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 # gateway
 CONNECTIONS = Gauge("gridlink_gateway_connections_open", "Open charger WebSocket connections.")
+BACKLOG = Gauge("gridlink_gateway_backlog",
+                "Charger calls awaiting a service's answer plus handshakes awaiting admission "
+                "(new connections are refused at GRIDLINK_GATEWAY_MAX_BACKLOG).")
 CONNECTIONS_TOTAL = Counter(
     "gridlink_gateway_connections_total", "Charger connections by outcome.", ["outcome"]
 )

@@ -92,6 +92,12 @@ class Settings(WebhookSettings):
         2.0, description="Handshakes arriving within this window are admitted by authz in "
         "one question (one message, one database read)."
     )
+    gateway_max_backlog: int = Field(
+        1000, ge=1, description="A gateway refuses new connections (503, Retry-After) while "
+        "this many charger calls wait for the services' answer and handshakes for authz's: a "
+        "reconnect storm is taken at the speed the back end answers, not queued until every "
+        "charger's BootNotification times out."
+    )
     bind_channels: int = Field(
         8, ge=1, description="AMQP channels a gateway uses for per-charger bindings in parallel."
     )

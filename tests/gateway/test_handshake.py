@@ -6,6 +6,7 @@ stand-in connection whose ``respond`` is websockets' own sans-I/O ``reject``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from http import HTTPStatus
 
@@ -310,6 +311,44 @@ async def test_a_weaker_login_does_not_replace_a_stronger_live_connection() -> N
     assert response is not None and response.status_code == 409
     stronger = Authz(ConnectDecision(accept=True, profile=2))
     assert await answer(handshake(stronger, live=2), "/ocpp/CP-1") is None
+
+
+async def test_a_backlog_at_its_bound_is_503_with_retry_after_and_authz_is_not_asked() -> None:
+    authz = Authz()
+    hs = handshake(authz, gateway_max_backlog=2)
+    hs.backlog.call_sent("session-a", "1")
+    assert await answer(hs, "/ocpp/CP-1") is None  # one call in flight: admitted
+    hs.backlog.call_sent("session-b", "7")
+    before = refused("overloaded")
+    response = await answer(hs, "/ocpp/CP-2")
+    assert response is not None and response.status_code == 503
+    assert 2 <= int(response.headers["Retry-After"]) <= 10
+    assert refused("overloaded") == before + 1
+    assert [asked.station for asked, _ in authz.asked] == ["CP-1"]
+    hs.backlog.call_answered("session-b", "7")
+    assert await answer(hs, "/ocpp/CP-2") is None  # answered: room again
+
+
+async def test_handshakes_waiting_for_authz_count_in_the_backlog() -> None:
+    release, asked = asyncio.Event(), asyncio.Event()
+    seen: list[int] = []
+
+    async def slow_authz(request: ConnectRequest, wait_s: float) -> ConnectDecision:
+        seen.append(hs.backlog.size())
+        asked.set()
+        await release.wait()
+        return ConnectDecision(accept=True)
+
+    configured = Settings(gateway_max_backlog=1)
+    hs = Handshake(configured, readiness=lambda: (True, "ready"), draining=lambda: False,
+                   ask_connect=slow_authz)
+    first = asyncio.ensure_future(answer(hs, "/ocpp/CP-1"))
+    await asked.wait()
+    second = await answer(hs, "/ocpp/CP-2")  # CP-1 is still being admitted
+    assert second is not None and second.status_code == 503
+    release.set()
+    assert await first is None
+    assert (seen, hs.backlog.size()) == ([1], 0)
 
 
 async def test_the_decision_waits_for_the_connection_handler() -> None:
