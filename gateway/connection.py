@@ -3,18 +3,17 @@
 :meth:`ConnectionHandler.handle` runs once per connection: it refuses a client without the
 ``ocpp1.6`` subprotocol (1002), registers the session (closing an older connection of the
 station here with 1000) and attaches the station on the broker (a pod holding an older one
-closes it), then feeds each frame through the codec and the session: a binary frame closes
-the connection (1003); charger calls are published through the bridge one at a time (a
-CALL sent before the previous one's reply waits for it; beyond the station's rate the next
-frame is read later), answers to CSMS calls end them. A Heartbeat answered at the edge
+closes it), then feeds each frame through the codec and the session: a binary frame closes the
+connection (1003); charger calls are published through the bridge one at a time (a CALL sent
+before the previous one's reply waits for it; beyond the station's rate the next frame is read
+later), answers to CSMS calls end them. A Heartbeat answered at the edge
 (GRIDLINK_EDGE_HEARTBEAT) publishes only a :class:`StationSeen` fact, no call. When the
 connection ends, unanswered CSMS calls end ``closed``.
 
-:meth:`ConnectionHandler.on_station_message` takes what the broker sends for a station:
-replies to charger calls, CSMS calls (sent one at a time, each with its timer) and
-takeovers by another pod (closed with 1000). While the broker is unreachable a connection
-is closed with 1013 (try again later) rather than answering an error the charger would
-count.
+:meth:`ConnectionHandler.on_station_message` takes what the broker sends for a station: replies
+to charger calls, CSMS calls (sent one at a time, each with its timer) and takeovers by another
+pod (closed with 1000). While the broker is unreachable a connection is closed with 1013 (try
+again later) rather than answering an error the charger would count.
 """
 
 from __future__ import annotations
@@ -76,17 +75,11 @@ class Bridge(Protocol):
     """What a connection needs of the broker side (:class:`gateway.bridge.GatewayBridge`)."""
 
     async def attach(self, station: str, session_id: str, profile: int = 0) -> None: ...
-
     async def take_over(self, station: str, session_id: str, profile: int) -> None: ...
-
     async def detach(self, station: str) -> None: ...
-
     async def publish_call(self, call: ChargerCall) -> None: ...
-
     async def publish_seen(self, seen: StationSeen) -> None: ...
-
     async def publish_outcome(self, outcome: CallOutcome) -> None: ...
-
     async def publish_connection(self, session: Session, state: str,
                                  code: int | None = None) -> None: ...
 
@@ -224,9 +217,8 @@ class ConnectionHandler:
                 await self._send_error(connection, event.unique_id, NotSupported(
                     f"{event.action} is not supported by this central system"),
                     action=event.action)
-            except BusUnavailable:
+            except BusUnavailable:  # (the session's end takes it off the backlog)
                 # Never answer an error the charger would count: let it resend later.
-                self.backlog.call_answered(session.session_id, event.unique_id)
                 session.complete_call(event.unique_id, None)
                 FRAMES.labels(event.action, "broker_unavailable").inc()
                 await connection.close(CLOSE_TRY_AGAIN_LATER,

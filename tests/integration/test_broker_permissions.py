@@ -292,7 +292,8 @@ async def test_the_api_user_runs_the_webhook_worker_on_the_public_events_only(
     worker = WebhookWorker(settings, stack.db(), bus, box)
     await worker.start()
     try:
-        view, _ = await Subscriptions(WebhookRepository(stack.db()), box, settings).create(
+        view, _ = await Subscriptions(WebhookRepository(stack.db()), box, settings,
+                                      bind=worker.want).create(
             SubscriptionCreate(url="http://127.0.0.1:9/", events=["station.connected"]))
         station = f"PERM-{uuid.uuid4().hex[:6]}"
         code, _, err = await stack.cli("stations", "add", station)
@@ -317,11 +318,18 @@ async def test_the_api_user_runs_the_webhook_worker_on_the_public_events_only(
     for queue in T.all_queues(components.SERVICES):
         await refused(url, consume(queue))
     await allowed(url, bind(webhooks, T.events, "transaction.updated"))
+    await allowed(url, unbind(webhooks, T.events, "transaction.updated"))  # reconciliation
 
 
 def bind(queue: str, exchange: str, key: str) -> Operation:
     async def run(channel: AbstractChannel) -> None:
         await (await channel.get_queue(queue, ensure=False)).bind(exchange, routing_key=key)
+    return run
+
+
+def unbind(queue: str, exchange: str, key: str) -> Operation:
+    async def run(channel: AbstractChannel) -> None:
+        await (await channel.get_queue(queue, ensure=False)).unbind(exchange, routing_key=key)
     return run
 
 
