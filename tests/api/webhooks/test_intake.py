@@ -1,6 +1,7 @@
 """The worker's intake over the in-memory bus and store: one delivery per subscription that
 wants an event, none for a redelivery, nothing for an event no one wants, and a malformed
-event rejected (dead-lettered by the broker), never dropped in silence."""
+event rejected (dead-lettered by the broker), never dropped in silence; and a subscription
+whose events cannot be bound is not stored."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from api.webhooks.repository import WebhookRepository
 from api.webhooks.secret_box import SecretBox
+from api.webhooks.subscriptions import SubscriptionCreate, Subscriptions
 from api.webhooks.worker import WebhookWorker
 from services.errors import Reject
 from services.events import stamped
@@ -50,3 +52,26 @@ async def test_intake_makes_one_delivery_per_wanting_subscription_once() -> None
         with pytest.raises(Reject):
             await worker.on_event(MemoryMessage(garbage, "ns.events", "station.booted"))
     await worker.sender.close()
+
+
+async def test_a_subscription_whose_events_cannot_be_bound_is_not_stored() -> None:
+    """The broker away when a subscription is created: the bind fails first, so nothing is
+    stored (the route answers 503); a bind that works runs before and after the insert."""
+    settings = memory_settings(webhook_dev_key=True, webhook_allow_private_urls=True)
+    store = memory_store()
+    repo = WebhookRepository(store.db)
+    calls: list[tuple[list[str], int]] = []
+
+    async def broken(events: list[str]) -> None:
+        raise ConnectionError("broker unreachable")
+
+    async def working(events: list[str]) -> None:
+        calls.append((events, await repo.subscriptions.count_documents({})))
+
+    box = SecretBox.from_settings(settings)
+    request = SubscriptionCreate(url="http://127.0.0.1:9/", events=["station.*"])
+    with pytest.raises(ConnectionError):
+        await Subscriptions(repo, box, settings, bind=broken).create(request)
+    assert await repo.subscriptions.count_documents({}) == 0
+    await Subscriptions(repo, box, settings, bind=working).create(request)
+    assert calls == [(["station.*"], 0), (["station.*"], 1)]  # before and after the insert
