@@ -102,11 +102,16 @@ class Subscriptions:
         self.bind = bind  # binds {ns}.webhooks to events (api.webhooks.bindings); None: not
         self.clock = clock
 
-    async def _bound(self, events: list[str]) -> None:
-        """The events bound to ``{ns}.webhooks`` (before a subscription wanting them is
-        stored, and again after: api/webhooks/bindings.py)."""
-        if self.bind is not None:
+    async def _stored(self, events: list[str], active: bool,
+                      write: Callable[[], Awaitable[Any]]) -> Any:
+        """``write()``'s result; for an active subscription its events are bound to
+        ``{ns}.webhooks`` before the write and again after (api/webhooks/bindings.py)."""
+        if active and self.bind is not None:
             await self.bind(events)
+        result = await write()
+        if active and self.bind is not None:
+            await self.bind(events)
+        return result
 
     async def check_url(self, url: str) -> str:
         """``url`` if it may be called now; InvalidSubscription (field ``url``) if not."""
@@ -135,11 +140,8 @@ class Subscriptions:
                     "active": request.active, "description": request.description,
                     "secret": self.box.seal(secret), "created_at": now, "updated_at": now,
                     "version": 1}
-        if request.active:
-            await self._bound(events)
-        await self.repo.create_subscription(document)
-        if request.active:
-            await self._bound(events)
+        await self._stored(events, request.active,
+                           lambda: self.repo.create_subscription(document))
         log.info("webhook subscription created", extra={"subscription": document["_id"],
                                                         "events": events})
         return subscription_view(document), secret
@@ -166,17 +168,13 @@ class Subscriptions:
         secret = rules.new_secret() if request.rotateSecret else None
         if secret is not None:
             changes["secret"] = self.box.seal(secret)
-        events = changes.get("events", current["events"])
-        active = changes.get("active", current["active"])
-        if active:
-            await self._bound(events)
-        document = await self.repo.update_subscription(
-            subscription_id, changes, self.clock(),
-            version=current["version"] if version is None else version)
+        document = await self._stored(
+            changes.get("events", current["events"]), changes.get("active", current["active"]),
+            lambda: self.repo.update_subscription(
+                subscription_id, changes, self.clock(),
+                version=current["version"] if version is None else version))
         if document is None:
             raise Conflict(subscription_id)
-        if active:
-            await self._bound(events)
         return subscription_view(document), secret
 
     async def delete(self, subscription_id: str) -> None:
